@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/sersyncd/sersyncd/internal/config"
+	"github.com/sersyncd/sersyncd/internal/daemon"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+// Exit codes, documented in --help.
+const (
+	exitOK      = 0 // clean stop
+	exitRuntime = 1 // runtime failure
+	exitUsage   = 2 // bad config or flags
+)
+
+const (
+	defaultConfig  = "./confxml.xml"
+	defaultDB      = "/var/lib/sersyncd/queue.db"
+	defaultLogFile = "/var/log/sersyncd.log"
+	defaultPidFile = "/run/sersyncd.pid"
+)
+
+const usageText = `sersyncd replicates a directory tree, in real time, to rsync daemons or ssh
+targets, reading sersync 2.5's confxml.xml unchanged.
+
+Usage:
+  sersyncd [-d] [-r] [-n N] [-o FILE] [--db FILE]   run the daemon
+  sersyncd check -o FILE                           validate the config and print the effective settings
+  sersyncd --version | --help
+
+Daemon flags:
+%s
+Exit codes:
+  0  clean stop (SIGTERM or SIGINT: running pushes finish, the rest stays queued)
+  1  runtime failure (queue file locked or unwritable, inotify limits, ...)
+  2  bad config or flags
+
+Signals: SIGTERM/SIGINT stop gracefully, a second one stops at once (the
+queue stays consistent); SIGHUP is logged and ignored.
+
+Example:
+  sersyncd -r -n 4 -o /etc/sersyncd/confxml.xml --db /var/lib/sersyncd/queue.db
+`
+
+type daemonFlags struct {
+	detach    bool
+	fullPush  bool
+	workers   int
+	config    string
+	db        string
+	logFile   string
+	pidFile   string
+	logFormat string
+	version   bool
+}
+
+func newDaemonFlagSet(f *daemonFlags, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("sersyncd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&f.detach, "d", false, "detach into the background (log to --log-file, pid in --pid-file)")
+	fs.BoolVar(&f.fullPush, "r", false, "push the whole tree to every target at start")
+	fs.IntVar(&f.workers, "n", 10, "rsync processes running at once, shared fairly by the targets")
+	fs.StringVar(&f.config, "o", defaultConfig, "the sersync `confxml.xml`")
+	fs.StringVar(&f.db, "db", "", "the queue `file` (default from <sersyncd db>, else "+defaultDB+")")
+	fs.StringVar(&f.logFile, "log-file", "", "log `file` with -d (default from <sersyncd logFile>, else "+defaultLogFile+")")
+	fs.StringVar(&f.pidFile, "pid-file", "", "pid `file` with -d (default from <sersyncd pidFile>, else "+defaultPidFile+")")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.BoolVar(&f.version, "version", false, "print the version and exit")
+	return fs
+}
+
+func usage(w io.Writer) {
+	var f daemonFlags
+	fs := newDaemonFlagSet(&f, w)
+	var b strings.Builder
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	fmt.Fprintf(w, usageText, b.String())
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "check":
+			return runCheck(args[1:], stdout, stderr)
+		case "help", "-h", "-help", "--help":
+			usage(stdout)
+			return exitOK
+		}
+	}
+	var f daemonFlags
+	fs := newDaemonFlagSet(&f, stderr)
+	fs.Usage = func() {}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "sersyncd: %v (see sersyncd --help)\n", err)
+		return exitUsage
+	}
+	if f.version {
+		fmt.Fprintf(stdout, "sersyncd %s\n", version)
+		return exitOK
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sersyncd: unexpected argument %q (see sersyncd --help)\n", fs.Arg(0))
+		return exitUsage
+	}
+	if f.workers < 1 {
+		fmt.Fprintf(stderr, "sersyncd: -n %d: the worker count must be at least 1\n", f.workers)
+		return exitUsage
+	}
+	if f.logFormat != "text" && f.logFormat != "json" {
+		fmt.Fprintf(stderr, "sersyncd: --log-format %q: must be text or json\n", f.logFormat)
+		return exitUsage
+	}
+	cfg, err := config.Load(f.config)
+	if err != nil {
+		fmt.Fprintf(stderr, "sersyncd: %v\n", err)
+		return exitUsage
+	}
+	f.db = firstNonEmpty(f.db, cfg.Daemon.DB, defaultDB)
+	f.logFile = firstNonEmpty(f.logFile, cfg.Daemon.LogFile, defaultLogFile)
+	f.pidFile = firstNonEmpty(f.pidFile, cfg.Daemon.PidFile, defaultPidFile)
+	if f.detach && os.Getenv(detachedEnv) == "" {
+		return detach(f, stderr)
+	}
+	return runDaemon(f, cfg, stderr)
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func newLogger(f daemonFlags, cfg *config.Config, out io.Writer) *logrus.Logger {
+	log := logrus.New()
+	log.SetOutput(out)
+	if f.logFormat == "json" {
+		log.SetFormatter(&logrus.JSONFormatter{})
+	} else {
+		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	}
+	if cfg.Debug {
+		log.SetLevel(logrus.DebugLevel)
+	}
+	return log
+}
+
+func runDaemon(f daemonFlags, cfg *config.Config, stderr io.Writer) int {
+	log := newLogger(f, cfg, stderr)
+	d, err := daemon.Start(daemon.Options{
+		Config:          cfg,
+		DBPath:          f.db,
+		Workers:         f.workers,
+		FullPushAtStart: f.fullPush,
+		Log:             log,
+	})
+	if err != nil {
+		log.Error(err)
+		return exitRuntime
+	}
+	// Written once every watch is set, so the parent of -d returns only
+	// when changes are being seen.
+	if os.Getenv(detachedEnv) != "" {
+		if err := writePidFile(f.pidFile); err != nil {
+			log.Error(err)
+			return exitRuntime
+		}
+		defer os.Remove(f.pidFile)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	go func() {
+		stopping := false
+		for sig := range sigs {
+			switch {
+			case sig == syscall.SIGHUP:
+				log.Warn("SIGHUP: reloading the config is not supported yet; restart sersyncd to apply changes")
+			case !stopping:
+				stopping = true
+				log.Infof("%s: stopping gracefully; send it again to stop at once", sig)
+				stop()
+			default:
+				log.Warnf("%s again: stopping at once", sig)
+				d.Kill()
+			}
+		}
+	}()
+	log.WithFields(logrus.Fields{"version": version, "workers": f.workers, "queue": f.db}).Info("sersyncd started")
+	if err := d.Run(ctx); err != nil {
+		log.Error(err)
+		return exitRuntime
+	}
+	log.Info("sersyncd stopped")
+	return exitOK
+}
+
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sersyncd check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("o", defaultConfig, "the sersync `confxml.xml`")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sersyncd check: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "sersyncd: %v\n", err)
+		return exitUsage
+	}
+	printSettings(stdout, cfg)
+	return exitOK
+}

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// detachedEnv marks the re-executed child of -d: Go cannot fork, so -d
+// starts the same binary again in a new session with its output in the log.
+const detachedEnv = "SERSYNCD_DETACHED"
+
+func detach(f daemonFlags, stderr io.Writer) int {
+	if err := os.MkdirAll(filepath.Dir(f.logFile), 0o755); err != nil {
+		fmt.Fprintf(stderr, "sersyncd: create log directory: %v\n", err)
+		return exitRuntime
+	}
+	logf, err := os.OpenFile(f.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		fmt.Fprintf(stderr, "sersyncd: open log file: %v\n", err)
+		return exitRuntime
+	}
+	defer logf.Close()
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "sersyncd: find own executable: %v\n", err)
+		return exitRuntime
+	}
+	os.Remove(f.pidFile)
+	cmd := exec.Command(self, os.Args[1:]...)
+	cmd.Env = append(os.Environ(), detachedEnv+"=1")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(stderr, "sersyncd: start background process: %v\n", err)
+		return exitRuntime
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	// Report a start-up failure here, where the operator is looking, rather
+	// than only in the log: the child writes its pid file once it runs.
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-exited:
+			fmt.Fprintf(stderr, "sersyncd: background process exited at start (%v); see %s\n", err, f.logFile)
+			return exitRuntime
+		case <-deadline:
+			fmt.Fprintf(stderr, "sersyncd: running in the background as pid %d (still starting); log: %s\n", cmd.Process.Pid, f.logFile)
+			return exitOK
+		case <-tick.C:
+			if b, err := os.ReadFile(f.pidFile); err == nil && len(b) > 0 {
+				fmt.Fprintf(stderr, "sersyncd: running in the background as pid %d; log: %s\n", cmd.Process.Pid, f.logFile)
+				return exitOK
+			}
+		}
+	}
+}
+
+func writePidFile(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("create pid directory: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return errors.Join(fmt.Errorf("write pid file: %w", err), os.Remove(tmp))
+	}
+	return nil
+}

@@ -1,0 +1,304 @@
+package pusher
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sersyncd/sersyncd/internal/config"
+	"github.com/sersyncd/sersyncd/internal/filter"
+)
+
+// Target is one backup destination.
+type Target interface {
+	// Name identifies the target in the queue, logs and metrics.
+	Name() string
+	// Push makes the listed paths (relative to the source root) on the
+	// target equal to the source: existing ones are copied, missing ones
+	// are deleted there.
+	Push(ctx context.Context, paths []string) error
+	// FullPush makes the whole tree on the target equal to the source.
+	FullPush(ctx context.Context) error
+}
+
+var _ Target = (*RsyncTarget)(nil)
+
+// RsyncTarget pushes with the rsync binary, to a daemon module or over ssh.
+type RsyncTarget struct {
+	Binary       string   // default "rsync"
+	Source       string   // the watched root
+	Dest         string   // "ip::module", "user@ip::module" or "ip:path"
+	Params       []string // the user's commonParams
+	Port         int      // daemon port, or ssh port when SSHCommand is set
+	PasswordFile string
+	Timeout      time.Duration // rsync --timeout: I/O silence that ends a push
+	SSHCommand   string        // non-empty: push over ssh with this -e command
+	Filter       *filter.Filter
+	// StderrTail bounds how much of rsync's stderr is kept with an error.
+	StderrTail int
+}
+
+// DefaultTimeout ends a push to a target that stopped answering when the
+// config sets no timeout: a push hanging forever would hold its records
+// and a worker forever, silently.
+var DefaultTimeout = 300 * time.Second
+
+// ConnectTimeout bounds the connection to an rsync daemon.
+var ConnectTimeout = 30 * time.Second
+
+// NewRsyncTargets builds one target per configured remote.
+func NewRsyncTargets(c *config.Config, flt *filter.Filter) []*RsyncTarget {
+	var ts []*RsyncTarget
+	for _, r := range c.Remotes {
+		t := &RsyncTarget{
+			Source:  c.LocalPath,
+			Dest:    c.Destination(r),
+			Params:  c.Rsync.CommonParams,
+			Port:    c.Rsync.Port,
+			Timeout: c.Rsync.Timeout,
+			Filter:  flt,
+		}
+		if c.Rsync.Auth.Enabled {
+			t.PasswordFile = c.Rsync.Auth.PasswordFile
+		}
+		if c.Rsync.SSH.Enabled {
+			t.SSHCommand = c.Rsync.SSH.Command
+			if t.SSHCommand == "" {
+				t.SSHCommand = "ssh"
+			}
+			if t.Port != 0 {
+				t.SSHCommand += " -p " + strconv.Itoa(t.Port)
+			}
+		}
+		ts = append(ts, t)
+	}
+	return ts
+}
+
+// Name is the destination, which is what an operator recognises.
+func (t *RsyncTarget) Name() string { return t.Dest }
+
+func (t *RsyncTarget) binary() string {
+	if t.Binary == "" {
+		return "rsync"
+	}
+	return t.Binary
+}
+
+// commonArgs are the options every push uses, after the user's own.
+func (t *RsyncTarget) commonArgs() []string {
+	args := append([]string{}, t.Params...)
+	// Links are pushed as links, never followed, whatever the params say.
+	args = append(args, "--links")
+	timeout := t.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	args = append(args, "--timeout="+strconv.Itoa(int(timeout.Seconds())))
+	if t.SSHCommand != "" {
+		args = append(args, "--rsh="+t.SSHCommand)
+	} else {
+		args = append(args,
+			"--contimeout="+strconv.Itoa(int(ConnectTimeout.Seconds())),
+			// Without it every call pays Nagle and delayed-ACK waits.
+			"--sockopts=TCP_NODELAY")
+		if t.Port != 0 {
+			args = append(args, "--port="+strconv.Itoa(t.Port))
+		}
+	}
+	if t.PasswordFile != "" {
+		args = append(args, "--password-file="+t.PasswordFile)
+	}
+	return args
+}
+
+// PushArgs is the argv (without the binary) of a push of listed paths; the
+// paths themselves go NUL-separated on stdin, so no name is ever parsed as
+// an option or by a shell.
+func (t *RsyncTarget) PushArgs() []string {
+	args := t.commonArgs()
+	args = append(args,
+		// The listed paths are known to have changed: rsync's quick check
+		// would skip a same-size rewrite within the same second.
+		"--ignore-times",
+		"--relative", "--from0", "--files-from=-",
+		"--delete-missing-args", "--force",
+		"--", t.Source+"/", t.Dest+"/")
+	return args
+}
+
+// FullPushArgs is the argv of a push of the whole tree; the paths the filter
+// excludes go NUL-separated on stdin as anchored exclude rules.
+func (t *RsyncTarget) FullPushArgs() []string {
+	args := t.commonArgs()
+	args = append(args,
+		"--recursive", "--delete", "--force",
+		"--from0", "--exclude-from=-",
+		"--", t.Source+"/", t.Dest+"/")
+	return args
+}
+
+// Push runs one rsync for all paths.
+func (t *RsyncTarget) Push(ctx context.Context, paths []string) error {
+	var stdin bytes.Buffer
+	for _, p := range paths {
+		stdin.WriteString(p)
+		stdin.WriteByte(0)
+	}
+	return t.run(ctx, t.PushArgs(), &stdin)
+}
+
+// FullPush runs one recursive rsync with --delete. The regular expressions
+// of the filter cannot be written as rsync patterns, so the tree is walked
+// and every excluded path is sent as an exact, anchored exclude.
+func (t *RsyncTarget) FullPush(ctx context.Context) error {
+	var stdin bytes.Buffer
+	if !t.Filter.Empty() {
+		err := filepath.WalkDir(t.Source, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return nil // vanished or unreadable: rsync reports it itself
+			}
+			if p == t.Source {
+				return nil
+			}
+			rel := p[len(t.Source)+1:]
+			if t.Filter.Excluded(rel) {
+				stdin.WriteString("/" + escapePattern(rel))
+				stdin.WriteByte(0)
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+			}
+			return ctx.Err()
+		})
+		if err != nil {
+			return fmt.Errorf("walk %s: %w", t.Source, err)
+		}
+	}
+	return t.run(ctx, t.FullPushArgs(), &stdin)
+}
+
+// escapePattern makes rsync match rel literally: a rule with wildcards
+// treats a backslash as an escape, one without does not, so escape only then.
+func escapePattern(rel string) string {
+	if !strings.ContainsAny(rel, "*?[") {
+		return rel
+	}
+	var b strings.Builder
+	for _, r := range []byte(rel) {
+		switch r {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(r)
+	}
+	return b.String()
+}
+
+func (t *RsyncTarget) run(ctx context.Context, args []string, stdin *bytes.Buffer) error {
+	cmd := exec.CommandContext(ctx, t.binary(), args...)
+	cmd.Stdin = stdin
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Kill rsync's whole process group (ssh included) when the push is cancelled.
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	if err == nil {
+		return nil
+	}
+	tail := t.StderrTail
+	if tail <= 0 {
+		tail = 2048
+	}
+	msg := stderr.Bytes()
+	if len(msg) > tail {
+		msg = msg[len(msg)-tail:]
+	}
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) && exitErr.ExitCode() >= 0 {
+		code := exitErr.ExitCode()
+		if code == 24 {
+			// Source files vanished during the push: each vanishing is an
+			// event of its own and is pushed (as a deletion) after this.
+			return nil
+		}
+		return &ExitError{Code: code, Stderr: strings.TrimSpace(string(msg))}
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("run rsync: %w", ctx.Err())
+	}
+	return fmt.Errorf("run rsync: %w", err)
+}
+
+// ExitError is a push that rsync ended with a non-zero exit code.
+type ExitError struct {
+	Code   int
+	Stderr string // the tail of rsync's stderr
+}
+
+func (e *ExitError) Error() string {
+	s := fmt.Sprintf("rsync exit %d (%s)", e.Code, ExitMeaning(e.Code))
+	if line := lastLine(e.Stderr); line != "" {
+		s += ": " + line
+	}
+	return s
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	lines := strings.Split(s, "\n")
+	// rsync ends with a summary line ("rsync error: ... (code N) at ..."):
+	// the line before it usually says what actually went wrong.
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := strings.TrimSpace(lines[i])
+		if l != "" && !strings.HasPrefix(l, "rsync error:") {
+			return l
+		}
+	}
+	if len(lines) > 0 {
+		return strings.TrimSpace(lines[len(lines)-1])
+	}
+	return ""
+}
+
+// ExitMeaning names rsync's exit codes as its manual does.
+func ExitMeaning(code int) string {
+	if m, ok := exitMeanings[code]; ok {
+		return m
+	}
+	return "unknown rsync exit code"
+}
+
+var exitMeanings = map[int]string{
+	0:   "success",
+	1:   "syntax or usage error",
+	2:   "protocol incompatibility",
+	3:   "errors selecting input/output files, dirs",
+	4:   "requested action not supported",
+	5:   "error starting client-server protocol",
+	6:   "daemon unable to append to log-file",
+	10:  "error in socket I/O",
+	11:  "error in file I/O",
+	12:  "error in rsync protocol data stream",
+	13:  "errors with program diagnostics",
+	14:  "error in IPC code",
+	20:  "received SIGUSR1 or SIGINT",
+	21:  "some error returned by waitpid()",
+	22:  "error allocating core memory buffers",
+	23:  "partial transfer due to error",
+	24:  "partial transfer due to vanished source files",
+	25:  "the --max-delete limit stopped deletions",
+	30:  "timeout in data send/receive",
+	35:  "timeout waiting for daemon connection",
+	255: "ssh connection failed or remote command error",
+}

@@ -1,0 +1,519 @@
+// Package queue is sersyncd's durable change queue: one pending record per
+// (target, path), kept in a bbolt file until that target has confirmed it.
+//
+// A record carries a generation that grows with every change of its path, so
+// a path that changes while its push runs is pushed again instead of being
+// acknowledged by a push that may have read the old content.
+package queue
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// FullSync is the path of the record that asks for a push of the whole tree.
+// It conflicts with every other path, so it is claimed alone.
+const FullSync = "."
+
+var (
+	metaBucket   = []byte("meta")
+	targetsKey   = []byte("targets")
+	stateKey     = []byte("state")
+	pathsBucket  = []byte("paths")
+	orderBucket  = []byte("order")
+	stateRunning = []byte("running")
+	stateClean   = []byte("clean")
+)
+
+// ErrLocked is returned by Open when another process holds the queue file.
+var ErrLocked = errors.New("queue file is locked by another process (is sersyncd already running?)")
+
+// OpenTimeout bounds the wait for bbolt's file lock.
+var OpenTimeout = 2 * time.Second
+
+// Item is one claimed record: the path and the generation that was claimed.
+type Item struct {
+	Path string
+	Seq  uint64
+	Gen  uint64
+}
+
+// Record is what the queue keeps per (target, path).
+type Record struct {
+	Seq       uint64    `json:"seq"`
+	Gen       uint64    `json:"gen"`
+	Queued    time.Time `json:"queued"`
+	Attempts  int       `json:"attempts,omitempty"`
+	FirstFail time.Time `json:"first_fail,omitzero"`
+	LastFail  time.Time `json:"last_fail,omitzero"`
+	ExitCode  int       `json:"exit_code,omitempty"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// Failure describes why a push failed; it is stored on every record of the batch.
+type Failure struct {
+	ExitCode int
+	Error    string
+}
+
+// Queue is safe for concurrent use.
+type Queue struct {
+	db *bolt.DB
+
+	mu       sync.Mutex
+	targets  map[string]*targetState
+	unclean  bool
+	closed   bool
+	closeErr error
+}
+
+type targetState struct {
+	inflight  map[string]uint64 // path -> claimed generation
+	ancestors map[string]int    // directory -> in-flight paths below it
+	pending   int
+	notify    chan struct{}
+}
+
+// Open opens (creating it and its parent directories) the queue file and
+// makes sure every target has its buckets. Unclean reports whether the
+// previous process stopped without Close: changes it had seen but not yet
+// committed are lost, so the caller should push the whole tree.
+func Open(path string, targets []string) (*Queue, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create queue directory: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: OpenTimeout})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open queue %s: %w", path, ErrLocked)
+		}
+		return nil, fmt.Errorf("open queue %s: %w", path, err)
+	}
+	q := &Queue{db: db, targets: map[string]*targetState{}}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(metaBucket)
+		if err != nil {
+			return err
+		}
+		if s := meta.Get(stateKey); s != nil && string(s) != string(stateClean) {
+			q.unclean = true
+		}
+		if err := meta.Put(stateKey, stateRunning); err != nil {
+			return err
+		}
+		for _, name := range targets {
+			b, err := tx.CreateBucketIfNotExists(targetBucketName(name))
+			if err != nil {
+				return err
+			}
+			paths, err := b.CreateBucketIfNotExists(pathsBucket)
+			if err != nil {
+				return err
+			}
+			if _, err := b.CreateBucketIfNotExists(orderBucket); err != nil {
+				return err
+			}
+			q.targets[name] = &targetState{
+				inflight:  map[string]uint64{},
+				ancestors: map[string]int{},
+				pending:   paths.Stats().KeyN,
+				notify:    make(chan struct{}, 1),
+			}
+		}
+		names, _ := json.Marshal(targets)
+		return meta.Put(targetsKey, names)
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("initialise queue %s: %w", path, err)
+	}
+	return q, nil
+}
+
+func targetBucketName(target string) []byte { return []byte("t:" + target) }
+
+// Unclean reports whether the previous run ended without a clean Close.
+func (q *Queue) Unclean() bool { return q.unclean }
+
+// Path returns the queue file's path.
+func (q *Queue) Path() string { return q.db.Path() }
+
+// Targets returns the configured target names.
+func (q *Queue) Targets() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	names := make([]string, 0, len(q.targets))
+	for n := range q.targets {
+		names = append(names, n)
+	}
+	return names
+}
+
+// Close marks the queue as cleanly closed and closes the file.
+func (q *Queue) Close() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return q.closeErr
+	}
+	q.closed = true
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(metaBucket).Put(stateKey, stateClean)
+	})
+	if cerr := q.db.Close(); err == nil {
+		err = cerr
+	}
+	q.closeErr = err
+	return err
+}
+
+// Notify returns a channel that receives a value whenever records are added
+// for target.
+func (q *Queue) Notify(target string) <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.targets[target].notify
+}
+
+// Add records that paths changed, for every target, in one transaction.
+func (q *Queue) Add(paths []string) error {
+	return q.add(nil, paths)
+}
+
+// AddTarget records that paths changed, for one target only.
+func (q *Queue) AddTarget(target string, paths []string) error {
+	if _, ok := q.targets[target]; !ok {
+		return fmt.Errorf("add to queue: unknown target %q", target)
+	}
+	return q.add([]string{target}, paths)
+}
+
+func (q *Queue) add(only []string, paths []string) error {
+	if len(paths) == 0 {
+		return nil
+	}
+	now := time.Now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	targets := only
+	if targets == nil {
+		for name := range q.targets {
+			targets = append(targets, name)
+		}
+	}
+	added := map[string]int{}
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range targets {
+			tb := tx.Bucket(targetBucketName(name))
+			pb, ob := tb.Bucket(pathsBucket), tb.Bucket(orderBucket)
+			for _, p := range paths {
+				key := []byte(p)
+				var rec Record
+				if v := pb.Get(key); v != nil {
+					if err := json.Unmarshal(v, &rec); err != nil {
+						return fmt.Errorf("decode record %q: %w", p, err)
+					}
+					rec.Gen++
+				} else {
+					seq, err := tb.NextSequence()
+					if err != nil {
+						return err
+					}
+					rec = Record{Seq: seq, Gen: 1, Queued: now}
+					if err := ob.Put(seqKey(seq), key); err != nil {
+						return err
+					}
+					added[name]++
+				}
+				v, err := json.Marshal(&rec)
+				if err != nil {
+					return err
+				}
+				if err := pb.Put(key, v); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("add %d paths to queue: %w", len(paths), err)
+	}
+	for _, name := range targets {
+		ts := q.targets[name]
+		ts.pending += added[name]
+		select {
+		case ts.notify <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+func seqKey(seq uint64) []byte {
+	k := make([]byte, 8)
+	binary.BigEndian.PutUint64(k, seq)
+	return k
+}
+
+// Claim takes up to max ready records of target, oldest first, skipping any
+// whose path is in flight or is an ancestor or descendant of a path in
+// flight: two concurrent rsyncs must never touch the same subtree, or a
+// deletion of a directory could race with the re-creation of a file in it.
+// A pending full sync is claimed alone, once nothing else is in flight.
+func (q *Queue) Claim(target string, max int) ([]Item, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return nil, errors.New("claim from queue: queue is closed")
+	}
+	ts, ok := q.targets[target]
+	if !ok {
+		return nil, fmt.Errorf("claim from queue: unknown target %q", target)
+	}
+	if _, busy := ts.inflight[FullSync]; busy {
+		return nil, nil
+	}
+	var items []Item
+	err := q.db.View(func(tx *bolt.Tx) error {
+		tb := tx.Bucket(targetBucketName(target))
+		pb, ob := tb.Bucket(pathsBucket), tb.Bucket(orderBucket)
+		if v := pb.Get([]byte(FullSync)); v != nil {
+			if len(ts.inflight) > 0 {
+				return nil
+			}
+			var rec Record
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("decode record %q: %w", FullSync, err)
+			}
+			items = append(items, Item{Path: FullSync, Seq: rec.Seq, Gen: rec.Gen})
+			return nil
+		}
+		batch := map[string]bool{}
+		c := ob.Cursor()
+		for k, v := c.First(); k != nil && len(items) < max; k, v = c.Next() {
+			p := string(v)
+			if ts.conflicts(p) || batch[p] {
+				continue
+			}
+			raw := pb.Get(v)
+			if raw == nil {
+				continue // order entry without a record: cleaned up by Ack
+			}
+			var rec Record
+			if err := json.Unmarshal(raw, &rec); err != nil {
+				return fmt.Errorf("decode record %q: %w", p, err)
+			}
+			batch[p] = true
+			items = append(items, Item{Path: p, Seq: rec.Seq, Gen: rec.Gen})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim from queue: %w", err)
+	}
+	for _, it := range items {
+		ts.take(it)
+	}
+	return items, nil
+}
+
+func (ts *targetState) conflicts(p string) bool {
+	if _, ok := ts.inflight[p]; ok {
+		return true
+	}
+	if ts.ancestors[p] > 0 {
+		return true
+	}
+	for dir := parentDir(p); dir != ""; dir = parentDir(dir) {
+		if _, ok := ts.inflight[dir]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (ts *targetState) take(it Item) {
+	ts.inflight[it.Path] = it.Gen
+	for dir := parentDir(it.Path); dir != ""; dir = parentDir(dir) {
+		ts.ancestors[dir]++
+	}
+}
+
+func (ts *targetState) release(p string) {
+	if _, ok := ts.inflight[p]; !ok {
+		return
+	}
+	delete(ts.inflight, p)
+	for dir := parentDir(p); dir != ""; dir = parentDir(dir) {
+		if ts.ancestors[dir]--; ts.ancestors[dir] <= 0 {
+			delete(ts.ancestors, dir)
+		}
+	}
+}
+
+func parentDir(p string) string {
+	i := strings.LastIndexByte(p, '/')
+	if i <= 0 {
+		return ""
+	}
+	return p[:i]
+}
+
+// Ack removes the records a push confirmed, except those whose path changed
+// again since they were claimed: those stay to be pushed once more.
+func (q *Queue) Ack(target string, items []Item) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	ts := q.targets[target]
+	defer func() {
+		for _, it := range items {
+			ts.release(it.Path)
+		}
+	}()
+	removed := 0
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		tb := tx.Bucket(targetBucketName(target))
+		pb, ob := tb.Bucket(pathsBucket), tb.Bucket(orderBucket)
+		for _, it := range items {
+			key := []byte(it.Path)
+			v := pb.Get(key)
+			if v == nil {
+				continue
+			}
+			var rec Record
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("decode record %q: %w", it.Path, err)
+			}
+			if rec.Gen != it.Gen {
+				continue
+			}
+			if err := pb.Delete(key); err != nil {
+				return err
+			}
+			if err := ob.Delete(seqKey(rec.Seq)); err != nil {
+				return err
+			}
+			removed++
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("ack %d paths for %s: %w", len(items), target, err)
+	}
+	ts.pending -= removed
+	if removed < len(items) {
+		// Some paths changed during the push; wake the pusher for them.
+		select {
+		case ts.notify <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// Fail keeps the records of a failed push with the reason and one more attempt.
+func (q *Queue) Fail(target string, items []Item, f Failure) error {
+	now := time.Now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	ts := q.targets[target]
+	defer func() {
+		for _, it := range items {
+			ts.release(it.Path)
+		}
+	}()
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		pb := tx.Bucket(targetBucketName(target)).Bucket(pathsBucket)
+		for _, it := range items {
+			key := []byte(it.Path)
+			v := pb.Get(key)
+			if v == nil {
+				continue
+			}
+			var rec Record
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("decode record %q: %w", it.Path, err)
+			}
+			rec.Attempts++
+			if rec.FirstFail.IsZero() {
+				rec.FirstFail = now
+			}
+			rec.LastFail = now
+			rec.ExitCode = f.ExitCode
+			rec.Error = f.Error
+			nv, err := json.Marshal(&rec)
+			if err != nil {
+				return err
+			}
+			if err := pb.Put(key, nv); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record failure of %d paths for %s: %w", len(items), target, err)
+	}
+	return nil
+}
+
+// Release returns claimed items to the queue untouched, as after a push that
+// was cancelled before it could finish.
+func (q *Queue) Release(target string, items []Item) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	ts := q.targets[target]
+	for _, it := range items {
+		ts.release(it.Path)
+	}
+}
+
+// Pending returns how many records target has, in flight included.
+func (q *Queue) Pending(target string) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if ts, ok := q.targets[target]; ok {
+		return ts.pending
+	}
+	return 0
+}
+
+// Records calls fn for every record of target in queue order, stopping early
+// when fn returns false. Values are copies, safe to keep.
+func (q *Queue) Records(target string, fn func(path string, rec Record) bool) error {
+	return q.db.View(func(tx *bolt.Tx) error {
+		tb := tx.Bucket(targetBucketName(target))
+		if tb == nil {
+			return fmt.Errorf("read queue: unknown target %q", target)
+		}
+		pb, ob := tb.Bucket(pathsBucket), tb.Bucket(orderBucket)
+		c := ob.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			raw := pb.Get(v)
+			if raw == nil {
+				continue
+			}
+			var rec Record
+			if err := json.Unmarshal(raw, &rec); err != nil {
+				return fmt.Errorf("decode record %q: %w", v, err)
+			}
+			if !fn(string(v), rec) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// AddFullSync asks for a push of the whole tree to every target.
+func (q *Queue) AddFullSync() error { return q.Add([]string{FullSync}) }
