@@ -103,8 +103,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	var f daemonFlags
-	fs := newDaemonFlagSet(&f, stderr)
-	fs.Usage = func() {}
+	// The flag package's own message would be a second line; ours names the fix.
+	fs := newDaemonFlagSet(&f, io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(stdout)
@@ -219,12 +219,14 @@ func runDaemon(f daemonFlags, cfg *config.Config, stderr io.Writer) int {
 
 func runCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sersyncd check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
 	path := fs.String("o", defaultConfig, "the sersync `confxml.xml`")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
 			return exitOK
 		}
+		fmt.Fprintf(stderr, "sersyncd check: %v (see sersyncd --help)\n", err)
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
