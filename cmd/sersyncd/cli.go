@@ -40,14 +40,21 @@ targets, reading sersync 2.5's confxml.xml unchanged.
 Usage:
   sersyncd [-d] [-r] [-n N] [-o FILE] [--db FILE]   run the daemon
   sersyncd check -o FILE                           validate the config and print the effective settings
+  sersyncd retry -o FILE [--db FILE] [--target T]  push the failure records now; exit 1 if some still fail
+  sersyncd status -o FILE [--db FILE] [--json]     pending and failed paths, lag, last success and error per target
   sersyncd --version | --help
 
 Daemon flags:
 %s
 Exit codes:
-  0  clean stop (SIGTERM or SIGINT: running pushes finish, the rest stays queued)
-  1  runtime failure (queue file locked or unwritable, inotify limits, ...)
+  0  clean stop (SIGTERM or SIGINT: running pushes finish, the rest stays queued);
+     retry: nothing still fails
+  1  runtime failure (queue file locked or unwritable, inotify limits, ...);
+     retry: some paths still fail
   2  bad config or flags
+
+retry and status ask the running daemon over the control socket beside the
+queue file (FILE.sock, mode 0600); when none runs they open the queue file.
 
 Signals: SIGTERM/SIGINT stop gracefully, a second one stops at once (the
 queue stays consistent); SIGHUP is logged and ignored.
@@ -97,6 +104,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		switch args[0] {
 		case "check":
 			return runCheck(args[1:], stdout, stderr)
+		case "retry":
+			return runRetry(args[1:], stdout, stderr)
+		case "status":
+			return runStatus(args[1:], stdout, stderr)
 		case "help", "-h", "-help", "--help":
 			usage(stdout)
 			return exitOK

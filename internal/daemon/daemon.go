@@ -5,15 +5,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/sersyncd/sersyncd/internal/config"
+	"github.com/sersyncd/sersyncd/internal/control"
 	"github.com/sersyncd/sersyncd/internal/filter"
 	"github.com/sersyncd/sersyncd/internal/pusher"
 	"github.com/sersyncd/sersyncd/internal/queue"
+	"github.com/sersyncd/sersyncd/internal/retry"
 	"github.com/sersyncd/sersyncd/internal/watch"
 )
 
@@ -30,11 +33,14 @@ type Options struct {
 
 // Daemon is a running sersyncd.
 type Daemon struct {
-	opt     Options
-	log     *logrus.Logger
-	queue   *queue.Queue
-	watcher *watch.Watcher
-	pool    *pusher.Pool
+	opt      Options
+	log      *logrus.Logger
+	queue    *queue.Queue
+	watcher  *watch.Watcher
+	pool     *pusher.Pool
+	failLog  *retry.FailLog
+	schedule *retry.Schedule
+	control  *control.Server
 
 	killOnce sync.Once
 	killed   chan struct{}
@@ -51,18 +57,9 @@ func Start(opt Options) (*Daemon, error) {
 	for _, w := range c.Warnings {
 		log.Warn(w)
 	}
-	var flt *filter.Filter
-	if c.Filter.Enabled {
-		var err error
-		if flt, err = filter.New(c.Filter.Excludes); err != nil {
-			return nil, fmt.Errorf("build filter: %w", err)
-		}
-	}
-	rsyncTargets := pusher.NewRsyncTargets(c, flt)
-	targets := make([]pusher.Target, len(rsyncTargets))
-	names := make([]string, len(rsyncTargets))
-	for i, t := range rsyncTargets {
-		targets[i], names[i] = t, t.Name()
+	flt, targets, names, err := buildTargets(c)
+	if err != nil {
+		return nil, err
 	}
 	q, err := queue.Open(opt.DBPath, names)
 	if err != nil {
@@ -100,14 +97,156 @@ func Start(opt Options) (*Daemon, error) {
 			return nil, err
 		}
 	}
-	pool := pusher.New(q, targets, pusher.Options{
-		Workers:    opt.Workers,
+	d := &Daemon{opt: opt, log: log, queue: q, watcher: w, killed: make(chan struct{})}
+	var observers pusher.Observers
+	if c.FailLog.Path != "" {
+		d.failLog = retry.OpenFailLog(c.FailLog.Path)
+		observers = append(observers, d.failLog)
+	}
+	d.pool = newPool(c, q, targets, opt.Workers, observers, log)
+	if d.schedule, err = retry.NewSchedule(c, d.pool, log); err != nil {
+		d.closeAll()
+		return nil, err
+	}
+	// The queue's lock is held: no other daemon can own this socket.
+	if d.control, err = control.Listen(control.SocketPath(opt.DBPath), d, log); err != nil {
+		d.closeAll()
+		return nil, err
+	}
+	return d, nil
+}
+
+func buildTargets(c *config.Config) (*filter.Filter, []pusher.Target, []string, error) {
+	var flt *filter.Filter
+	if c.Filter.Enabled {
+		var err error
+		if flt, err = filter.New(c.Filter.Excludes); err != nil {
+			return nil, nil, nil, fmt.Errorf("build filter: %w", err)
+		}
+	}
+	rsyncTargets := pusher.NewRsyncTargets(c, flt)
+	targets := make([]pusher.Target, len(rsyncTargets))
+	names := make([]string, len(rsyncTargets))
+	for i, t := range rsyncTargets {
+		targets[i], names[i] = t, t.Name()
+	}
+	return flt, targets, names, nil
+}
+
+func newPool(c *config.Config, q *queue.Queue, targets []pusher.Target, workers int, obs pusher.Observers, log logrus.FieldLogger) *pusher.Pool {
+	var observer pusher.Observer
+	if len(obs) > 0 {
+		observer = obs
+	}
+	return pusher.New(q, targets, pusher.Options{
+		Workers:    workers,
 		BatchMax:   c.Daemon.BatchMax,
 		BackoffMax: c.Daemon.BackoffMax,
 		Log:        log,
+		Observer:   observer,
 	})
-	return &Daemon{opt: opt, log: log, queue: q, watcher: w, pool: pool, killed: make(chan struct{})}, nil
 }
+
+func (d *Daemon) closeAll() {
+	if d.control != nil {
+		d.control.Close()
+	}
+	if d.failLog != nil {
+		d.failLog.Close()
+	}
+	d.queue.Close()
+}
+
+// Status reports the queue and the targets' health.
+func (d *Daemon) Status() (*control.Status, error) {
+	st, err := status(d.queue, d.pool, d.opt.DBPath)
+	if err != nil {
+		return nil, err
+	}
+	st.Running = true
+	st.PID = os.Getpid()
+	st.WatchedDirs = d.watcher.Dirs()
+	st.Overflows = d.watcher.Overflows()
+	return st, nil
+}
+
+// Replay pushes the failure records now (`sersyncd retry`).
+func (d *Daemon) Replay(ctx context.Context, target string) ([]pusher.ReplayResult, error) {
+	return d.pool.Replay(ctx, target)
+}
+
+var _ control.Handler = (*Daemon)(nil)
+
+func status(q *queue.Queue, pool *pusher.Pool, db string) (*control.Status, error) {
+	st := &control.Status{Queue: db}
+	now := time.Now()
+	for _, ps := range pool.Status() {
+		qs, err := q.Stats(ps.Name)
+		if err != nil {
+			return nil, err
+		}
+		ts := control.TargetStatus{
+			Name: ps.Name, Pending: qs.Pending, Failed: qs.Failed, OldestPending: qs.OldestQueued,
+			LastSuccess: ps.LastSuccess, LastError: ps.LastError,
+			ConsecutiveFailures: ps.ConsecutiveFailures, RetryAt: ps.RetryAt,
+		}
+		if !qs.OldestQueued.IsZero() {
+			ts.LagSeconds = now.Sub(qs.OldestQueued).Seconds()
+		}
+		if ts.LastError == "" && qs.Failed > 0 {
+			// Offline, or nothing tried since the start: the records
+			// still say why they failed.
+			_ = q.Records(ps.Name, func(_ string, rec queue.Record) bool {
+				if rec.Failed() {
+					ts.LastError = rec.Error
+					return false
+				}
+				return true
+			})
+		}
+		st.Targets = append(st.Targets, ts)
+	}
+	return st, nil
+}
+
+// Tool is the queue and the targets, opened by `sersyncd retry` and
+// `sersyncd status` while no daemon runs.
+type Tool struct {
+	queue *queue.Queue
+	pool  *pusher.Pool
+	db    string
+}
+
+// OpenTool opens the queue without taking the daemon's place: the marker
+// of an unclean stop stays for the daemon's next start.
+func OpenTool(c *config.Config, db string, log logrus.FieldLogger) (*Tool, error) {
+	_, targets, names, err := buildTargets(c)
+	if err != nil {
+		return nil, err
+	}
+	q, err := queue.OpenTool(db, names)
+	if err != nil {
+		return nil, err
+	}
+	var obs pusher.Observers
+	if c.FailLog.Path != "" {
+		obs = append(obs, retry.OpenFailLog(c.FailLog.Path))
+	}
+	return &Tool{queue: q, pool: newPool(c, q, targets, 1, obs, log), db: db}, nil
+}
+
+// Status reports the queue's records.
+func (t *Tool) Status() (*control.Status, error) { return status(t.queue, t.pool, t.db) }
+
+// Replay pushes the failure records now.
+func (t *Tool) Replay(ctx context.Context, target string) ([]pusher.ReplayResult, error) {
+	return t.pool.Replay(ctx, target)
+}
+
+// Close closes the queue.
+func (t *Tool) Close() error { return t.queue.Close() }
+
+var _ control.Handler = (*Tool)(nil)
 
 // Kill makes a graceful stop in progress end at once; running pushes are
 // killed and their records stay queued.
@@ -128,6 +267,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	go func() { watchDone <- d.watcher.Run(watchCtx) }()
 	poolDone := make(chan struct{})
 	go func() { d.pool.Run(pushCtx, hard); close(poolDone) }()
+	d.schedule.Start()
 
 	var runErr error
 	select {
@@ -142,16 +282,23 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := <-watchDone; err != nil && runErr == nil {
 		runErr = err
 	}
+	cronDone := d.schedule.Stop()
 	stopPush()
+	allDone := make(chan struct{})
+	go func() { <-poolDone; <-cronDone.Done(); close(allDone) }()
 	select {
-	case <-poolDone:
+	case <-allDone:
 	case <-d.killed:
 		kill()
-		<-poolDone
+		<-allDone
 	case <-time.After(d.opt.DrainTimeout):
 		d.log.Warnf("pushes still running after %s; killing them, their changes stay queued", d.opt.DrainTimeout)
 		kill()
-		<-poolDone
+		<-allDone
+	}
+	d.control.Close()
+	if d.failLog != nil {
+		d.failLog.Close()
 	}
 	if err := d.queue.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("close queue: %w", err)

@@ -6,6 +6,7 @@ package pusher
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -17,27 +18,46 @@ import (
 // Queue is what the pusher needs of the queue.
 type Queue interface {
 	Claim(target string, max int) ([]queue.Item, error)
+	ClaimFailed(target string, max int, failedBefore time.Time) ([]queue.Item, error)
 	Ack(target string, items []queue.Item) error
 	Fail(target string, items []queue.Item, f queue.Failure) error
 	Release(target string, items []queue.Item)
+	Unpark(target string)
+	AddTarget(target string, paths []string) error
 	Notify(target string) <-chan struct{}
 }
 
 var _ Queue = (*queue.Queue)(nil)
 
 // Observer is told about every push; metrics and the failure log hang here.
+// paths is []string{queue.FullSync} for a push of the whole tree.
 type Observer interface {
 	Pushed(target string, paths []string, took time.Duration, err error)
 }
 
-// Backoff after the first failure of a target; it doubles up to the cap.
+// Observers tells each of its members.
+type Observers []Observer
+
+// Pushed implements Observer.
+func (os Observers) Pushed(target string, paths []string, took time.Duration, err error) {
+	for _, o := range os {
+		o.Pushed(target, paths, took, err)
+	}
+}
+
+// BackoffMin is the wait after a target's first failure; it doubles with
+// every further one up to Options.BackoffMax.
 var BackoffMin = time.Second
+
+// SplitBudget bounds the extra rsync calls spent isolating the paths that
+// make a batch end in a partial transfer.
+var SplitBudget = 16
 
 // Options configures a Pool.
 type Options struct {
 	Workers    int           // rsyncs running at once over all targets
 	BatchMax   int           // paths per rsync
-	BackoffMax time.Duration // cap of a failing target's wait
+	BackoffMax time.Duration // cap of a failing target's wait, and of a failing path's park
 	Log        logrus.FieldLogger
 	Observer   Observer // may be nil
 }
@@ -48,6 +68,9 @@ type Pool struct {
 	q       Queue
 	targets []*targetRunner
 	sem     chan struct{}
+
+	hardMu sync.Mutex
+	hard   context.Context // Run's kill context, for pushes started from outside
 }
 
 type targetRunner struct {
@@ -56,11 +79,13 @@ type targetRunner struct {
 	limit  int // rsyncs in flight for this target at most
 	kick   chan struct{}
 
-	mu       sync.Mutex
-	failures int
-	lastErr  error
-	lastOK   time.Time
-	retryAt  time.Time
+	mu          sync.Mutex
+	failures    int
+	lastErr     error
+	lastOK      time.Time
+	retryAt     time.Time
+	fullRunning int
+	touched     map[string]struct{} // acked while a full push ran: pushed again after it
 }
 
 // New creates a pool. Each target may use at most its fair share of the
@@ -76,7 +101,7 @@ func New(q Queue, targets []Target, opt Options) *Pool {
 	if opt.BackoffMax < BackoffMin {
 		opt.BackoffMax = BackoffMin
 	}
-	p := &Pool{opt: opt, q: q, sem: make(chan struct{}, opt.Workers)}
+	p := &Pool{opt: opt, q: q, sem: make(chan struct{}, opt.Workers), hard: context.Background()}
 	share := (opt.Workers + len(targets) - 1) / max(len(targets), 1)
 	for _, t := range targets {
 		p.targets = append(p.targets, &targetRunner{pool: p, target: t, limit: max(share, 1), kick: make(chan struct{}, 1)})
@@ -84,9 +109,37 @@ func New(q Queue, targets []Target, opt Options) *Pool {
 	return p
 }
 
-// RetryNow ends every target's backoff so failed records are pushed at once.
+func (p *Pool) runner(name string) (*targetRunner, error) {
+	for _, tr := range p.targets {
+		if tr.target.Name() == name {
+			return tr, nil
+		}
+	}
+	return nil, fmt.Errorf("unknown target %q", name)
+}
+
+func (p *Pool) selected(name string) ([]*targetRunner, error) {
+	if name == "" {
+		return p.targets, nil
+	}
+	tr, err := p.runner(name)
+	if err != nil {
+		return nil, err
+	}
+	return []*targetRunner{tr}, nil
+}
+
+func (p *Pool) hardContext() context.Context {
+	p.hardMu.Lock()
+	defer p.hardMu.Unlock()
+	return p.hard
+}
+
+// RetryNow ends every target's backoff and every path's park, so all that
+// waits is pushed at once.
 func (p *Pool) RetryNow() {
 	for _, tr := range p.targets {
+		p.q.Unpark(tr.target.Name())
 		tr.mu.Lock()
 		tr.retryAt = time.Time{}
 		tr.mu.Unlock()
@@ -99,11 +152,12 @@ func (p *Pool) RetryNow() {
 
 // TargetStatus is a snapshot of one target's health.
 type TargetStatus struct {
-	Name                string
-	ConsecutiveFailures int
-	LastError           string
-	LastSuccess         time.Time
-	RetryAt             time.Time
+	Name                string    `json:"name"`
+	ConsecutiveFailures int       `json:"consecutive_failures"`
+	LastError           string    `json:"last_error,omitempty"`
+	LastSuccess         time.Time `json:"last_success,omitzero"`
+	RetryAt             time.Time `json:"retry_at,omitzero"`
+	FullPushRunning     bool      `json:"full_push_running,omitempty"`
 }
 
 // Status returns a snapshot per target.
@@ -111,7 +165,10 @@ func (p *Pool) Status() []TargetStatus {
 	var out []TargetStatus
 	for _, tr := range p.targets {
 		tr.mu.Lock()
-		s := TargetStatus{Name: tr.target.Name(), ConsecutiveFailures: tr.failures, LastSuccess: tr.lastOK, RetryAt: tr.retryAt}
+		s := TargetStatus{Name: tr.target.Name(), ConsecutiveFailures: tr.failures, LastSuccess: tr.lastOK, FullPushRunning: tr.fullRunning > 0}
+		if time.Now().Before(tr.retryAt) {
+			s.RetryAt = tr.retryAt
+		}
 		if tr.lastErr != nil {
 			s.LastError = tr.lastErr.Error()
 		}
@@ -124,6 +181,9 @@ func (p *Pool) Status() []TargetStatus {
 // Run pushes until stop ends, then waits for the pushes in flight. Those
 // run under hard: cancelling it kills them, and their records stay queued.
 func (p *Pool) Run(stop, hard context.Context) {
+	p.hardMu.Lock()
+	p.hard = hard
+	p.hardMu.Unlock()
 	var wg sync.WaitGroup
 	for _, tr := range p.targets {
 		wg.Add(1)
@@ -139,12 +199,11 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 	p := tr.pool
 	name := tr.target.Name()
 	notify := p.q.Notify(name)
-	done := make(chan struct{}, tr.limit)
+	done := make(chan struct{}, tr.limit+1)
 	inflight := 0
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
-		// Wait out a backoff, unless told to retry now.
 		if wait := tr.backoffLeft(); wait > 0 {
 			timer := time.NewTimer(wait)
 			select {
@@ -173,12 +232,23 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 					break
 				}
 				claimed = true
-				inflight++
 				wg.Add(1)
+				if items[0].Path == queue.FullSync {
+					// A full push can take long; it runs beside the live
+					// pushes instead of in a worker's place.
+					<-p.sem
+					go func() {
+						defer wg.Done()
+						tr.fullPush(hard, items, nil)
+					}()
+					break
+				}
+				inflight++
 				go func() {
 					defer wg.Done()
 					defer func() { <-p.sem; done <- struct{}{} }()
-					tr.push(hard, items)
+					budget := SplitBudget
+					tr.pushBatch(hard, items, &budget)
 				}()
 			case <-stop.Done():
 				return
@@ -207,10 +277,12 @@ func (tr *targetRunner) backoffLeft() time.Duration {
 	return time.Until(tr.retryAt)
 }
 
-// push runs one batch. A partial transfer (rsync exit 23) of several paths
-// is split in halves until the paths that fail are alone, so one bad file
-// never holds back the rest of its batch.
-func (tr *targetRunner) push(ctx context.Context, items []queue.Item) {
+// pushBatch pushes items with one rsync and records the outcome; it returns
+// how many paths still fail and why. A partial transfer (rsync exit 23) of
+// several paths is split in halves, within budget, so one bad file never
+// holds back the rest of its batch; a path that fails alone is parked while
+// the target goes on.
+func (tr *targetRunner) pushBatch(ctx context.Context, items []queue.Item, budget *int) (int, error) {
 	p := tr.pool
 	name := tr.target.Name()
 	paths := make([]string, len(items))
@@ -218,18 +290,12 @@ func (tr *targetRunner) push(ctx context.Context, items []queue.Item) {
 		paths[i] = it.Path
 	}
 	start := time.Now()
-	var err error
-	if len(items) == 1 && items[0].Path == queue.FullSync {
-		p.opt.Log.WithField("target", name).Info("full push started")
-		err = tr.target.FullPush(ctx)
-	} else {
-		err = tr.target.Push(ctx, paths)
-	}
+	err := tr.target.Push(ctx, paths)
 	took := time.Since(start)
-	if ctx.Err() != nil && err != nil {
+	if err != nil && ctx.Err() != nil {
 		// Killed by shutdown: not the target's fault; the records stay.
 		p.q.Release(name, items)
-		return
+		return len(items), err
 	}
 	if p.opt.Observer != nil {
 		p.opt.Observer.Pushed(name, paths, took, err)
@@ -239,31 +305,202 @@ func (tr *targetRunner) push(ctx context.Context, items []queue.Item) {
 		if aerr := p.q.Ack(name, items); aerr != nil {
 			log.WithError(aerr).Error("acknowledge push; it will be pushed again")
 		}
-		tr.succeeded(log)
+		tr.succeeded(log, paths)
 		log.WithField("exit", 0).Debug("pushed")
-		return
+		return 0, nil
 	}
 	var exitErr *ExitError
-	if errors.As(err, &exitErr) && exitErr.Code == 23 && len(items) > 1 {
+	partial := errors.As(err, &exitErr) && exitErr.Code == 23
+	if partial && len(items) > 1 && *budget >= 2 {
+		*budget -= 2
 		half := len(items) / 2
-		tr.push(ctx, items[:half])
-		tr.push(ctx, items[half:])
-		return
+		n1, err1 := tr.pushBatch(ctx, items[:half], budget)
+		n2, err2 := tr.pushBatch(ctx, items[half:], budget)
+		return n1 + n2, errors.Join(err1, err2)
 	}
 	f := queue.Failure{ExitCode: -1, Error: err.Error()}
 	if exitErr != nil {
 		f.ExitCode = exitErr.Code
 		log = log.WithField("exit", exitErr.Code)
 	}
+	if partial && len(items) == 1 {
+		f.Park = p.opt.BackoffMax
+		if ferr := p.q.Fail(name, items, f); ferr != nil {
+			log.WithError(ferr).Error("record failure")
+		}
+		log.WithError(err).Warnf("push of %q failed; it is retried in %s, the rest of the target goes on", paths[0], f.Park)
+		return 1, err
+	}
 	if ferr := p.q.Fail(name, items, f); ferr != nil {
 		log.WithError(ferr).Error("record failure")
 	}
 	tr.failed(log, err)
+	return len(items), err
 }
 
-func (tr *targetRunner) succeeded(log logrus.FieldLogger) {
+// fullPush pushes the whole tree. Live pushes go on meanwhile, and the
+// paths they push are pushed once more after it: its --delete or its older
+// copy of a file may have undone them.
+func (tr *targetRunner) fullPush(ctx context.Context, items []queue.Item, extraExcludes []string) error {
+	p := tr.pool
+	name := tr.target.Name()
+	tr.mu.Lock()
+	tr.fullRunning++
+	tr.mu.Unlock()
+	log := p.opt.Log.WithField("target", name)
+	log.Info("full push started")
+	start := time.Now()
+	err := tr.target.FullPush(ctx, extraExcludes)
+	took := time.Since(start)
+	defer tr.endFullPush(log)
+	if err != nil && ctx.Err() != nil {
+		p.q.Release(name, items)
+		return err
+	}
+	if p.opt.Observer != nil {
+		p.opt.Observer.Pushed(name, []string{queue.FullSync}, took, err)
+	}
+	log = log.WithField("duration", took.Round(time.Millisecond))
+	if err == nil {
+		if aerr := p.q.Ack(name, items); aerr != nil {
+			log.WithError(aerr).Error("acknowledge full push; it will run again")
+		}
+		tr.succeeded(log, nil)
+		log.Info("full push done")
+		return nil
+	}
+	f := queue.Failure{ExitCode: -1, Error: err.Error()}
+	var exitErr *ExitError
+	if errors.As(err, &exitErr) {
+		f.ExitCode = exitErr.Code
+	}
+	if ferr := p.q.Fail(name, items, f); ferr != nil {
+		log.WithError(ferr).Error("record failure")
+	}
+	tr.failed(log, err)
+	return err
+}
+
+func (tr *targetRunner) endFullPush(log logrus.FieldLogger) {
+	tr.mu.Lock()
+	tr.fullRunning--
+	var again []string
+	if tr.fullRunning == 0 {
+		for p := range tr.touched {
+			again = append(again, p)
+		}
+		tr.touched = nil
+	}
+	tr.mu.Unlock()
+	if len(again) > 0 {
+		if err := tr.pool.q.AddTarget(tr.target.Name(), again); err != nil {
+			log.WithError(err).Error("queue paths pushed during the full push again")
+		}
+	}
+}
+
+// FullPushAll pushes the whole tree to every target at once (the crontab
+// job), with extra rsync exclude patterns, and waits for all of them.
+func (p *Pool) FullPushAll(extraExcludes []string) error {
+	ctx := p.hardContext()
+	errs := make([]error, len(p.targets))
+	var wg sync.WaitGroup
+	for i, tr := range p.targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := tr.fullPush(ctx, nil, extraExcludes); err != nil {
+				errs[i] = fmt.Errorf("full push to %s: %w", tr.target.Name(), err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// ReplayResult says how a replay of one target's failures went.
+type ReplayResult struct {
+	Target       string `json:"target"`
+	Replayed     int    `json:"replayed"`
+	StillFailing int    `json:"still_failing"`
+	Reason       string `json:"reason,omitempty"`
+}
+
+// Replay pushes every failure record of the named target (all targets when
+// name is empty) now, one batched rsync per target and batch, and ends the
+// backoffs so the rest that waits follows at once.
+func (p *Pool) Replay(ctx context.Context, name string) ([]ReplayResult, error) {
+	runners, err := p.selected(name)
+	if err != nil {
+		return nil, err
+	}
+	// A replay asked for over the control socket must die with the daemon's
+	// pushes, not outlive them.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(p.hardContext(), cancel)()
+	results := make([]ReplayResult, len(runners))
+	var wg sync.WaitGroup
+	for i, tr := range runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = tr.replay(ctx)
+		}()
+	}
+	wg.Wait()
+	p.RetryNow()
+	return results, nil
+}
+
+func (tr *targetRunner) replay(ctx context.Context) ReplayResult {
+	p := tr.pool
+	name := tr.target.Name()
+	res := ReplayResult{Target: name}
+	start := time.Now()
+	for ctx.Err() == nil {
+		items, err := p.q.ClaimFailed(name, p.opt.BatchMax, start)
+		if err != nil {
+			res.Reason = err.Error()
+			break
+		}
+		if len(items) == 0 {
+			break
+		}
+		res.Replayed += len(items)
+		var failed int
+		if items[0].Path == queue.FullSync {
+			if err = tr.fullPush(ctx, items, nil); err != nil {
+				failed = 1
+			}
+		} else {
+			budget := SplitBudget
+			failed, err = tr.pushBatch(ctx, items, &budget)
+		}
+		res.StillFailing += failed
+		if err != nil {
+			res.Reason = err.Error()
+		}
+		if failed == len(items) {
+			// The target refuses everything: the records keep the new
+			// error, the rest waits for the next replay.
+			break
+		}
+	}
+	return res
+}
+
+func (tr *targetRunner) succeeded(log logrus.FieldLogger, paths []string) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
+	if tr.fullRunning > 0 && len(paths) > 0 {
+		if tr.touched == nil {
+			tr.touched = map[string]struct{}{}
+		}
+		for _, p := range paths {
+			tr.touched[p] = struct{}{}
+		}
+	}
 	if tr.failures > 0 {
 		log.Infof("recovered after %d failed pushes", tr.failures)
 	}

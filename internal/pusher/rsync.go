@@ -25,8 +25,10 @@ type Target interface {
 	// target equal to the source: existing ones are copied, missing ones
 	// are deleted there.
 	Push(ctx context.Context, paths []string) error
-	// FullPush makes the whole tree on the target equal to the source.
-	FullPush(ctx context.Context) error
+	// FullPush makes the whole tree on the target equal to the source,
+	// leaving alone what the filter and the extra rsync exclude patterns
+	// (the crontab filter's) exclude.
+	FullPush(ctx context.Context, extraExcludes []string) error
 }
 
 var _ Target = (*RsyncTarget)(nil)
@@ -137,8 +139,11 @@ func (t *RsyncTarget) PushArgs() []string {
 
 // FullPushArgs is the argv of a push of the whole tree; the paths the filter
 // excludes go NUL-separated on stdin as anchored exclude rules.
-func (t *RsyncTarget) FullPushArgs() []string {
+func (t *RsyncTarget) FullPushArgs(extraExcludes []string) []string {
 	args := t.commonArgs()
+	for _, pat := range extraExcludes {
+		args = append(args, "--exclude="+pat)
+	}
 	args = append(args,
 		"--recursive", "--delete", "--force",
 		"--from0", "--exclude-from=-",
@@ -159,7 +164,7 @@ func (t *RsyncTarget) Push(ctx context.Context, paths []string) error {
 // FullPush runs one recursive rsync with --delete. The regular expressions
 // of the filter cannot be written as rsync patterns, so the tree is walked
 // and every excluded path is sent as an exact, anchored exclude.
-func (t *RsyncTarget) FullPush(ctx context.Context) error {
+func (t *RsyncTarget) FullPush(ctx context.Context, extraExcludes []string) error {
 	var stdin bytes.Buffer
 	if !t.Filter.Empty() {
 		err := filepath.WalkDir(t.Source, func(p string, d fs.DirEntry, err error) error {
@@ -183,7 +188,7 @@ func (t *RsyncTarget) FullPush(ctx context.Context) error {
 			return fmt.Errorf("walk %s: %w", t.Source, err)
 		}
 	}
-	return t.run(ctx, t.FullPushArgs(), &stdin)
+	return t.run(ctx, t.FullPushArgs(extraExcludes), &stdin)
 }
 
 // escapePattern makes rsync match rel literally: a rule with wildcards

@@ -57,12 +57,20 @@ type Record struct {
 	LastFail  time.Time `json:"last_fail,omitzero"`
 	ExitCode  int       `json:"exit_code,omitempty"`
 	Error     string    `json:"error,omitempty"`
+	// RetryAt parks a record that failed on its own (the target took the
+	// rest of its batch): Claim skips it until then.
+	RetryAt time.Time `json:"retry_at,omitzero"`
 }
+
+// Failed reports whether the record's last push attempt failed.
+func (r Record) Failed() bool { return r.Attempts > 0 }
 
 // Failure describes why a push failed; it is stored on every record of the batch.
 type Failure struct {
 	ExitCode int
 	Error    string
+	// Park, when positive, keeps the records out of Claim for that long.
+	Park time.Duration
 }
 
 // Queue is safe for concurrent use.
@@ -72,6 +80,7 @@ type Queue struct {
 	mu       sync.Mutex
 	targets  map[string]*targetState
 	unclean  bool
+	tool     bool // opened by OpenTool: the state marker is not ours
 	closed   bool
 	closeErr error
 }
@@ -81,6 +90,7 @@ type targetState struct {
 	ancestors map[string]int    // directory -> in-flight paths below it
 	pending   int
 	notify    chan struct{}
+	unparkAt  time.Time // records that failed before this are no longer parked
 }
 
 // Open opens (creating it and its parent directories) the queue file and
@@ -88,6 +98,17 @@ type targetState struct {
 // previous process stopped without Close: changes it had seen but not yet
 // committed are lost, so the caller should push the whole tree.
 func Open(path string, targets []string) (*Queue, error) {
+	return open(path, targets, true)
+}
+
+// OpenTool opens the queue for a command such as `sersyncd retry` that runs
+// while no daemon does: it leaves the clean/unclean marker as it finds it,
+// so a crash of the daemon is still detected at its next start.
+func OpenTool(path string, targets []string) (*Queue, error) {
+	return open(path, targets, false)
+}
+
+func open(path string, targets []string, daemon bool) (*Queue, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create queue directory: %w", err)
 	}
@@ -98,7 +119,7 @@ func Open(path string, targets []string) (*Queue, error) {
 		}
 		return nil, fmt.Errorf("open queue %s: %w", path, err)
 	}
-	q := &Queue{db: db, targets: map[string]*targetState{}}
+	q := &Queue{db: db, targets: map[string]*targetState{}, tool: !daemon}
 	err = db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(metaBucket)
 		if err != nil {
@@ -107,8 +128,10 @@ func Open(path string, targets []string) (*Queue, error) {
 		if s := meta.Get(stateKey); s != nil && string(s) != string(stateClean) {
 			q.unclean = true
 		}
-		if err := meta.Put(stateKey, stateRunning); err != nil {
-			return err
+		if daemon {
+			if err := meta.Put(stateKey, stateRunning); err != nil {
+				return err
+			}
 		}
 		for _, name := range targets {
 			b, err := tx.CreateBucketIfNotExists(targetBucketName(name))
@@ -166,9 +189,12 @@ func (q *Queue) Close() error {
 		return q.closeErr
 	}
 	q.closed = true
-	err := q.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(metaBucket).Put(stateKey, stateClean)
-	})
+	var err error
+	if !q.tool {
+		err = q.db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(metaBucket).Put(stateKey, stateClean)
+		})
+	}
 	if cerr := q.db.Close(); err == nil {
 		err = cerr
 	}
@@ -223,6 +249,9 @@ func (q *Queue) add(only []string, paths []string) error {
 						return fmt.Errorf("decode record %q: %w", p, err)
 					}
 					rec.Gen++
+					// A new change is pushed as such, not after the old
+					// failure's park.
+					rec.RetryAt = time.Time{}
 				} else {
 					seq, err := tb.NextSequence()
 					if err != nil {
@@ -269,8 +298,33 @@ func seqKey(seq uint64) []byte {
 // whose path is in flight or is an ancestor or descendant of a path in
 // flight: two concurrent rsyncs must never touch the same subtree, or a
 // deletion of a directory could race with the re-creation of a file in it.
-// A pending full sync is claimed alone, once nothing else is in flight.
+// Parked records are skipped. A full sync is claimed alone.
 func (q *Queue) Claim(target string, max int) ([]Item, error) {
+	now := time.Now()
+	return q.claim(target, max, func(ts *targetState, rec *Record) bool {
+		return rec.RetryAt.IsZero() || !now.Before(rec.RetryAt) || !rec.LastFail.After(ts.unparkAt)
+	})
+}
+
+// ClaimFailed is Claim restricted to records whose last push failed before
+// the given time, parked or not: what a replay of the failures pushes. The
+// cut-off keeps a replay from claiming again what it has just failed.
+func (q *Queue) ClaimFailed(target string, max int, failedBefore time.Time) ([]Item, error) {
+	return q.claim(target, max, func(_ *targetState, rec *Record) bool {
+		return rec.Failed() && rec.LastFail.Before(failedBefore)
+	})
+}
+
+// Unpark makes every record that failed until now claimable at once.
+func (q *Queue) Unpark(target string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if ts, ok := q.targets[target]; ok {
+		ts.unparkAt = time.Now()
+	}
+}
+
+func (q *Queue) claim(target string, max int, ready func(*targetState, *Record) bool) ([]Item, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
@@ -280,29 +334,16 @@ func (q *Queue) Claim(target string, max int) ([]Item, error) {
 	if !ok {
 		return nil, fmt.Errorf("claim from queue: unknown target %q", target)
 	}
-	if _, busy := ts.inflight[FullSync]; busy {
-		return nil, nil
-	}
 	var items []Item
 	err := q.db.View(func(tx *bolt.Tx) error {
 		tb := tx.Bucket(targetBucketName(target))
 		pb, ob := tb.Bucket(pathsBucket), tb.Bucket(orderBucket)
-		if v := pb.Get([]byte(FullSync)); v != nil {
-			if len(ts.inflight) > 0 {
-				return nil
-			}
-			var rec Record
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("decode record %q: %w", FullSync, err)
-			}
-			items = append(items, Item{Path: FullSync, Seq: rec.Seq, Gen: rec.Gen})
-			return nil
-		}
 		batch := map[string]bool{}
 		c := ob.Cursor()
 		for k, v := c.First(); k != nil && len(items) < max; k, v = c.Next() {
 			p := string(v)
-			if ts.conflicts(p) || batch[p] {
+			full := p == FullSync
+			if (full && len(items) > 0) || ts.conflicts(p) || batch[p] {
 				continue
 			}
 			raw := pb.Get(v)
@@ -313,8 +354,14 @@ func (q *Queue) Claim(target string, max int) ([]Item, error) {
 			if err := json.Unmarshal(raw, &rec); err != nil {
 				return fmt.Errorf("decode record %q: %w", p, err)
 			}
+			if !ready(ts, &rec) {
+				continue
+			}
 			batch[p] = true
 			items = append(items, Item{Path: p, Seq: rec.Seq, Gen: rec.Gen})
+			if full {
+				break
+			}
 		}
 		return nil
 	})
@@ -451,6 +498,10 @@ func (q *Queue) Fail(target string, items []Item, f Failure) error {
 			rec.LastFail = now
 			rec.ExitCode = f.ExitCode
 			rec.Error = f.Error
+			rec.RetryAt = time.Time{}
+			if f.Park > 0 {
+				rec.RetryAt = now.Add(f.Park)
+			}
 			nv, err := json.Marshal(&rec)
 			if err != nil {
 				return err
@@ -517,3 +568,27 @@ func (q *Queue) Records(target string, fn func(path string, rec Record) bool) er
 
 // AddFullSync asks for a push of the whole tree to every target.
 func (q *Queue) AddFullSync() error { return q.Add([]string{FullSync}) }
+
+// Stats summarises one target's records.
+type Stats struct {
+	Pending      int       // records waiting, failed ones included
+	Failed       int       // records whose last push failed
+	OldestQueued time.Time // when the oldest waiting change was first queued
+}
+
+// Stats reads target's records; it walks them all, so it is for status
+// queries, not hot paths.
+func (q *Queue) Stats(target string) (Stats, error) {
+	var st Stats
+	err := q.Records(target, func(_ string, rec Record) bool {
+		st.Pending++
+		if rec.Failed() {
+			st.Failed++
+		}
+		if st.OldestQueued.IsZero() || rec.Queued.Before(st.OldestQueued) {
+			st.OldestQueued = rec.Queued
+		}
+		return true
+	})
+	return st, err
+}

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/sersyncd/sersyncd/internal/config"
+	"github.com/sersyncd/sersyncd/internal/control"
+	"github.com/sersyncd/sersyncd/internal/daemon"
+	"github.com/sersyncd/sersyncd/internal/pusher"
+	"github.com/sersyncd/sersyncd/internal/queue"
+)
+
+type toolFlags struct {
+	config  string
+	db      string
+	target  string
+	json    bool
+	timeout time.Duration
+}
+
+func parseToolFlags(name string, args []string, stdout, stderr io.Writer, withTarget, withJSON bool) (*toolFlags, *config.Config, int) {
+	var f toolFlags
+	fs := flag.NewFlagSet("sersyncd "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&f.config, "o", defaultConfig, "the sersync confxml.xml")
+	fs.StringVar(&f.db, "db", "", "the queue file")
+	if withTarget {
+		fs.StringVar(&f.target, "target", "", "only this target (as `sersyncd status` names it)")
+		fs.DurationVar(&f.timeout, "timeout", 30*time.Minute, "give up after this long")
+	}
+	if withJSON {
+		fs.BoolVar(&f.json, "json", false, "print one JSON document")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
+			return nil, nil, exitOK
+		}
+		fmt.Fprintf(stderr, "sersyncd %s: %v (see sersyncd --help)\n", name, err)
+		return nil, nil, exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sersyncd %s: unexpected argument %q\n", name, fs.Arg(0))
+		return nil, nil, exitUsage
+	}
+	cfg, err := config.Load(f.config)
+	if err != nil {
+		fmt.Fprintf(stderr, "sersyncd: %v\n", err)
+		return nil, nil, exitUsage
+	}
+	f.db = firstNonEmpty(f.db, cfg.Daemon.DB, defaultDB)
+	return &f, cfg, -1
+}
+
+// openOffline opens the queue when no daemon answers on its socket.
+func openOffline(cfg *config.Config, f *toolFlags, stderr io.Writer) (*daemon.Tool, error) {
+	if _, err := os.Stat(f.db); err != nil {
+		return nil, fmt.Errorf("no daemon runs and there is no queue file %s (%v): has sersyncd run with this --db?", f.db, errors.Unwrap(err))
+	}
+	log := logrus.New()
+	log.SetOutput(stderr)
+	tool, err := daemon.OpenTool(cfg, f.db, log)
+	if errors.Is(err, queue.ErrLocked) {
+		return nil, fmt.Errorf("queue file %s is locked by another process, but no daemon answers on %s", f.db, control.SocketPath(f.db))
+	}
+	return tool, err
+}
+
+func runRetry(args []string, stdout, stderr io.Writer) int {
+	f, cfg, code := parseToolFlags("retry", args, stdout, stderr, true, false)
+	if f == nil {
+		return code
+	}
+	var results []pusher.ReplayResult
+	resp, err := control.Call(control.SocketPath(f.db), control.Request{Cmd: "retry", Target: f.target}, f.timeout)
+	switch {
+	case err == nil && resp.Error != "":
+		fmt.Fprintf(stderr, "sersyncd retry: %s\n", resp.Error)
+		return exitRuntime
+	case err == nil:
+		results = resp.Replay
+	case errors.Is(err, control.ErrNoDaemon):
+		tool, err := openOffline(cfg, f, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "sersyncd retry: %v\n", err)
+			return exitRuntime
+		}
+		defer tool.Close()
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		ctx, cancel := context.WithTimeout(ctx, f.timeout)
+		defer cancel()
+		if results, err = tool.Replay(ctx, f.target); err != nil {
+			fmt.Fprintf(stderr, "sersyncd retry: %v\n", err)
+			return exitUsage
+		}
+	default:
+		fmt.Fprintf(stderr, "sersyncd retry: %v\n", err)
+		return exitRuntime
+	}
+	failing := 0
+	for _, r := range results {
+		fmt.Fprintf(stdout, "%s: replayed %d, still failing %d", r.Target, r.Replayed, r.StillFailing)
+		if r.StillFailing > 0 && r.Reason != "" {
+			fmt.Fprintf(stdout, ": %s", r.Reason)
+		}
+		fmt.Fprintln(stdout)
+		failing += r.StillFailing
+	}
+	if failing > 0 {
+		return exitRuntime
+	}
+	return exitOK
+}
+
+func runStatus(args []string, stdout, stderr io.Writer) int {
+	f, cfg, code := parseToolFlags("status", args, stdout, stderr, false, true)
+	if f == nil {
+		return code
+	}
+	var st *control.Status
+	resp, err := control.Call(control.SocketPath(f.db), control.Request{Cmd: "status"}, 30*time.Second)
+	switch {
+	case err == nil && resp.Error != "":
+		fmt.Fprintf(stderr, "sersyncd status: %s\n", resp.Error)
+		return exitRuntime
+	case err == nil:
+		st = resp.Status
+	case errors.Is(err, control.ErrNoDaemon):
+		tool, err := openOffline(cfg, f, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "sersyncd status: %v\n", err)
+			return exitRuntime
+		}
+		st, err = tool.Status()
+		tool.Close()
+		if err != nil {
+			fmt.Fprintf(stderr, "sersyncd status: %v\n", err)
+			return exitRuntime
+		}
+	default:
+		fmt.Fprintf(stderr, "sersyncd status: %v\n", err)
+		return exitRuntime
+	}
+	if f.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(st); err != nil {
+			return exitRuntime
+		}
+		return exitOK
+	}
+	printStatus(stdout, st)
+	return exitOK
+}
+
+func printStatus(w io.Writer, st *control.Status) {
+	if st.Running {
+		fmt.Fprintf(w, "daemon:  running, pid %d, %d watched directories", st.PID, st.WatchedDirs)
+		if st.Overflows > 0 {
+			fmt.Fprintf(w, ", %d inotify overflows", st.Overflows)
+		}
+		fmt.Fprintln(w)
+	} else {
+		fmt.Fprintln(w, "daemon:  not running")
+	}
+	fmt.Fprintf(w, "queue:   %s\n", st.Queue)
+	for _, t := range st.Targets {
+		fmt.Fprintf(w, "target:  %s\n", t.Name)
+		fmt.Fprintf(w, "  pending %d, failed %d, lag %s\n", t.Pending, t.Failed, (time.Duration(t.LagSeconds * float64(time.Second))).Round(time.Millisecond))
+		if !t.LastSuccess.IsZero() {
+			fmt.Fprintf(w, "  last success %s\n", t.LastSuccess.Format(time.RFC3339))
+		}
+		if t.LastError != "" {
+			fmt.Fprintf(w, "  last error: %s\n", t.LastError)
+		}
+		if t.ConsecutiveFailures > 0 {
+			fmt.Fprintf(w, "  %d failures in a row", t.ConsecutiveFailures)
+			if !t.RetryAt.IsZero() {
+				fmt.Fprintf(w, ", next try %s", t.RetryAt.Format(time.RFC3339))
+			}
+			fmt.Fprintln(w)
+		}
+	}
+}

@@ -1,0 +1,187 @@
+// Package retry keeps sersync's promise of timed retransmission without its
+// danger: sersync writes failed pushes into a shell script and executes it,
+// so a file name with shell characters runs as a command. sersyncd keeps the
+// failures as records in the queue, replays them on a cron schedule (and on
+// `sersyncd retry`), and writes the failLog for people only, never to run.
+package retry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"github.com/sirupsen/logrus"
+	"gopkg.in/natefinch/lumberjack.v2"
+
+	"github.com/sersyncd/sersyncd/internal/config"
+	"github.com/sersyncd/sersyncd/internal/pusher"
+)
+
+// FailLogMaxMB is the size at which the failLog is rotated; three old files
+// are kept.
+var FailLogMaxMB = 10
+
+// FailLogPaths caps the paths written per failed batch.
+var FailLogPaths = 100
+
+// FailLog writes one line per failed push.
+type FailLog struct {
+	mu  sync.Mutex
+	out io.WriteCloser
+	now func() time.Time
+}
+
+var _ pusher.Observer = (*FailLog)(nil)
+
+// OpenFailLog appends to path, rotating it by size.
+func OpenFailLog(path string) *FailLog {
+	return &FailLog{
+		out: &lumberjack.Logger{Filename: path, MaxSize: FailLogMaxMB, MaxBackups: 3},
+		now: time.Now,
+	}
+}
+
+// Pushed writes a line for a failed push:
+//
+//	# 2026-11-22T03:40:00Z target="127.0.0.1::backup" exit=10 (error in socket I/O) paths=2 reason="..." "a b" "c\nd"
+//
+// Every path is quoted as a Go string literal: one line per batch whatever
+// the names hold, and nothing a shell would run.
+func (f *FailLog) Pushed(target string, paths []string, _ time.Duration, err error) {
+	if err == nil {
+		return
+	}
+	var b strings.Builder
+	// sersync's failLog was a script people ran; a line that starts with
+	// "#" and quotes every name without "$" or "`" does nothing in a shell.
+	b.WriteString("# ")
+	b.WriteString(f.now().UTC().Format(time.RFC3339))
+	b.WriteString(" target=")
+	b.WriteString(quote(target))
+	code := -1
+	var exitErr *pusher.ExitError
+	if errors.As(err, &exitErr) {
+		code = exitErr.Code
+	}
+	if code >= 0 {
+		fmt.Fprintf(&b, " exit=%d (%s)", code, pusher.ExitMeaning(code))
+	} else {
+		b.WriteString(" exit=none")
+	}
+	fmt.Fprintf(&b, " paths=%d reason=%s", len(paths), quote(err.Error()))
+	for i, p := range paths {
+		if i == FailLogPaths {
+			fmt.Fprintf(&b, " ...and %d more", len(paths)-i)
+			break
+		}
+		b.WriteByte(' ')
+		b.WriteString(quote(p))
+	}
+	b.WriteByte('\n')
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, _ = io.WriteString(f.out, b.String())
+}
+
+// quote writes s as a Go string literal (strconv.Unquote reads it back)
+// in which a shell finds nothing to expand.
+func quote(s string) string {
+	return shellInert.Replace(strconv.Quote(s))
+}
+
+var shellInert = strings.NewReplacer("$", `\x24`, "`", `\x60`)
+
+// Close closes the file.
+func (f *FailLog) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.out.Close()
+}
+
+// Pool is what the schedule drives.
+type Pool interface {
+	Replay(ctx context.Context, target string) ([]pusher.ReplayResult, error)
+	FullPushAll(extraExcludes []string) error
+}
+
+// Schedule runs the timed jobs: the replay of failures every failLog
+// interval, and the crontab full push when it is on. A run is skipped while
+// the previous one of the same job still runs.
+type Schedule struct {
+	cron *cron.Cron
+}
+
+// NewSchedule builds, but does not start, the jobs for cfg.
+func NewSchedule(cfg *config.Config, pool Pool, log logrus.FieldLogger) (*Schedule, error) {
+	c := cron.New(cron.WithChain(cron.Recover(cronLogger{log}), cron.SkipIfStillRunning(cronLogger{log})))
+	replay := func() {
+		results, err := pool.Replay(context.Background(), "")
+		if err != nil {
+			log.WithError(err).Error("replay failures")
+			return
+		}
+		for _, r := range results {
+			if r.Replayed == 0 {
+				continue
+			}
+			l := log.WithFields(logrus.Fields{"target": r.Target, "replayed": r.Replayed, "still_failing": r.StillFailing})
+			if r.StillFailing > 0 {
+				l.Warnf("timed replay: failures remain: %s", r.Reason)
+			} else {
+				l.Info("timed replay: all failures pushed")
+			}
+		}
+	}
+	if _, err := c.AddFunc(every(cfg.FailLog.Interval), replay); err != nil {
+		return nil, fmt.Errorf("schedule failure replay every %s: %w", cfg.FailLog.Interval, err)
+	}
+	if cfg.Crontab.Enabled {
+		var excludes []string
+		if cfg.Crontab.FilterEnabled {
+			excludes = cfg.Crontab.FilterExcludes
+		}
+		full := func() {
+			log.Info("crontab: full push of the tree to every target")
+			if err := pool.FullPushAll(excludes); err != nil {
+				log.WithError(err).Warn("crontab full push")
+			}
+		}
+		if _, err := c.AddFunc(every(cfg.Crontab.Interval), full); err != nil {
+			return nil, fmt.Errorf("schedule crontab every %s: %w", cfg.Crontab.Interval, err)
+		}
+	}
+	return &Schedule{cron: c}, nil
+}
+
+func every(d time.Duration) string { return "@every " + d.String() }
+
+// Start starts the jobs.
+func (s *Schedule) Start() { s.cron.Start() }
+
+// Stop stops scheduling; the returned context ends when running jobs have.
+func (s *Schedule) Stop() context.Context { return s.cron.Stop() }
+
+// cronLogger adapts logrus to cron's logger.
+type cronLogger struct{ log logrus.FieldLogger }
+
+func (l cronLogger) Info(msg string, kv ...any) {
+	l.log.WithFields(fields(kv)).Debug("cron: " + msg)
+}
+
+func (l cronLogger) Error(err error, msg string, kv ...any) {
+	l.log.WithFields(fields(kv)).WithError(err).Error("cron: " + msg)
+}
+
+func fields(kv []any) logrus.Fields {
+	f := logrus.Fields{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		f[fmt.Sprint(kv[i])] = kv[i+1]
+	}
+	return f
+}
