@@ -36,6 +36,13 @@ type envOptions struct {
 	backoffMax string
 	extraArgs  []string
 	params     string
+	// failLogEvery sets the failure replay interval (sersyncd's interval attribute).
+	failLogEvery string
+	// crontabEvery turns the crontab full push on at that interval.
+	crontabEvery    string
+	crontabExcludes []string
+	// authUser and passwordFile turn rsync daemon auth on.
+	authUser, passwordFile string
 }
 
 var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0" encoding="ISO-8859-1"?>
@@ -64,13 +71,19 @@ var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0"
 	</localpath>
 	<rsync>
 	    <commonParams params="{{.Params}}"/>
-	    <auth start="false" users="root" passwordfile="/etc/rsync.pas"/>
+	    <auth start="{{if .PasswordFile}}true{{else}}false{{end}}" users="{{.AuthUser}}" passwordfile="{{or .PasswordFile "/etc/rsync.pas"}}"/>
 	    <userDefinedPort start="true" port="{{.Port}}"/>
 	    <timeout start="true" time="20"/>
 	    <ssh start="false"/>
 	</rsync>
-	<failLog path="{{.Dir}}/fail.log" timeToExecute="60"/>
-	<crontab start="false" schedule="600"/>
+	<failLog path="{{.Dir}}/fail.log" timeToExecute="60"{{if .FailLogEvery}} interval="{{.FailLogEvery}}"{{end}}/>
+	<crontab start="{{if .CrontabEvery}}true{{else}}false{{end}}" schedule="600"{{if .CrontabEvery}} interval="{{.CrontabEvery}}"{{end}}>
+	    <crontabfilter start="{{if .CrontabExcludes}}true{{else}}false{{end}}">
+{{- range .CrontabExcludes}}
+		<exclude expression="{{.}}"></exclude>
+{{- end}}
+	    </crontabfilter>
+	</crontab>
 	<plugin start="false" name="command"/>
     </sersync>
     <sersyncd settle="20ms" backoffMax="{{.BackoffMax}}"/>
@@ -108,6 +121,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 	err := confTemplate.Execute(&conf, map[string]any{
 		"Src": e.src, "Dir": e.dir, "Port": port, "Targets": remotes, "Excludes": o.excludes,
 		"Attrib": o.attrib, "BackoffMax": o.backoffMax, "Params": o.params,
+		"FailLogEvery": o.failLogEvery, "CrontabEvery": o.crontabEvery, "CrontabExcludes": o.crontabExcludes,
+		"AuthUser": o.authUser, "PasswordFile": o.passwordFile,
 	})
 	if err != nil {
 		t.Fatal(err)
