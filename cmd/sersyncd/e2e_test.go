@@ -43,6 +43,7 @@ type envOptions struct {
 	crontabExcludes []string
 	// authUser and passwordFile turn rsync daemon auth on.
 	authUser, passwordFile string
+	secrets                map[string]string // the daemons' users and passwords
 }
 
 var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0" encoding="ISO-8859-1"?>
@@ -113,7 +114,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	var remotes []remote
 	for i := 0; i < o.targets; i++ {
 		ip := fmt.Sprintf("127.0.0.%d", i+1)
-		d := testutil.StartDaemon(t, testutil.DaemonOptions{Module: fmt.Sprintf("backup%d", i), Address: ip, Port: port})
+		d := testutil.StartDaemon(t, testutil.DaemonOptions{Module: fmt.Sprintf("backup%d", i), Address: ip, Port: port, Secrets: o.secrets})
 		e.targets = append(e.targets, d)
 		remotes = append(remotes, remote{ip, d.Module})
 	}
@@ -256,7 +257,7 @@ func TestReplicatesEveryKindOfChange(t *testing.T) {
 		}},
 		{"hostile names", func() {
 			for _, name := range []string{
-				"with space", "new\nline", "-e sh", "--delete", "star*", `"quoted'`, `back\slash`,
+				"with space", "new\nline", "-e sh", "--delete", "star*", ";semi", "#hash", `"quoted'`, `back\slash`,
 				"\xff\xfe invalid utf8", "$(touch pwned)", "semi;colon", long,
 			} {
 				e.write(name, "name: "+name)

@@ -155,6 +155,9 @@ func (t *RsyncTarget) FullPushArgs(extraExcludes []string) []string {
 func (t *RsyncTarget) Push(ctx context.Context, paths []string) error {
 	var stdin bytes.Buffer
 	for _, p := range paths {
+		// rsync skips --files-from entries that start with ';' or '#' as
+		// comments, even with --from0; "./" keeps every name a name.
+		stdin.WriteString("./")
 		stdin.WriteString(p)
 		stdin.WriteByte(0)
 	}
