@@ -57,7 +57,8 @@ retry and status ask the running daemon over the control socket beside the
 queue file (FILE.sock, mode 0600); when none runs they open the queue file.
 
 Signals: SIGTERM/SIGINT stop gracefully, a second one stops at once (the
-queue stays consistent); SIGHUP is logged and ignored.
+queue stays consistent); SIGHUP reloads the config (validated first; an
+invalid one is logged and the running config stays).
 
 Example:
   sersyncd -r -n 4 -o /etc/sersyncd/confxml.xml --db /var/lib/sersyncd/queue.db
@@ -208,7 +209,14 @@ func runDaemon(f daemonFlags, cfg *config.Config, stderr io.Writer) int {
 		for sig := range sigs {
 			switch {
 			case sig == syscall.SIGHUP:
-				log.Warn("SIGHUP: reloading the config is not supported yet; restart sersyncd to apply changes")
+				newCfg, err := config.Load(f.config)
+				if err != nil {
+					log.Errorf("SIGHUP: keeping the running config: %v", err)
+					continue
+				}
+				if err := d.Reload(newCfg); err != nil {
+					log.Errorf("SIGHUP: keeping the running config: %v", err)
+				}
 			case !stopping:
 				stopping = true
 				log.Infof("%s: stopping gracefully; send it again to stop at once", sig)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,17 +34,35 @@ type Options struct {
 
 // Daemon is a running sersyncd.
 type Daemon struct {
-	opt      Options
-	log      *logrus.Logger
-	queue    *queue.Queue
+	opt     Options
+	log     *logrus.Logger
+	queue   *queue.Queue
+	control *control.Server
+	hard    context.Context // pushes run under it; cancelled to kill them
+	kill    context.CancelFunc
+
+	mu       sync.Mutex // guards what a reload replaces
+	cfg      *config.Config
 	watcher  *watch.Watcher
 	pool     *pusher.Pool
 	failLog  *retry.FailLog
 	schedule *retry.Schedule
-	control  *control.Server
 
+	watchStop context.CancelFunc
+	watchDone chan error
+	poolStop  context.CancelFunc
+	pools     sync.WaitGroup // every pool started, replaced ones included
+	cronDone  []context.Context
+	failLogs  []*retry.FailLog
+
+	reloads  chan reloadRequest
 	killOnce sync.Once
 	killed   chan struct{}
+}
+
+type reloadRequest struct {
+	cfg   *config.Config
+	reply chan error
 }
 
 // Start opens the queue and sets every watch; once it returns, no change
@@ -75,20 +94,13 @@ func Start(opt Options) (*Daemon, error) {
 			log.WithField("target", name).Infof("%d changes left from the last run are pushed first", n)
 		}
 	}
-	w, err := watch.New(watch.Options{
-		Root:    c.LocalPath,
-		Filter:  flt,
-		Events:  c.Events,
-		Settle:  c.Daemon.Settle,
-		MaxHold: c.Daemon.MaxHold,
-		Sink:    q,
-		Log:     log,
-	})
-	if err != nil {
+	hard, kill := context.WithCancel(context.Background())
+	d := &Daemon{opt: opt, log: log, queue: q, hard: hard, kill: kill, cfg: c,
+		reloads: make(chan reloadRequest), killed: make(chan struct{})}
+	if d.watcher, err = d.newWatcher(c, flt); err != nil {
 		q.Close()
 		return nil, err
 	}
-	log.WithField("dirs", w.Dirs()).Infof("watching %s", c.LocalPath)
 	// Queued only now that every watch is set, so nothing changed during
 	// the full push is missed.
 	if fullPush {
@@ -97,24 +109,251 @@ func Start(opt Options) (*Daemon, error) {
 			return nil, err
 		}
 	}
-	d := &Daemon{opt: opt, log: log, queue: q, watcher: w, killed: make(chan struct{})}
-	var observers pusher.Observers
-	if c.FailLog.Path != "" {
-		d.failLog = retry.OpenFailLog(c.FailLog.Path)
-		observers = append(observers, d.failLog)
-	}
-	d.pool = newPool(c, q, targets, opt.Workers, observers, log)
+	d.pool = d.newPool(c, targets)
 	if d.schedule, err = retry.NewSchedule(c, d.pool, log); err != nil {
-		d.closeAll()
+		d.closeFiles()
 		return nil, err
 	}
 	// The queue's lock is held: no other daemon can own this socket.
 	if d.control, err = control.Listen(control.SocketPath(opt.DBPath), d, log); err != nil {
-		d.closeAll()
+		d.closeFiles()
 		return nil, err
 	}
 	return d, nil
 }
+
+func (d *Daemon) newWatcher(c *config.Config, flt *filter.Filter) (*watch.Watcher, error) {
+	w, err := watch.New(watch.Options{
+		Root:    c.LocalPath,
+		Filter:  flt,
+		Events:  c.Events,
+		Settle:  c.Daemon.Settle,
+		MaxHold: c.Daemon.MaxHold,
+		Sink:    d.queue,
+		Log:     d.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.log.WithField("dirs", w.Dirs()).Infof("watching %s", c.LocalPath)
+	return w, nil
+}
+
+// newPool makes the pool for c, with a failLog observer; the failLog of
+// the same path is shared with the pool it replaces.
+func (d *Daemon) newPool(c *config.Config, targets []pusher.Target) *pusher.Pool {
+	var obs pusher.Observers
+	if c.FailLog.Path != "" {
+		if d.failLog == nil || d.cfg.FailLog.Path != c.FailLog.Path {
+			d.failLog = retry.OpenFailLog(c.FailLog.Path)
+			d.failLogs = append(d.failLogs, d.failLog)
+		}
+		obs = append(obs, d.failLog)
+	}
+	return newPool(c, d.queue, targets, d.opt.Workers, obs, d.log)
+}
+
+func (d *Daemon) startWatcher(w *watch.Watcher) {
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	d.watchStop, d.watchDone = stop, done
+}
+
+func (d *Daemon) startPool(p *pusher.Pool) {
+	ctx, stop := context.WithCancel(context.Background())
+	d.pools.Add(1)
+	go func() { defer d.pools.Done(); p.Run(ctx, d.hard) }()
+	d.poolStop = stop
+}
+
+func (d *Daemon) closeFiles() {
+	if d.control != nil {
+		d.control.Close()
+	}
+	for _, f := range d.failLogs {
+		f.Close()
+	}
+	d.queue.Close()
+}
+
+// Kill makes a graceful stop in progress end at once; running pushes are
+// killed and their records stay queued.
+func (d *Daemon) Kill() { d.killOnce.Do(func() { close(d.killed) }) }
+
+// Reload applies a new, already validated config without a restart: the
+// new watcher is set before the old one stops, so no change goes unseen;
+// the new pool starts while the old one's pushes finish. On error the old
+// config stays in force.
+func (d *Daemon) Reload(c *config.Config) error {
+	req := reloadRequest{cfg: c, reply: make(chan error, 1)}
+	select {
+	case d.reloads <- req:
+		return <-req.reply
+	case <-d.killed:
+		return errors.New("reload: daemon is stopping")
+	}
+}
+
+func (d *Daemon) reload(c *config.Config) error {
+	old := d.cfg
+	if c.LocalPath != old.LocalPath {
+		return fmt.Errorf("reload: localpath changed from %s to %s: restart sersyncd to watch another tree", old.LocalPath, c.LocalPath)
+	}
+	flt, targets, names, err := buildTargets(c)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	for _, w := range c.Warnings {
+		d.log.Warn(w)
+	}
+	if err := d.queue.SetTargets(names); err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	w, err := d.newWatcher(c, flt)
+	if err != nil {
+		_ = d.queue.SetTargets(d.queue.Targets())
+		return fmt.Errorf("reload: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	oldStop, oldDone := d.watchStop, d.watchDone
+	d.watcher = w
+	d.startWatcher(w)
+	oldStop()
+	if err := <-oldDone; err != nil {
+		d.log.WithError(err).Warn("reload: old watcher")
+	}
+	if !slices.Equal(filterOf(c), filterOf(old)) {
+		// Paths the old filter excluded may now be wanted.
+		if err := d.queue.AddFullSync(); err != nil {
+			d.log.WithError(err).Error("reload: queue full push for the new filter")
+		}
+	}
+	for _, name := range d.pool.Names() {
+		if !slices.Contains(names, name) {
+			if n := d.queue.Pending(name); n > 0 {
+				d.log.WithField("target", name).Warnf("target removed from the config; its %d pending changes stay in the queue", n)
+			}
+		}
+	}
+	d.poolStop()
+	d.pool = d.newPool(c, targets)
+	d.startPool(d.pool)
+	d.cronDone = append(d.cronDone, d.schedule.Stop())
+	if sched, err := retry.NewSchedule(c, d.pool, d.log); err != nil {
+		d.log.WithError(err).Error("reload: schedule")
+	} else {
+		d.schedule = sched
+		sched.Start()
+	}
+	d.cfg = c
+	d.log.WithFields(logrus.Fields{"targets": len(names), "config": c.File}).Info("config reloaded")
+	return nil
+}
+
+func filterOf(c *config.Config) []string {
+	if !c.Filter.Enabled {
+		return nil
+	}
+	return c.Filter.Excludes
+}
+
+// Run replicates until ctx ends, then stops gracefully: the watcher commits
+// what it has seen, running pushes get DrainTimeout to finish, the queue is
+// closed cleanly.
+func (d *Daemon) Run(ctx context.Context) error {
+	defer d.kill()
+	d.mu.Lock()
+	d.startWatcher(d.watcher)
+	d.startPool(d.pool)
+	d.schedule.Start()
+	d.mu.Unlock()
+
+	var runErr error
+loop:
+	for {
+		d.mu.Lock()
+		watchDone := d.watchDone
+		d.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-d.killed:
+			break loop
+		case req := <-d.reloads:
+			req.reply <- d.reload(req.cfg)
+		case err := <-watchDone:
+			runErr = err
+			watchDone <- err
+			break loop
+		}
+	}
+	d.log.Info("stopping: committing seen changes, letting running pushes finish")
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.watchStop()
+	if err := <-d.watchDone; err != nil && runErr == nil {
+		runErr = err
+	}
+	d.cronDone = append(d.cronDone, d.schedule.Stop())
+	d.poolStop()
+	allDone := make(chan struct{})
+	go func() {
+		d.pools.Wait()
+		for _, c := range d.cronDone {
+			<-c.Done()
+		}
+		close(allDone)
+	}()
+	select {
+	case <-allDone:
+	case <-d.killed:
+		d.kill()
+		<-allDone
+	case <-time.After(d.opt.DrainTimeout):
+		d.log.Warnf("pushes still running after %s; killing them, their changes stay queued", d.opt.DrainTimeout)
+		d.kill()
+		<-allDone
+	}
+	d.control.Close()
+	for _, f := range d.failLogs {
+		f.Close()
+	}
+	if err := d.queue.Close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("close queue: %w", err)
+	}
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return runErr
+	}
+	return nil
+}
+
+// Status reports the queue and the targets' health.
+func (d *Daemon) Status() (*control.Status, error) {
+	d.mu.Lock()
+	pool, w := d.pool, d.watcher
+	d.mu.Unlock()
+	st, err := status(d.queue, pool, d.opt.DBPath)
+	if err != nil {
+		return nil, err
+	}
+	st.Running = true
+	st.PID = os.Getpid()
+	st.WatchedDirs = w.Dirs()
+	st.Overflows = w.Overflows()
+	return st, nil
+}
+
+// Replay pushes the failure records now (`sersyncd retry`).
+func (d *Daemon) Replay(ctx context.Context, target string) ([]pusher.ReplayResult, error) {
+	d.mu.Lock()
+	pool := d.pool
+	d.mu.Unlock()
+	return pool.Replay(ctx, target)
+}
+
+var _ control.Handler = (*Daemon)(nil)
 
 func buildTargets(c *config.Config) (*filter.Filter, []pusher.Target, []string, error) {
 	var flt *filter.Filter
@@ -146,36 +385,6 @@ func newPool(c *config.Config, q *queue.Queue, targets []pusher.Target, workers 
 		Observer:   observer,
 	})
 }
-
-func (d *Daemon) closeAll() {
-	if d.control != nil {
-		d.control.Close()
-	}
-	if d.failLog != nil {
-		d.failLog.Close()
-	}
-	d.queue.Close()
-}
-
-// Status reports the queue and the targets' health.
-func (d *Daemon) Status() (*control.Status, error) {
-	st, err := status(d.queue, d.pool, d.opt.DBPath)
-	if err != nil {
-		return nil, err
-	}
-	st.Running = true
-	st.PID = os.Getpid()
-	st.WatchedDirs = d.watcher.Dirs()
-	st.Overflows = d.watcher.Overflows()
-	return st, nil
-}
-
-// Replay pushes the failure records now (`sersyncd retry`).
-func (d *Daemon) Replay(ctx context.Context, target string) ([]pusher.ReplayResult, error) {
-	return d.pool.Replay(ctx, target)
-}
-
-var _ control.Handler = (*Daemon)(nil)
 
 func status(q *queue.Queue, pool *pusher.Pool, db string) (*control.Status, error) {
 	st := &control.Status{Queue: db}
@@ -247,64 +456,3 @@ func (t *Tool) Replay(ctx context.Context, target string) ([]pusher.ReplayResult
 func (t *Tool) Close() error { return t.queue.Close() }
 
 var _ control.Handler = (*Tool)(nil)
-
-// Kill makes a graceful stop in progress end at once; running pushes are
-// killed and their records stay queued.
-func (d *Daemon) Kill() { d.killOnce.Do(func() { close(d.killed) }) }
-
-// Run replicates until ctx ends, then stops gracefully: the watcher commits
-// what it has seen, running pushes get DrainTimeout to finish, the queue is
-// closed cleanly.
-func (d *Daemon) Run(ctx context.Context) error {
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	defer stopWatch()
-	pushCtx, stopPush := context.WithCancel(context.Background())
-	defer stopPush()
-	hard, kill := context.WithCancel(context.Background())
-	defer kill()
-
-	watchDone := make(chan error, 1)
-	go func() { watchDone <- d.watcher.Run(watchCtx) }()
-	poolDone := make(chan struct{})
-	go func() { d.pool.Run(pushCtx, hard); close(poolDone) }()
-	d.schedule.Start()
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case <-d.killed:
-	case err := <-watchDone:
-		runErr = err
-		watchDone <- nil
-	}
-	d.log.Info("stopping: committing seen changes, letting running pushes finish")
-	stopWatch()
-	if err := <-watchDone; err != nil && runErr == nil {
-		runErr = err
-	}
-	cronDone := d.schedule.Stop()
-	stopPush()
-	allDone := make(chan struct{})
-	go func() { <-poolDone; <-cronDone.Done(); close(allDone) }()
-	select {
-	case <-allDone:
-	case <-d.killed:
-		kill()
-		<-allDone
-	case <-time.After(d.opt.DrainTimeout):
-		d.log.Warnf("pushes still running after %s; killing them, their changes stay queued", d.opt.DrainTimeout)
-		kill()
-		<-allDone
-	}
-	d.control.Close()
-	if d.failLog != nil {
-		d.failLog.Close()
-	}
-	if err := d.queue.Close(); err != nil && runErr == nil {
-		runErr = fmt.Errorf("close queue: %w", err)
-	}
-	if runErr != nil && !errors.Is(runErr, context.Canceled) {
-		return runErr
-	}
-	return nil
-}

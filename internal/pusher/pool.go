@@ -109,6 +109,15 @@ func New(q Queue, targets []Target, opt Options) *Pool {
 	return p
 }
 
+// Names returns the target names.
+func (p *Pool) Names() []string {
+	names := make([]string, len(p.targets))
+	for i, tr := range p.targets {
+		names[i] = tr.target.Name()
+	}
+	return names
+}
+
 func (p *Pool) runner(name string) (*targetRunner, error) {
 	for _, tr := range p.targets {
 		if tr.target.Name() == name {

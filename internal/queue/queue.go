@@ -79,6 +79,7 @@ type Queue struct {
 
 	mu       sync.Mutex
 	targets  map[string]*targetState
+	active   []string // the targets Add records changes for
 	unclean  bool
 	tool     bool // opened by OpenTool: the state marker is not ours
 	closed   bool
@@ -133,33 +134,56 @@ func open(path string, targets []string, daemon bool) (*Queue, error) {
 				return err
 			}
 		}
-		for _, name := range targets {
-			b, err := tx.CreateBucketIfNotExists(targetBucketName(name))
-			if err != nil {
-				return err
-			}
-			paths, err := b.CreateBucketIfNotExists(pathsBucket)
-			if err != nil {
-				return err
-			}
-			if _, err := b.CreateBucketIfNotExists(orderBucket); err != nil {
-				return err
-			}
-			q.targets[name] = &targetState{
-				inflight:  map[string]uint64{},
-				ancestors: map[string]int{},
-				pending:   paths.Stats().KeyN,
-				notify:    make(chan struct{}, 1),
-			}
-		}
-		names, _ := json.Marshal(targets)
-		return meta.Put(targetsKey, names)
+		return q.createTargets(tx, targets)
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("initialise queue %s: %w", path, err)
 	}
 	return q, nil
+}
+
+// createTargets makes the buckets of targets not known yet and makes
+// targets the set that Add records changes for.
+func (q *Queue) createTargets(tx *bolt.Tx, targets []string) error {
+	q.active = targets
+	for _, name := range targets {
+		if _, ok := q.targets[name]; ok {
+			continue
+		}
+		b, err := tx.CreateBucketIfNotExists(targetBucketName(name))
+		if err != nil {
+			return err
+		}
+		paths, err := b.CreateBucketIfNotExists(pathsBucket)
+		if err != nil {
+			return err
+		}
+		if _, err := b.CreateBucketIfNotExists(orderBucket); err != nil {
+			return err
+		}
+		q.targets[name] = &targetState{
+			inflight:  map[string]uint64{},
+			ancestors: map[string]int{},
+			pending:   paths.Stats().KeyN,
+			notify:    make(chan struct{}, 1),
+		}
+	}
+	names, _ := json.Marshal(targets)
+	return tx.Bucket(metaBucket).Put(targetsKey, names)
+}
+
+// SetTargets changes the targets that changes are recorded for (a reloaded
+// config). The records of a target no longer listed stay in the file, to be
+// pushed if it comes back.
+func (q *Queue) SetTargets(targets []string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	err := q.db.Update(func(tx *bolt.Tx) error { return q.createTargets(tx, targets) })
+	if err != nil {
+		return fmt.Errorf("set queue targets: %w", err)
+	}
+	return nil
 }
 
 func targetBucketName(target string) []byte { return []byte("t:" + target) }
@@ -170,15 +194,11 @@ func (q *Queue) Unclean() bool { return q.unclean }
 // Path returns the queue file's path.
 func (q *Queue) Path() string { return q.db.Path() }
 
-// Targets returns the configured target names.
+// Targets returns the targets changes are recorded for.
 func (q *Queue) Targets() []string {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	names := make([]string, 0, len(q.targets))
-	for n := range q.targets {
-		names = append(names, n)
-	}
-	return names
+	return append([]string(nil), q.active...)
 }
 
 // Close marks the queue as cleanly closed and closes the file.
@@ -232,9 +252,7 @@ func (q *Queue) add(only []string, paths []string) error {
 	defer q.mu.Unlock()
 	targets := only
 	if targets == nil {
-		for name := range q.targets {
-			targets = append(targets, name)
-		}
+		targets = q.active
 	}
 	added := map[string]int{}
 	err := q.db.Update(func(tx *bolt.Tx) error {
