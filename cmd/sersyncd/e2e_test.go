@@ -44,6 +44,8 @@ type envOptions struct {
 	// authUser and passwordFile turn rsync daemon auth on.
 	authUser, passwordFile string
 	secrets                map[string]string // the daemons' users and passwords
+	timeout                int               // rsync --timeout seconds; default 20
+	ssh                    *testutil.SSHD    // set: one target, a plain directory reached over this sshd
 }
 
 var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0" encoding="ISO-8859-1"?>
@@ -74,8 +76,8 @@ var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0"
 	    <commonParams params="{{.Params}}"/>
 	    <auth start="{{if .PasswordFile}}true{{else}}false{{end}}" users="{{.AuthUser}}" passwordfile="{{or .PasswordFile "/etc/rsync.pas"}}"/>
 	    <userDefinedPort start="true" port="{{.Port}}"/>
-	    <timeout start="true" time="20"/>
-	    <ssh start="false"/>
+	    <timeout start="true" time="{{.Timeout}}"/>
+	    <ssh start="{{if .SSH}}true" command="{{.SSH}}{{else}}false{{end}}"/>
 	</rsync>
 	<failLog path="{{.Dir}}/fail.log" timeToExecute="60"{{if .FailLogEvery}} interval="{{.FailLogEvery}}"{{end}}/>
 	<crontab start="{{if .CrontabEvery}}true{{else}}false{{end}}" schedule="600"{{if .CrontabEvery}} interval="{{.CrontabEvery}}"{{end}}>
@@ -103,6 +105,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.params == "" {
 		o.params = "-artuz"
 	}
+	if o.timeout == 0 {
+		o.timeout = 20
+	}
 	e := &env{t: t, bin: testutil.BuildBinary(t), dir: t.TempDir()}
 	e.src = filepath.Join(e.dir, "src")
 	e.db = filepath.Join(e.dir, "queue.db")
@@ -112,6 +117,15 @@ func newEnv(t *testing.T, o envOptions) *env {
 	port := testutil.FreePort(t)
 	type remote struct{ IP, Module string }
 	var remotes []remote
+	sshCommand := ""
+	if o.ssh != nil {
+		// One target: a plain directory, reached as 127.0.0.1:/abs/dir.
+		o.targets, port, sshCommand = 0, o.ssh.Port, o.ssh.Command
+		dir := filepath.Join(e.dir, "ssh-target")
+		must(t, os.Mkdir(dir, 0o755))
+		e.targets = append(e.targets, &testutil.Daemon{Module: "ssh:" + dir, Dir: dir})
+		remotes = append(remotes, remote{"127.0.0.1", dir})
+	}
 	for i := 0; i < o.targets; i++ {
 		ip := fmt.Sprintf("127.0.0.%d", i+1)
 		d := testutil.StartDaemon(t, testutil.DaemonOptions{Module: fmt.Sprintf("backup%d", i), Address: ip, Port: port, Secrets: o.secrets})
@@ -124,6 +138,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		"Attrib": o.attrib, "BackoffMax": o.backoffMax, "Params": o.params,
 		"FailLogEvery": o.failLogEvery, "CrontabEvery": o.crontabEvery, "CrontabExcludes": o.crontabExcludes,
 		"AuthUser": o.authUser, "PasswordFile": o.passwordFile,
+		"Timeout": o.timeout, "SSH": sshCommand,
 	})
 	if err != nil {
 		t.Fatal(err)
