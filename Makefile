@@ -26,5 +26,14 @@ fuzz:
 	$(GO) test -run=^$$ -fuzz=FuzzParse -fuzztime=20s ./internal/config/
 	$(GO) test -run=^$$ -fuzz=FuzzExcluded -fuzztime=20s ./internal/filter/
 
+# Benchmarks against lsyncd, the inotifywait|rsync script and the limit
+# (installs rsync, lsyncd, inotify-tools with apt-get when missing; ~30-40 min).
+bench: build
+	BENCH_COMMAND="make bench" $(GO) run ./scripts/bench -bin bin/sersyncd -out docs/BENCHMARKS.md
+
+# A subset in under 2 minutes; prints the table and writes docs/BENCHMARKS-quick.md.
+bench-quick: build
+	BENCH_COMMAND="make bench-quick" $(GO) run ./scripts/bench -quick -bin bin/sersyncd -out docs/BENCHMARKS-quick.md
+
 clean:
 	rm -rf bin
