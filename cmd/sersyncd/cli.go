@@ -73,6 +73,7 @@ type daemonFlags struct {
 	logFile   string
 	pidFile   string
 	logFormat string
+	metrics   string
 	version   bool
 }
 
@@ -87,6 +88,7 @@ func newDaemonFlagSet(f *daemonFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.logFile, "log-file", "", "log `file` with -d (default from <sersyncd logFile>, else "+defaultLogFile+")")
 	fs.StringVar(&f.pidFile, "pid-file", "", "pid `file` with -d (default from <sersyncd pidFile>, else "+defaultPidFile+")")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus /metrics and /healthz on this `address` (default from <sersyncd metrics>, else off)")
 	fs.BoolVar(&f.version, "version", false, "print the version and exit")
 	return fs
 }
@@ -149,6 +151,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	f.db = firstNonEmpty(f.db, cfg.Daemon.DB, defaultDB)
 	f.logFile = firstNonEmpty(f.logFile, cfg.Daemon.LogFile, defaultLogFile)
 	f.pidFile = firstNonEmpty(f.pidFile, cfg.Daemon.PidFile, defaultPidFile)
+	f.metrics = firstNonEmpty(f.metrics, cfg.Daemon.Metrics)
 	if f.detach && os.Getenv(detachedEnv) == "" {
 		return detach(f, stderr)
 	}
@@ -185,6 +188,7 @@ func runDaemon(f daemonFlags, cfg *config.Config, stderr io.Writer) int {
 		DBPath:          f.db,
 		Workers:         f.workers,
 		FullPushAtStart: f.fullPush,
+		MetricsAddr:     f.metrics,
 		Log:             log,
 	})
 	if err != nil {

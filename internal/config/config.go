@@ -131,7 +131,8 @@ type Daemon struct {
 	MaxHold                       time.Duration // a path that never goes quiet is queued after this anyway
 	BatchMax                      int
 	BackoffMax                    time.Duration
-	DB, Metrics, LogFile, PidFile string // "" means the caller's default
+	HealthLag                     time.Duration // /healthz fails when a change waits longer than this
+	DB, Metrics, LogFile, PidFile string        // "" means the caller's default
 }
 
 // Default values for settings the file may leave out.
@@ -140,6 +141,7 @@ const (
 	DefaultMaxHold       = 2 * time.Second
 	DefaultBatchMax      = 5000
 	DefaultBackoffMax    = 2 * time.Minute
+	DefaultHealthLag     = 60 * time.Second
 	DefaultFailLogEvery  = 60 * time.Minute
 	DefaultCrontabEvery  = 600 * time.Minute
 	DefaultSSHCommand    = "ssh"

@@ -209,7 +209,7 @@ func parse(name string, data []byte) (*Config, positions, error) {
 		Rsync:   Rsync{CommonParams: []string{defaultCommonParams}, SSH: SSH{Command: DefaultSSHCommand}},
 		FailLog: FailLog{Interval: DefaultFailLogEvery},
 		Crontab: Crontab{Interval: DefaultCrontabEvery},
-		Daemon:  Daemon{Settle: DefaultSettle, MaxHold: DefaultMaxHold, BatchMax: DefaultBatchMax, BackoffMax: DefaultBackoffMax},
+		Daemon:  Daemon{Settle: DefaultSettle, MaxHold: DefaultMaxHold, BatchMax: DefaultBatchMax, BackoffMax: DefaultBackoffMax, HealthLag: DefaultHealthLag},
 	}}
 	p.head(root)
 	if p.err != nil {
@@ -591,6 +591,7 @@ func (p *parser) daemon(n *node) {
 	d.Settle = p.duration(n, "settle", DefaultSettle)
 	d.MaxHold = p.duration(n, "maxHold", DefaultMaxHold)
 	d.BackoffMax = p.duration(n, "backoffMax", DefaultBackoffMax)
+	d.HealthLag = p.duration(n, "healthLag", DefaultHealthLag)
 	d.BatchMax = DefaultBatchMax
 	if v, ok := n.attr("batchMax"); ok {
 		d.BatchMax = p.posInt(n, "batchMax", v)

@@ -15,6 +15,7 @@ import (
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/control"
 	"github.com/sersyncd/sersyncd/internal/filter"
+	"github.com/sersyncd/sersyncd/internal/metrics"
 	"github.com/sersyncd/sersyncd/internal/pusher"
 	"github.com/sersyncd/sersyncd/internal/queue"
 	"github.com/sersyncd/sersyncd/internal/retry"
@@ -29,7 +30,9 @@ type Options struct {
 	FullPushAtStart bool
 	// DrainTimeout bounds how long a graceful stop waits for running pushes.
 	DrainTimeout time.Duration
-	Log          *logrus.Logger
+	// MetricsAddr, when set, serves /metrics and /healthz there.
+	MetricsAddr string
+	Log         *logrus.Logger
 }
 
 // Daemon is a running sersyncd.
@@ -38,6 +41,8 @@ type Daemon struct {
 	log     *logrus.Logger
 	queue   *queue.Queue
 	control *control.Server
+	metrics *metrics.Metrics
+	httpSrv *metrics.Server
 	hard    context.Context // pushes run under it; cancelled to kill them
 	kill    context.CancelFunc
 
@@ -76,7 +81,8 @@ func Start(opt Options) (*Daemon, error) {
 	for _, w := range c.Warnings {
 		log.Warn(w)
 	}
-	flt, targets, names, err := buildTargets(c)
+	m := metrics.New(nil)
+	flt, targets, names, err := buildTargets(c, m.BytesSent)
 	if err != nil {
 		return nil, err
 	}
@@ -95,8 +101,9 @@ func Start(opt Options) (*Daemon, error) {
 		}
 	}
 	hard, kill := context.WithCancel(context.Background())
-	d := &Daemon{opt: opt, log: log, queue: q, hard: hard, kill: kill, cfg: c,
+	d := &Daemon{opt: opt, log: log, queue: q, metrics: m, hard: hard, kill: kill, cfg: c,
 		reloads: make(chan reloadRequest), killed: make(chan struct{})}
+	m.SetSource(d)
 	if d.watcher, err = d.newWatcher(c, flt); err != nil {
 		q.Close()
 		return nil, err
@@ -119,6 +126,13 @@ func Start(opt Options) (*Daemon, error) {
 		d.closeFiles()
 		return nil, err
 	}
+	if opt.MetricsAddr != "" {
+		if d.httpSrv, err = m.Serve(opt.MetricsAddr, c.Daemon.HealthLag); err != nil {
+			d.closeFiles()
+			return nil, err
+		}
+		log.Infof("metrics at http://%s/metrics, health at /healthz", opt.MetricsAddr)
+	}
 	return d, nil
 }
 
@@ -129,7 +143,7 @@ func (d *Daemon) newWatcher(c *config.Config, flt *filter.Filter) (*watch.Watche
 		Events:  c.Events,
 		Settle:  c.Daemon.Settle,
 		MaxHold: c.Daemon.MaxHold,
-		Sink:    d.queue,
+		Sink:    countingSink{d.queue, d.metrics},
 		Log:     d.log,
 	})
 	if err != nil {
@@ -142,7 +156,7 @@ func (d *Daemon) newWatcher(c *config.Config, flt *filter.Filter) (*watch.Watche
 // newPool makes the pool for c, with a failLog observer; the failLog of
 // the same path is shared with the pool it replaces.
 func (d *Daemon) newPool(c *config.Config, targets []pusher.Target) *pusher.Pool {
-	var obs pusher.Observers
+	obs := pusher.Observers{d.metrics}
 	if c.FailLog.Path != "" {
 		if d.failLog == nil || d.cfg.FailLog.Path != c.FailLog.Path {
 			d.failLog = retry.OpenFailLog(c.FailLog.Path)
@@ -168,6 +182,9 @@ func (d *Daemon) startPool(p *pusher.Pool) {
 }
 
 func (d *Daemon) closeFiles() {
+	if d.httpSrv != nil {
+		d.httpSrv.Close()
+	}
 	if d.control != nil {
 		d.control.Close()
 	}
@@ -200,7 +217,7 @@ func (d *Daemon) reload(c *config.Config) error {
 	if c.LocalPath != old.LocalPath {
 		return fmt.Errorf("reload: localpath changed from %s to %s: restart sersyncd to watch another tree", old.LocalPath, c.LocalPath)
 	}
-	flt, targets, names, err := buildTargets(c)
+	flt, targets, names, err := buildTargets(c, d.metrics.BytesSent)
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
@@ -316,6 +333,9 @@ loop:
 		d.kill()
 		<-allDone
 	}
+	if d.httpSrv != nil {
+		d.httpSrv.Close()
+	}
 	d.control.Close()
 	for _, f := range d.failLogs {
 		f.Close()
@@ -355,7 +375,41 @@ func (d *Daemon) Replay(ctx context.Context, target string) ([]pusher.ReplayResu
 
 var _ control.Handler = (*Daemon)(nil)
 
-func buildTargets(c *config.Config) (*filter.Filter, []pusher.Target, []string, error) {
+// Snapshot gives the metrics their gauges.
+func (d *Daemon) Snapshot() metrics.Snapshot {
+	d.mu.Lock()
+	pool, w := d.pool, d.watcher
+	d.mu.Unlock()
+	s := metrics.Snapshot{WatchedDirs: w.Dirs(), Overflows: w.Overflows()}
+	now := time.Now()
+	for _, ps := range pool.Status() {
+		t := metrics.Target{Name: ps.Name, Pending: d.queue.Pending(ps.Name),
+			ConsecutiveFailures: ps.ConsecutiveFailures, LastError: ps.LastError}
+		if oldest, err := d.queue.OldestQueued(ps.Name); err == nil && !oldest.IsZero() {
+			t.Lag = now.Sub(oldest)
+		}
+		s.Targets = append(s.Targets, t)
+	}
+	return s
+}
+
+var _ metrics.Source = (*Daemon)(nil)
+
+// countingSink counts what the watcher commits.
+type countingSink struct {
+	*queue.Queue
+	m *metrics.Metrics
+}
+
+func (s countingSink) Add(paths []string) error {
+	if err := s.Queue.Add(paths); err != nil {
+		return err
+	}
+	s.m.Queued(len(paths))
+	return nil
+}
+
+func buildTargets(c *config.Config, onBytesSent func(string, int64)) (*filter.Filter, []pusher.Target, []string, error) {
 	var flt *filter.Filter
 	if c.Filter.Enabled {
 		var err error
@@ -367,6 +421,7 @@ func buildTargets(c *config.Config) (*filter.Filter, []pusher.Target, []string, 
 	targets := make([]pusher.Target, len(rsyncTargets))
 	names := make([]string, len(rsyncTargets))
 	for i, t := range rsyncTargets {
+		t.OnBytesSent = onBytesSent
 		targets[i], names[i] = t, t.Name()
 	}
 	return flt, targets, names, nil
@@ -429,7 +484,7 @@ type Tool struct {
 // OpenTool opens the queue without taking the daemon's place: the marker
 // of an unclean stop stays for the daemon's next start.
 func OpenTool(c *config.Config, db string, log logrus.FieldLogger) (*Tool, error) {
-	_, targets, names, err := buildTargets(c)
+	_, targets, names, err := buildTargets(c, nil)
 	if err != nil {
 		return nil, err
 	}

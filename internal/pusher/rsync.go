@@ -46,6 +46,8 @@ type RsyncTarget struct {
 	Filter       *filter.Filter
 	// StderrTail bounds how much of rsync's stderr is kept with an error.
 	StderrTail int
+	// OnBytesSent, when set, gets what each push sent (rsync --stats).
+	OnBytesSent func(target string, n int64)
 }
 
 // DefaultTimeout ends a push to a target that stopped answering when the
@@ -118,6 +120,9 @@ func (t *RsyncTarget) commonArgs() []string {
 	}
 	if t.PasswordFile != "" {
 		args = append(args, "--password-file="+t.PasswordFile)
+	}
+	if t.OnBytesSent != nil {
+		args = append(args, "--stats")
 	}
 	return args
 }
@@ -214,13 +219,18 @@ func escapePattern(rel string) string {
 func (t *RsyncTarget) run(ctx context.Context, args []string, stdin *bytes.Buffer) error {
 	cmd := exec.CommandContext(ctx, t.binary(), args...)
 	cmd.Stdin = stdin
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// Kill rsync's whole process group (ssh included) when the push is cancelled.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	err := cmd.Run()
+	if t.OnBytesSent != nil {
+		if n, ok := bytesSent(stdout.Bytes()); ok {
+			t.OnBytesSent(t.Name(), n)
+		}
+	}
 	if err == nil {
 		return nil
 	}
@@ -309,4 +319,27 @@ var exitMeanings = map[int]string{
 	30:  "timeout in data send/receive",
 	35:  "timeout waiting for daemon connection",
 	255: "ssh connection failed or remote command error",
+}
+
+// bytesSent reads "Total bytes sent: 1,234" from rsync's --stats.
+func bytesSent(out []byte) (int64, bool) {
+	const key = "Total bytes sent: "
+	i := bytes.Index(out, []byte(key))
+	if i < 0 {
+		return 0, false
+	}
+	rest := out[i+len(key):]
+	var n int64
+	digits := 0
+	for _, c := range rest {
+		switch {
+		case c >= '0' && c <= '9':
+			n = n*10 + int64(c-'0')
+			digits++
+		case c == ',' || c == '.':
+		default:
+			return n, digits > 0
+		}
+	}
+	return n, digits > 0
 }

@@ -610,3 +610,31 @@ func (q *Queue) Stats(target string) (Stats, error) {
 	})
 	return st, err
 }
+
+// OldestQueued returns when the oldest waiting change of target was first
+// queued, zero when none waits. It reads one record.
+func (q *Queue) OldestQueued(target string) (time.Time, error) {
+	var t time.Time
+	err := q.db.View(func(tx *bolt.Tx) error {
+		tb := tx.Bucket(targetBucketName(target))
+		if tb == nil {
+			return fmt.Errorf("read queue: unknown target %q", target)
+		}
+		pb := tb.Bucket(pathsBucket)
+		c := tb.Bucket(orderBucket).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			raw := pb.Get(v)
+			if raw == nil {
+				continue
+			}
+			var rec Record
+			if err := json.Unmarshal(raw, &rec); err != nil {
+				return fmt.Errorf("decode record %q: %w", v, err)
+			}
+			t = rec.Queued
+			return nil
+		}
+		return nil
+	})
+	return t, err
+}

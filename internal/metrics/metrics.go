@@ -1,0 +1,198 @@
+// Package metrics exposes sersyncd's state to Prometheus at /metrics and a
+// health verdict at /healthz.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sersyncd/sersyncd/internal/pusher"
+)
+
+// Snapshot is the daemon's state at one moment.
+type Snapshot struct {
+	Targets     []Target
+	WatchedDirs int
+	Overflows   int
+}
+
+// Target is one target's part of a Snapshot.
+type Target struct {
+	Name                string
+	Pending             int
+	Lag                 time.Duration // age of the oldest pending change
+	ConsecutiveFailures int
+	LastError           string
+}
+
+// Source gives snapshots; the daemon implements it.
+type Source interface {
+	Snapshot() Snapshot
+}
+
+// Metrics holds the counters that events move and reads the gauges from a
+// Source at scrape time.
+type Metrics struct {
+	reg       *prometheus.Registry
+	src       Source
+	pushes    *prometheus.CounterVec
+	paths     *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	bytesSent *prometheus.CounterVec
+	queued    prometheus.Counter
+	events    *prometheus.CounterVec
+}
+
+var _ pusher.Observer = (*Metrics)(nil)
+
+// New registers sersyncd's metrics, and Go's and the process's, in a
+// registry of their own. src may be set later with SetSource, before the
+// first scrape.
+func New(src Source) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		src: src,
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sersyncd_pushes_total", Help: "rsync pushes by target and exit code (0: success).",
+		}, []string{"target", "exit"}),
+		paths: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sersyncd_pushed_paths_total", Help: "Paths pushed successfully, by target.",
+		}, []string{"target"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sersyncd_push_duration_seconds", Help: "Wall time of one rsync push, by target.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}, []string{"target"}),
+		bytesSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sersyncd_bytes_sent_total", Help: "Bytes rsync sent (its --stats), by target.",
+		}, []string{"target"}),
+		queued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sersyncd_paths_queued_total", Help: "Changed paths committed to the queue (per path, not per target).",
+		}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sersyncd_events_total", Help: "Filesystem events seen, by kind.",
+		}, []string{"kind"}),
+	}
+	m.reg.MustRegister(m.pushes, m.paths, m.duration, m.bytesSent, m.queued, m.events,
+		stateCollector{m},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Pushed counts a push.
+func (m *Metrics) Pushed(target string, paths []string, took time.Duration, err error) {
+	code := 0
+	if err != nil {
+		code = -1
+		var exitErr *pusher.ExitError
+		if errors.As(err, &exitErr) {
+			code = exitErr.Code
+		}
+	} else {
+		m.paths.WithLabelValues(target).Add(float64(len(paths)))
+	}
+	m.pushes.WithLabelValues(target, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(target).Observe(took.Seconds())
+}
+
+// BytesSent counts what rsync reported sending.
+func (m *Metrics) BytesSent(target string, n int64) {
+	m.bytesSent.WithLabelValues(target).Add(float64(n))
+}
+
+// Queued counts paths committed to the queue.
+func (m *Metrics) Queued(n int) { m.queued.Add(float64(n)) }
+
+// Event counts a filesystem event of a kind ("create", "write", ...).
+func (m *Metrics) Event(kind string) { m.events.WithLabelValues(kind).Inc() }
+
+var (
+	pendingDesc  = prometheus.NewDesc("sersyncd_pending_paths", "Paths waiting to be pushed, by target.", []string{"target"}, nil)
+	lagDesc      = prometheus.NewDesc("sersyncd_replication_lag_seconds", "Age of the oldest change not yet pushed, by target (0 when none waits).", []string{"target"}, nil)
+	failingDesc  = prometheus.NewDesc("sersyncd_target_consecutive_failures", "Pushes failed in a row, by target.", []string{"target"}, nil)
+	dirsDesc     = prometheus.NewDesc("sersyncd_watched_directories", "Directories with an inotify watch.", nil, nil)
+	overflowDesc = prometheus.NewDesc("sersyncd_inotify_overflows_total", "Times the kernel's event queue overflowed.", nil, nil)
+)
+
+// SetSource sets where the gauges come from.
+func (m *Metrics) SetSource(src Source) { m.src = src }
+
+type stateCollector struct{ m *Metrics }
+
+func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{pendingDesc, lagDesc, failingDesc, dirsDesc, overflowDesc} {
+		ch <- d
+	}
+}
+
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.m.src.Snapshot()
+	for _, t := range s.Targets {
+		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(t.Pending), t.Name)
+		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, t.Lag.Seconds(), t.Name)
+		ch <- prometheus.MustNewConstMetric(failingDesc, prometheus.GaugeValue, float64(t.ConsecutiveFailures), t.Name)
+	}
+	ch <- prometheus.MustNewConstMetric(dirsDesc, prometheus.GaugeValue, float64(s.WatchedDirs))
+	ch <- prometheus.MustNewConstMetric(overflowDesc, prometheus.CounterValue, float64(s.Overflows))
+}
+
+// Unhealthy returns why the daemon is unhealthy, or nil: a target whose
+// last push failed, or whose oldest pending change is older than maxLag.
+func Unhealthy(s Snapshot, maxLag time.Duration) []string {
+	var why []string
+	for _, t := range s.Targets {
+		if t.ConsecutiveFailures > 0 {
+			why = append(why, fmt.Sprintf("target %s: %d failed pushes in a row: %s", t.Name, t.ConsecutiveFailures, t.LastError))
+		} else if t.Lag > maxLag {
+			why = append(why, fmt.Sprintf("target %s: oldest pending change is %s old (bound %s)", t.Name, t.Lag.Round(time.Second), maxLag))
+		}
+	}
+	return why
+}
+
+// Handler serves /metrics and /healthz.
+func (m *Metrics) Handler(maxLag time.Duration) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if why := Unhealthy(m.src.Snapshot(), maxLag); len(why) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, strings.Join(why, "\n"))
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	return mux
+}
+
+// Server is the HTTP listener of the metrics.
+type Server struct{ srv *http.Server }
+
+// Serve listens on addr; it returns once the port is bound, so a bad
+// address is an error at start rather than a line in the log.
+func (m *Metrics) Serve(addr string, maxLag time.Duration) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: m.Handler(maxLag), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return &Server{srv: srv}, nil
+}
+
+// Close stops the listener.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return s.srv.Shutdown(ctx)
+}
