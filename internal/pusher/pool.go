@@ -85,6 +85,8 @@ type targetRunner struct {
 	lastOK      time.Time
 	retryAt     time.Time
 	fullRunning int
+	fullStarts  uint64              // full pushes started so far: tells a live push it overlapped one
+	wakeAt      time.Time           // when the earliest parked path may be claimed again
 	touched     map[string]struct{} // acked while a full push ran: pushed again after it
 }
 
@@ -269,15 +271,52 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 		if claimed {
 			continue // maybe more is ready for another worker
 		}
+		parked, stopTimer := tr.parkTimer()
 		select {
 		case <-stop.Done():
+			stopTimer()
 			return
 		case <-notify:
 		case <-tr.kick:
 		case <-done:
 			inflight--
+		case <-parked:
 		}
+		stopTimer()
 	}
+}
+
+// wakeBy makes the target's loop look at the queue again by t, when a
+// parked path becomes claimable.
+func (tr *targetRunner) wakeBy(t time.Time) {
+	tr.mu.Lock()
+	if tr.wakeAt.IsZero() || t.Before(tr.wakeAt) {
+		tr.wakeAt = t
+	}
+	tr.mu.Unlock()
+	select {
+	case tr.kick <- struct{}{}:
+	default:
+	}
+}
+
+// parkTimer returns a channel that fires when the earliest park ends (nil
+// when nothing is parked), clearing it once it has.
+func (tr *targetRunner) parkTimer() (<-chan time.Time, func()) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.wakeAt.IsZero() {
+		return nil, func() {}
+	}
+	wait := time.Until(tr.wakeAt)
+	if wait <= 0 {
+		tr.wakeAt = time.Time{}
+		ch := make(chan time.Time, 1)
+		ch <- time.Now()
+		return ch, func() {}
+	}
+	timer := time.NewTimer(wait)
+	return timer.C, func() { timer.Stop() }
 }
 
 func (tr *targetRunner) backoffLeft() time.Duration {
@@ -298,6 +337,9 @@ func (tr *targetRunner) pushBatch(ctx context.Context, items []queue.Item, budge
 	for i, it := range items {
 		paths[i] = it.Path
 	}
+	tr.mu.Lock()
+	fullAtStart, fullStartsAtStart := tr.fullRunning > 0, tr.fullStarts
+	tr.mu.Unlock()
 	start := time.Now()
 	err := tr.target.Push(ctx, paths)
 	took := time.Since(start)
@@ -314,7 +356,8 @@ func (tr *targetRunner) pushBatch(ctx context.Context, items []queue.Item, budge
 		if aerr := p.q.Ack(name, items); aerr != nil {
 			log.WithError(aerr).Error("acknowledge push; it will be pushed again")
 		}
-		tr.succeeded(log, paths)
+		tr.succeeded(log)
+		tr.afterLivePush(log, paths, fullAtStart, fullStartsAtStart)
 		log.WithField("exit", 0).Debug("pushed")
 		return 0, nil
 	}
@@ -337,6 +380,8 @@ func (tr *targetRunner) pushBatch(ctx context.Context, items []queue.Item, budge
 		if ferr := p.q.Fail(name, items, f); ferr != nil {
 			log.WithError(ferr).Error("record failure")
 		}
+		// After Fail, whose clock set the park's end.
+		tr.wakeBy(time.Now().Add(f.Park + 10*time.Millisecond))
 		log.WithError(err).Warnf("push of %q failed; it is retried in %s, the rest of the target goes on", paths[0], f.Park)
 		return 1, err
 	}
@@ -355,6 +400,7 @@ func (tr *targetRunner) fullPush(ctx context.Context, items []queue.Item, extraE
 	name := tr.target.Name()
 	tr.mu.Lock()
 	tr.fullRunning++
+	tr.fullStarts++
 	tr.mu.Unlock()
 	log := p.opt.Log.WithField("target", name)
 	log.Info("full push started")
@@ -374,7 +420,7 @@ func (tr *targetRunner) fullPush(ctx context.Context, items []queue.Item, extraE
 		if aerr := p.q.Ack(name, items); aerr != nil {
 			log.WithError(aerr).Error("acknowledge full push; it will run again")
 		}
-		tr.succeeded(log, nil)
+		tr.succeeded(log)
 		log.Info("full push done")
 		return nil
 	}
@@ -499,17 +545,35 @@ func (tr *targetRunner) replay(ctx context.Context) ReplayResult {
 	return res
 }
 
-func (tr *targetRunner) succeeded(log logrus.FieldLogger, paths []string) {
+// afterLivePush makes sure a live push that overlapped a full push is
+// pushed again once no full push runs: the full push's --delete or its
+// older copy of a file may have undone it.
+func (tr *targetRunner) afterLivePush(log logrus.FieldLogger, paths []string, fullAtStart bool, fullStartsAtStart uint64) {
 	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	if tr.fullRunning > 0 && len(paths) > 0 {
+	overlapped := fullAtStart || tr.fullRunning > 0 || tr.fullStarts != fullStartsAtStart
+	if !overlapped {
+		tr.mu.Unlock()
+		return
+	}
+	if tr.fullRunning > 0 {
 		if tr.touched == nil {
 			tr.touched = map[string]struct{}{}
 		}
 		for _, p := range paths {
 			tr.touched[p] = struct{}{}
 		}
+		tr.mu.Unlock()
+		return
 	}
+	tr.mu.Unlock()
+	if err := tr.pool.q.AddTarget(tr.target.Name(), paths); err != nil {
+		log.WithError(err).Error("queue paths pushed during a full push again")
+	}
+}
+
+func (tr *targetRunner) succeeded(log logrus.FieldLogger) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
 	if tr.failures > 0 {
 		log.Infof("recovered after %d failed pushes", tr.failures)
 	}
