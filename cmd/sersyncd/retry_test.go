@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/sersyncd/sersyncd/internal/control"
 	"github.com/sersyncd/sersyncd/internal/testutil"
 )
@@ -264,5 +266,66 @@ func waitFile(t *testing.T, path, want string) {
 			t.Fatalf("%s: got %q (%v), want %q", path, b, err, want)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestToolsOnALockedQueueSayWhy: a queue file held by a process that does
+// not answer on the socket gets one clear line, not a hang.
+func TestToolsOnALockedQueueSayWhy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	e := newEnv(t, envOptions{targets: 1})
+	db, err := bolt.Open(e.db, 0o600, nil)
+	must(t, err)
+	defer db.Close()
+	for _, sub := range []string{"status", "retry"} {
+		start := time.Now()
+		code, out := e.tool(sub)
+		if code != 1 || !strings.Contains(out, "locked by another process") || strings.Count(strings.TrimSpace(out), "\n") > 0 {
+			t.Fatalf("%s on a locked queue: exit %d:\n%s", sub, code, out)
+		}
+		if took := time.Since(start); took > 10*time.Second {
+			t.Fatalf("%s took %s", sub, took)
+		}
+	}
+}
+
+func TestDetachWritesPidAndLog(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	e := newEnv(t, envOptions{targets: 1})
+	pidFile := filepath.Join(e.dir, "run", "sersyncd.pid")
+	logFile := filepath.Join(e.dir, "log", "sersyncd.log")
+	cmd := exec.Command(e.bin, "-d", "-o", e.config, "--db", e.db, "--pid-file", pidFile, "--log-file", logFile)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sersyncd -d: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(pidFile)
+	must(t, err)
+	var pid int
+	if _, err := fmt.Sscan(string(b), &pid); err != nil || pid <= 1 {
+		t.Fatalf("pid file %q", b)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	e.write("detached", "arrives")
+	e.converge(10*time.Second, "detached daemon")
+	must(t, syscall.Kill(pid, syscall.SIGTERM))
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the detached daemon did not stop on SIGTERM")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	logText, err := os.ReadFile(logFile)
+	must(t, err)
+	if !strings.Contains(string(logText), "sersyncd stopped") {
+		t.Fatalf("log file:\n%s", logText)
+	}
+	if _, err := os.Stat(pidFile); err == nil {
+		t.Fatal("pid file left behind after a clean stop")
 	}
 }
