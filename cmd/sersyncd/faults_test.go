@@ -16,6 +16,20 @@ import (
 	"time"
 )
 
+// onTmpfs puts the test's temporary directories (source, targets, queue)
+// on /dev/shm when it is a writable tmpfs: creating thousands of files on
+// the build machine's disk takes seconds that the time budget does not have,
+// and the faults tested here do not depend on the file system.
+func onTmpfs(t *testing.T) {
+	t.Helper()
+	var st syscall.Statfs_t
+	const tmpfsMagic = 0x01021994
+	if err := syscall.Statfs("/dev/shm", &st); err != nil || st.Type != tmpfsMagic || syscall.Access("/dev/shm", 2) != nil {
+		return
+	}
+	t.Setenv("TMPDIR", "/dev/shm")
+}
+
 // seededRand logs its seed so a failing run can be replayed with
 // SERSYNCD_SEED=<seed>.
 func seededRand(t *testing.T) *rand.Rand {
@@ -86,6 +100,7 @@ func TestKill9Repeated(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
+	onTmpfs(t)
 	rng := seededRand(t)
 	e := newEnv(t, envOptions{targets: 2})
 	orphans := 0
@@ -136,4 +151,62 @@ func rsyncsOf(src string) []int {
 		}
 	}
 	return pids
+}
+
+// setSysctl writes value to a /proc/sys file and restores the old value in
+// t.Cleanup; it skips the test when the file is not writable (no root, or a
+// container without a private sysctl).
+func setSysctl(t *testing.T, path string, value int) (restore func()) {
+	t.Helper()
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Skipf("cannot read %s: %v", path, err)
+	}
+	if err := os.WriteFile(path, []byte(fmt.Sprint(value)), 0o644); err != nil {
+		t.Skipf("cannot lower %s for this test (needs root and a writable /proc/sys): %v", path, err)
+	}
+	done := false
+	restore = func() {
+		if !done {
+			done = true
+			if err := os.WriteFile(path, old, 0o644); err != nil {
+				t.Errorf("restore %s to %s: %v", path, strings.TrimSpace(string(old)), err)
+			}
+		}
+	}
+	t.Cleanup(restore)
+	return restore
+}
+
+// TestInotifyOverflow starts the daemon with a kernel event queue of 64
+// (the limit is read when the inotify instance is made, so it is restored
+// at once and other processes keep theirs) and floods the tree: the
+// overflow is logged, the whole tree pushed, the target converges.
+func TestInotifyOverflow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	onTmpfs(t)
+	e := newEnv(t, envOptions{targets: 1})
+	restore := setSysctl(t, "/proc/sys/fs/inotify/max_queued_events", 64)
+	p := e.start()
+	restore()
+	start := time.Now()
+	for i := 0; i < 40; i++ {
+		must(t, os.MkdirAll(e.path(fmt.Sprintf("flood/d%02d", i)), 0o755))
+		for j := 0; j < 100; j++ {
+			e.write(fmt.Sprintf("flood/d%02d/f%03d", i, j), fmt.Sprint(i, j))
+		}
+	}
+	flood := time.Since(start)
+	e.converge(30*time.Second, "after the overflow")
+	out := p.Output()
+	n := strings.Count(out, "overflowed")
+	if n == 0 {
+		t.Fatalf("no overflow logged: the flood did not overflow a queue of 64, or it went unnoticed:\n%s", tail(out, 4000))
+	}
+	t.Logf("flood of 4000 files took %s, converged %s later; %d overflow lines, %d full pushes", flood, time.Since(start)-flood, n, strings.Count(out, "full push started"))
+	if n > 3 {
+		t.Errorf("%d overflow lines for one storm: rate-limit them", n)
+	}
 }

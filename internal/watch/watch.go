@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,7 +49,19 @@ type Options struct {
 	MaxHold time.Duration // ... or once it has been held this long
 	Sink    Sink
 	Log     logrus.FieldLogger
+	// DegradedFullSyncEvery: while some directories have no watch (the
+	// kernel's fs.inotify.max_user_watches is reached), changes in them are
+	// not seen, so the whole tree is pushed this often instead, and the
+	// missing watches are tried again each time. Default 1 minute.
+	DegradedFullSyncEvery time.Duration
 }
+
+// DefaultDegradedFullSyncEvery is Options.DegradedFullSyncEvery's default.
+const DefaultDegradedFullSyncEvery = time.Minute
+
+// OverflowLogEvery spaces the warnings about kernel queue overflows: a
+// storm of them is reported once, with a count, not line by line.
+var OverflowLogEvery = 10 * time.Second
 
 // Watcher watches Root recursively.
 type Watcher struct {
@@ -64,8 +77,13 @@ type Watcher struct {
 	dirOps  []dirOp
 	dirWake chan struct{}
 
-	overflows int
-	statMu    sync.Mutex
+	statMu           sync.Mutex
+	overflows        int
+	overflowLogged   time.Time // when an overflow was last reported
+	overflowUnlogged int       // overflows since then
+	resyncQueued     bool      // an opResync waits in dirOps: another adds nothing
+	degraded         *WatchLimitError
+	fullSyncOwed     bool // the sink refused a full sync: flushLoop asks again
 }
 
 type change struct {
@@ -85,26 +103,47 @@ type dirOp struct {
 	rel  string
 }
 
-// WatchLimitError is returned when the kernel refuses more inotify watches.
+// MaxUserWatchesPath is the sysctl that bounds inotify watches per user.
+var MaxUserWatchesPath = "/proc/sys/fs/inotify/max_user_watches"
+
+// WatchLimitError says that the kernel refused more inotify watches
+// (ENOSPC): which sysctl to raise, and by how much.
 type WatchLimitError struct {
-	Dirs int
-	Err  error
+	Dirs   int // directories watched
+	Total  int // directories of the tree (not excluded) as far as known; at least Dirs+Failed
+	Failed int // directories whose watch the kernel refused
+	Limit  int // fs.inotify.max_user_watches when it happened, 0 if unknown
+	Err    error
 }
 
 func (e *WatchLimitError) Error() string {
-	limit := readSysctl("/proc/sys/fs/inotify/max_user_watches")
-	return fmt.Sprintf("add inotify watch: limit reached after %d directories (fs.inotify.max_user_watches=%s); raise it, e.g. sysctl -w fs.inotify.max_user_watches=%d: %v",
-		e.Dirs, limit, 2*e.Dirs+8192, e.Err)
+	missing := max(e.Total-e.Dirs, e.Failed, 1)
+	limit := "unknown"
+	suggest := 2*e.Total + 8192
+	if e.Limit > 0 {
+		limit = strconv.Itoa(e.Limit)
+		// Room for the missing watches, for other inotify users of this
+		// uid and for the tree to grow, rounded up to a multiple of 1024.
+		suggest = (e.Limit + missing + max(1024, e.Total/4) + 1023) / 1024 * 1024
+	}
+	return fmt.Sprintf("inotify watch limit reached: %d of the tree's %d directories are watched, %d are not "+
+		"(fs.inotify.max_user_watches=%s, shared by every inotify user of this uid); raise it by at least %d, "+
+		"e.g. sysctl -w fs.inotify.max_user_watches=%d (and in /etc/sysctl.d/ to keep it): %v",
+		e.Dirs, max(e.Total, e.Dirs+e.Failed), missing, limit, missing, suggest, e.Err)
 }
 
 func (e *WatchLimitError) Unwrap() error { return e.Err }
 
-func readSysctl(path string) string {
+func readSysctlInt(path string) int {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "unknown"
+		return 0
 	}
-	return strings.TrimSpace(string(b))
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // New creates the watcher and sets a watch on every directory of the tree;
@@ -115,6 +154,9 @@ func New(opt Options) (*Watcher, error) {
 	}
 	if opt.MaxHold < opt.Settle {
 		opt.MaxHold = 100 * opt.Settle
+	}
+	if opt.DegradedFullSyncEvery <= 0 {
+		opt.DegradedFullSyncEvery = DefaultDegradedFullSyncEvery
 	}
 	fsw, err := fsnotify.NewBufferedWatcher(EventBuffer)
 	if err != nil {
@@ -129,10 +171,44 @@ func New(opt Options) (*Watcher, error) {
 		dirWake: make(chan struct{}, 1),
 	}
 	if err := w.watchTree("", false); err != nil {
-		fsw.Close()
-		return nil, err
+		var limit *WatchLimitError
+		if !errors.As(err, &limit) {
+			fsw.Close()
+			return nil, err
+		}
+		// Refusing to start would leave the backup without any update;
+		// running with unwatched directories would miss their changes
+		// silently. So run, say how to fix it, and push the whole tree
+		// periodically until every directory is watched.
+		w.enterDegraded(limit)
 	}
 	return w, nil
+}
+
+// Degraded returns why some directories have no watch (their changes are
+// caught by a full push every DegradedFullSyncEvery), or nil when every
+// directory is watched.
+func (w *Watcher) Degraded() *WatchLimitError {
+	w.statMu.Lock()
+	defer w.statMu.Unlock()
+	return w.degraded
+}
+
+// enterDegraded records limit; it reports whether the watcher was not
+// degraded before, and logs only then.
+func (w *Watcher) enterDegraded(limit *WatchLimitError) bool {
+	w.statMu.Lock()
+	was := w.degraded != nil
+	if was && w.degraded.Total > limit.Total {
+		limit.Total = w.degraded.Total
+	}
+	w.degraded = limit
+	w.statMu.Unlock()
+	if !was {
+		w.opt.Log.WithError(limit).Errorf("some directories cannot be watched: their changes are not seen; "+
+			"pushing the whole tree every %s until every directory is watched", w.opt.DegradedFullSyncEvery)
+	}
+	return !was
 }
 
 // Dirs returns the number of watched directories.
@@ -168,10 +244,14 @@ func (w *Watcher) rel(abs string) (string, bool) {
 
 // watchTree adds a watch on rel and every directory below it, each watch
 // before its directory is read, so an entry made meanwhile is either read or
-// reported. With record, every entry found is recorded as changed.
+// reported. With record, every entry found is recorded as changed. When the
+// kernel refuses a watch (ENOSPC) the walk goes on, recording, and a
+// *WatchLimitError is returned at the end.
 func (w *Watcher) watchTree(rel string, record bool) error {
 	root := w.abs(rel)
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	var limit *WatchLimitError
+	seen := 0
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		r, _ := w.rel(p)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) && p != w.opt.Root {
@@ -199,9 +279,17 @@ func (w *Watcher) watchTree(rel string, record bool) error {
 		if !d.IsDir() {
 			return nil
 		}
+		seen++
 		if err := w.fsw.Add(p); err != nil {
 			if errors.Is(err, syscall.ENOSPC) {
-				return &WatchLimitError{Dirs: w.Dirs(), Err: err}
+				if limit == nil {
+					limit = &WatchLimitError{Err: err, Limit: readSysctlInt(MaxUserWatchesPath)}
+				}
+				limit.Failed++
+				if p == w.opt.Root {
+					return nil
+				}
+				return nil // unwatched, but still read: what is in it now is recorded
 			}
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 				return filepath.SkipDir
@@ -217,6 +305,19 @@ func (w *Watcher) watchTree(rel string, record bool) error {
 		w.dirMu.Unlock()
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	if limit != nil {
+		limit.Dirs = w.Dirs()
+		if rel == "" {
+			limit.Total = seen
+		} else {
+			limit.Total = limit.Dirs + limit.Failed
+		}
+		return limit
+	}
+	return nil
 }
 
 func (w *Watcher) unwatchTree(rel string) {
@@ -261,6 +362,13 @@ func (w *Watcher) record(rel string, now time.Time) {
 
 func (w *Watcher) queueDirOp(op dirOp) {
 	w.dirMu.Lock()
+	if op.kind == opResync {
+		if w.resyncQueued {
+			w.dirMu.Unlock()
+			return // the one waiting re-watches and pushes everything anyway
+		}
+		w.resyncQueued = true
+	}
 	w.dirOps = append(w.dirOps, op)
 	w.dirMu.Unlock()
 	select {
@@ -297,16 +405,19 @@ func (w *Watcher) drain(stop <-chan struct{}, fatal chan<- error) {
 			if !ok {
 				return
 			}
-			w.handle(ev)
+			if err := w.handle(ev); err != nil {
+				select {
+				case fatal <- err:
+				default:
+				}
+				return
+			}
 		case err, ok := <-w.fsw.Errors:
 			if !ok {
 				return
 			}
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				w.statMu.Lock()
-				w.overflows++
-				w.statMu.Unlock()
-				w.opt.Log.Warn("inotify queue overflowed: changes were lost; re-watching and pushing the whole tree")
+				w.overflowed(time.Now())
 				w.queueDirOp(dirOp{kind: opResync})
 				continue
 			}
@@ -315,19 +426,47 @@ func (w *Watcher) drain(stop <-chan struct{}, fatal chan<- error) {
 	}
 }
 
-func (w *Watcher) handle(ev fsnotify.Event) {
+// overflowed counts an overflow and reports it, once per OverflowLogEvery:
+// in a storm the kernel overflows again as soon as it is drained.
+func (w *Watcher) overflowed(now time.Time) {
+	w.statMu.Lock()
+	w.overflows++
+	w.overflowUnlogged++
+	n := w.overflowUnlogged
+	if !w.overflowLogged.IsZero() && now.Sub(w.overflowLogged) < OverflowLogEvery {
+		w.statMu.Unlock()
+		return
+	}
+	w.overflowLogged, w.overflowUnlogged = now, 0
+	w.statMu.Unlock()
+	log := w.opt.Log
+	if n > 1 {
+		log = log.WithField("overflows", n)
+	}
+	log.Warnf("inotify queue overflowed (fs.inotify.max_queued_events=%d): changes were lost; re-watching and pushing the whole tree (reported at most every %s)",
+		readSysctlInt("/proc/sys/fs/inotify/max_queued_events"), OverflowLogEvery)
+}
+
+// ErrRootGone is returned by Run when the watched directory itself was
+// removed or renamed: nothing below it can be seen any more.
+var ErrRootGone = errors.New("watched directory was removed or renamed")
+
+func (w *Watcher) handle(ev fsnotify.Event) error {
 	rel, ok := w.rel(ev.Name)
 	if !ok {
-		return
+		return nil
 	}
 	if rel == "" {
 		if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
-			w.opt.Log.Errorf("watched directory %s was removed or renamed; changes below it are no longer seen", w.opt.Root)
+			// Its watch is gone with it; a directory made again under the
+			// name would not be watched, and pushing a missing or new root
+			// could empty the backups. Stop and say so.
+			return fmt.Errorf("%w: %s: changes below it can no longer be seen; restore it and start sersyncd again", ErrRootGone, w.opt.Root)
 		}
-		return
+		return nil
 	}
 	if w.opt.Filter.Excluded(rel) {
-		return
+		return nil
 	}
 	now := time.Now()
 	e := w.opt.Events
@@ -338,7 +477,7 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 			// The scan records the directory and everything made in it
 			// before its watch was set.
 			w.queueDirOp(dirOp{kind: opScan, rel: rel})
-			return
+			return nil
 		}
 		// sersync's stock config turns createFile off because inotify's
 		// close-write covers it; fsnotify has no close-write, so a create
@@ -362,9 +501,17 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 			w.record(rel, now)
 		}
 	}
+	return nil
 }
 
 func (w *Watcher) dirWorker(stop <-chan struct{}) {
+	var ticker *time.Ticker
+	var tick <-chan time.Time
+	defer func() {
+		if ticker != nil {
+			ticker.Stop()
+		}
+	}()
 	for {
 		w.dirMu.Lock()
 		ops := w.dirOps
@@ -373,53 +520,133 @@ func (w *Watcher) dirWorker(stop <-chan struct{}) {
 		for _, op := range ops {
 			w.doDirOp(op)
 		}
+		switch degraded := w.Degraded() != nil; {
+		case degraded && ticker == nil:
+			ticker = time.NewTicker(w.opt.DegradedFullSyncEvery)
+			tick = ticker.C
+		case !degraded && ticker != nil:
+			ticker.Stop()
+			ticker, tick = nil, nil
+		}
 		select {
 		case <-stop:
 			return
 		case <-w.dirWake:
+		case <-tick:
+			w.degradedTick()
 		}
 	}
+}
+
+// degradedTick tries the missing watches again and pushes the whole tree:
+// what changed in unwatched directories since the last tick arrives now.
+func (w *Watcher) degradedTick() {
+	err := w.watchTree("", false)
+	var limit *WatchLimitError
+	switch {
+	case err == nil:
+		w.statMu.Lock()
+		w.degraded = nil
+		w.statMu.Unlock()
+		w.opt.Log.WithField("dirs", w.Dirs()).Info("every directory is watched again; no more periodic full pushes")
+	case errors.As(err, &limit):
+		w.enterDegraded(limit)
+		w.opt.Log.WithField("unwatched", limit.Failed).Debug("still short of inotify watches; pushing the whole tree")
+	default:
+		w.opt.Log.WithError(err).Error("re-watch tree")
+	}
+	w.requestFullSync()
 }
 
 func (w *Watcher) doDirOp(op dirOp) {
 	switch op.kind {
 	case opScan:
-		if err := w.watchTree(op.rel, true); err != nil {
+		err := w.watchTree(op.rel, true)
+		var limit *WatchLimitError
+		switch {
+		case err == nil:
+		case errors.As(err, &limit):
+			// What the new directories hold now is recorded; later changes
+			// in them are caught by the periodic full push.
+			if w.enterDegraded(limit) {
+				w.requestFullSync()
+			}
+		default:
 			w.opt.Log.WithError(err).Errorf("watch new directory %q; pushing the whole tree instead", op.rel)
 			w.requestFullSync()
 		}
 	case opUnwatch:
 		w.unwatchTree(op.rel)
 	case opResync:
-		if err := w.watchTree("", false); err != nil {
+		w.dirMu.Lock()
+		w.resyncQueued = false
+		w.dirMu.Unlock()
+		err := w.watchTree("", false)
+		var limit *WatchLimitError
+		switch {
+		case err == nil:
+		case errors.As(err, &limit):
+			w.enterDegraded(limit)
+		default:
 			w.opt.Log.WithError(err).Error("re-watch tree after overflow")
 		}
 		w.requestFullSync()
 	}
 }
 
+// requestFullSync asks the sink for a push of the whole tree; when the sink
+// refuses (the queue's disk is full), flushLoop asks again until it takes it.
 func (w *Watcher) requestFullSync() {
-	for attempt := 0; ; attempt++ {
-		err := w.opt.Sink.AddFullSync()
-		if err == nil {
-			return
+	if err := w.opt.Sink.AddFullSync(); err != nil {
+		w.opt.Log.WithError(err).Error("queue full push; trying again every second")
+		w.statMu.Lock()
+		w.fullSyncOwed = true
+		w.statMu.Unlock()
+		select {
+		case w.wake <- struct{}{}:
+		default:
 		}
-		w.opt.Log.WithError(err).Error("queue full push")
-		if attempt >= 10 {
-			return
-		}
-		time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
 	}
+}
+
+// retryFullSync asks again for a full sync the sink refused before.
+func (w *Watcher) retryFullSync() error {
+	w.statMu.Lock()
+	owed := w.fullSyncOwed
+	w.statMu.Unlock()
+	if !owed {
+		return nil
+	}
+	if err := w.opt.Sink.AddFullSync(); err != nil {
+		return fmt.Errorf("queue full push: %w", err)
+	}
+	w.statMu.Lock()
+	w.fullSyncOwed = false
+	w.statMu.Unlock()
+	w.opt.Log.Info("full push queued")
+	return nil
 }
 
 func (w *Watcher) flushLoop(ctx context.Context, fatal <-chan error) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	failing := false
 	for {
 		next, err := w.flushReady()
-		if err != nil {
-			w.opt.Log.WithError(err).Error("commit changes to queue; keeping them in memory and trying again")
+		if err == nil {
+			err = w.retryFullSync()
+		}
+		switch {
+		case err != nil:
+			// Logged once per outage, not every second.
+			if !failing {
+				w.opt.Log.WithError(err).Error("commit changes to queue; keeping them in memory and trying again every second")
+			}
+			failing = true
 			next = time.Second
+		case failing:
+			failing = false
+			w.opt.Log.Info("changes committed to the queue again")
 		}
 		// While paths are pending, next is at most the settle time, so a
 		// fresh change never needs an earlier look than the timer gives.
