@@ -210,3 +210,47 @@ func TestInotifyOverflow(t *testing.T) {
 		t.Errorf("%d overflow lines for one storm: rate-limit them", n)
 	}
 }
+
+// inotifyWatchesInUse counts the inotify watches of every process (an
+// instance shared by several processes counts more than once).
+func inotifyWatchesInUse() int {
+	n := 0
+	fds, _ := filepath.Glob("/proc/[0-9]*/fdinfo/*")
+	for _, f := range fds {
+		if b, err := os.ReadFile(f); err == nil {
+			n += strings.Count(string(b), "inotify wd:")
+		}
+	}
+	return n
+}
+
+// TestWatchLimitAtStart starts the daemon with room for 5 more watches
+// than are in use, for a tree of 31 directories. It must start anyway, say
+// which sysctl to raise and by how much, and keep the tree in sync by full
+// pushes (here the crontab's, every 2 s; the watcher's own periodic push
+// is at DegradedFullSyncEvery, see internal/watch) instead of silently
+// missing the changes in the unwatched directories.
+func TestWatchLimitAtStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	onTmpfs(t)
+	e := newEnv(t, envOptions{targets: 1, crontabEvery: "2s"})
+	for i := 0; i < 30; i++ {
+		must(t, os.Mkdir(e.path(fmt.Sprintf("d%02d", i)), 0o755))
+	}
+	restore := setSysctl(t, "/proc/sys/fs/inotify/max_user_watches", inotifyWatchesInUse()+5)
+	p := e.start()
+	restore()
+	out := p.Output()
+	if !strings.Contains(out, "sysctl -w fs.inotify.max_user_watches=") || !strings.Contains(out, "raise it by at least") {
+		t.Fatalf("the start does not say which sysctl to raise and by how much:\n%s", out)
+	}
+	// Changes in the last directories, which have no watch.
+	e.write("d29/f", "in an unwatched directory")
+	e.write("d00/f", "in a watched directory")
+	e.converge(10*time.Second, "degraded mode")
+	if code, err := p.Wait(0); err == nil {
+		t.Fatalf("sersyncd exited with %d:\n%s", code, p.Output())
+	}
+}
