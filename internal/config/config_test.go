@@ -95,7 +95,7 @@ func TestStockFile(t *testing.T) {
 			User: "xxxx", Password: "xxxx", SendURL: "http://pic.xoyo.com/cms",
 			RegexURL: "cms.xoyo.com/site([/a-zA-Z0-9]*).xoyo.com/images",
 		},
-		Daemon: Daemon{Settle: 20 * time.Millisecond, MaxHold: 2 * time.Second, BatchMax: 5000, BackoffMax: 2 * time.Minute},
+		Daemon: Daemon{Settle: 20 * time.Millisecond, MaxHold: 2 * time.Second, BatchMax: 5000, BackoffMax: 2 * time.Minute, HealthLag: time.Minute},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("stock file:\n got %+v\nwant %+v", c, want)
@@ -152,7 +152,7 @@ func TestTestdataFiles(t *testing.T) {
 		Crontab: Crontab{Enabled: true, Interval: 10 * time.Minute, FilterEnabled: true, FilterExcludes: []string{"*.tmp"}},
 		Plugin:  SersyncPlugin{Name: "command"},
 		Daemon: Daemon{
-			Settle: 50 * time.Millisecond, MaxHold: 5 * time.Second, BatchMax: 100, BackoffMax: time.Minute,
+			Settle: 50 * time.Millisecond, MaxHold: 5 * time.Second, BatchMax: 100, BackoffMax: time.Minute, HealthLag: time.Minute,
 			DB: "/var/lib/sersyncd/queue.db", Metrics: "127.0.0.1:8009", LogFile: "/var/log/sersyncd.log", PidFile: "/run/sersyncd.pid",
 		},
 	}

@@ -169,34 +169,65 @@ func (t *RsyncTarget) Push(ctx context.Context, paths []string) error {
 	return t.run(ctx, t.PushArgs(), &stdin)
 }
 
-// FullPush runs one recursive rsync with --delete. The regular expressions
-// of the filter cannot be written as rsync patterns, so the tree is walked
-// and every excluded path is sent as an exact, anchored exclude.
+// FullPush makes the target equal to the source. Without a filter that is
+// one recursive rsync with --delete. The filter's regular expressions cannot
+// be written as rsync patterns, so with one the tree is walked and pushed in
+// two calls: a deletion-only pass (--existing --ignore-existing) with every
+// excluded path as an exact anchored exclude, which protects those paths on
+// the target, then a copy of exactly the walked, wanted paths. An excluded
+// file made after the walk is in neither list, so it never reaches the
+// target, as a single recursive call would have let it.
 func (t *RsyncTarget) FullPush(ctx context.Context, extraExcludes []string) error {
-	var stdin bytes.Buffer
-	if !t.Filter.Empty() {
-		err := filepath.WalkDir(t.Source, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return nil // vanished or unreadable: rsync reports it itself
+	if t.Filter.Empty() {
+		return t.run(ctx, t.FullPushArgs(extraExcludes), &bytes.Buffer{})
+	}
+	var excluded, wanted bytes.Buffer
+	err := filepath.WalkDir(t.Source, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == t.Source {
+			return nil // vanished or unreadable: rsync reports it itself
+		}
+		rel := p[len(t.Source)+1:]
+		if t.Filter.Excluded(rel) {
+			excluded.WriteString("/" + escapePattern(rel))
+			excluded.WriteByte(0)
+			if d.IsDir() {
+				return filepath.SkipDir
 			}
-			if p == t.Source {
-				return nil
-			}
-			rel := p[len(t.Source)+1:]
-			if t.Filter.Excluded(rel) {
-				stdin.WriteString("/" + escapePattern(rel))
-				stdin.WriteByte(0)
-				if d.IsDir() {
-					return filepath.SkipDir
-				}
-			}
-			return ctx.Err()
-		})
-		if err != nil {
-			return fmt.Errorf("walk %s: %w", t.Source, err)
+			return nil
+		}
+		wanted.WriteString("./" + rel)
+		wanted.WriteByte(0)
+		return ctx.Err()
+	})
+	if err != nil {
+		return fmt.Errorf("walk %s: %w", t.Source, err)
+	}
+	deleteOnly := insertBeforeDashes(t.FullPushArgs(extraExcludes), "--existing", "--ignore-existing")
+	if err := t.run(ctx, deleteOnly, &excluded); err != nil {
+		return err
+	}
+	return t.run(ctx, t.copyListedArgs(extraExcludes), &wanted)
+}
+
+// copyListedArgs is the copy pass of a filtered full push: the listed paths
+// with rsync's quick check (most of a tree has not changed).
+func (t *RsyncTarget) copyListedArgs(extraExcludes []string) []string {
+	args := t.commonArgs()
+	for _, pat := range extraExcludes {
+		args = append(args, "--exclude="+pat)
+	}
+	return append(args, "--relative", "--from0", "--files-from=-", "--force",
+		"--", t.Source+"/", t.Dest+"/")
+}
+
+func insertBeforeDashes(args []string, extra ...string) []string {
+	for i, a := range args {
+		if a == "--" {
+			out := append(append(append([]string{}, args[:i]...), extra...), args[i:]...)
+			return out
 		}
 	}
-	return t.run(ctx, t.FullPushArgs(extraExcludes), &stdin)
+	return append(args, extra...)
 }
 
 // escapePattern makes rsync match rel literally: a rule with wildcards
