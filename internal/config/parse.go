@@ -254,6 +254,9 @@ func (p *parser) head(root *node) {
 	if sersync == nil {
 		p.fail(root, "", "", "has no <sersync> section")
 	}
+	if pl := c.Plugin; pl.Enabled && (pl.Name == "command" && c.Command == nil || pl.Name == "socket" && c.Socket == nil) {
+		p.warn("plugin", "plugin "+pl.Name+` is enabled but there is no top-level <plugin name="`+pl.Name+`"> section; ignored`)
+	}
 }
 
 func (p *parser) events(n *node) Events {
@@ -310,8 +313,9 @@ func (p *parser) sersync(s *node) {
 			c.Plugin.Name, _ = n.attr("name")
 			if c.Plugin.Enabled {
 				switch c.Plugin.Name {
-				case "command", "socket", "refreshCDN":
-					p.warn(n.name, "plugin "+c.Plugin.Name+" is not implemented yet; ignored")
+				case "command", "socket": // run by internal/plugin; see head for a missing section
+				case "refreshCDN":
+					p.warn(n.name, "plugin refreshCDN is not implemented yet; ignored")
 				default:
 					p.fail(n, "name", c.Plugin.Name, "is not a known plugin (command, socket or refreshCDN)")
 				}

@@ -1,0 +1,199 @@
+// Package plugin runs sersync's plugins after successful pushes: the
+// command plugin (a program run once per pushed path, never through a
+// shell) and the socket plugin (each pushed path sent, one per line, to TCP
+// listeners). sersync's refreshCDN plugin is not supported.
+//
+// sersync enables at most one plugin, with <sersync><plugin start="true"
+// name="..."/>, and configures it in the top-level <plugin name="...">
+// section of the same name. A top-level section alone does nothing.
+//
+// The plugins act once per pushed path: only on the pushes to the first
+// <remote> of <localpath>, so with K targets the command runs once per
+// path, not K times, and only once that path reached the first target
+// (rsync exited 0 for it). Pushes to the other targets, failed pushes and
+// full pushes of the tree are ignored. A path pushed again (changed again,
+// or pushed again after a full push overlapped it) is acted on again.
+package plugin
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/mattn/go-shellwords"
+	"github.com/sirupsen/logrus"
+
+	"github.com/sersyncd/sersyncd/internal/config"
+	"github.com/sersyncd/sersyncd/internal/pusher"
+	"github.com/sersyncd/sersyncd/internal/queue"
+)
+
+// Plugin is the observer of the enabled plugin; Close stops its background
+// work.
+type Plugin interface {
+	pusher.Observer
+	Close() error
+}
+
+// CloseTimeout bounds how long Close drains what is still queued.
+var CloseTimeout = 2 * time.Second
+
+// RefreshCDNWarning is logged by New when refreshCDN is enabled.
+const RefreshCDNWarning = "refreshCDN is not supported; call your CDN's API from the command plugin instead"
+
+// Plugins is the Plugin New returns.
+type Plugins struct {
+	target string // the first target's name: the only one acted on
+	log    logrus.FieldLogger
+	cmd    *commandRunner
+	sock   *socketSender
+
+	closeOnce sync.Once
+}
+
+var _ Plugin = (*Plugins)(nil)
+
+// New returns the observer for the plugin cfg enables (<sersync><plugin
+// start="true" name="command|socket"/>), or nil when none is. It starts no
+// process and opens no connection until the first push. The error is for a
+// section that cannot work (an empty or unsplittable command, a socket
+// plugin without <deshost>).
+func New(cfg *config.Config, log logrus.FieldLogger) (Plugin, error) {
+	if err := Check(cfg); err != nil {
+		return nil, err
+	}
+	if !cfg.Plugin.Enabled || len(cfg.Remotes) == 0 {
+		return nil, nil
+	}
+	p := &Plugins{target: cfg.Destination(cfg.Remotes[0]), log: log.WithField("plugin", cfg.Plugin.Name)}
+	switch cfg.Plugin.Name {
+	case "refreshCDN":
+		log.Warn(RefreshCDNWarning)
+		return nil, nil
+	case "command":
+		if cfg.Command == nil {
+			return nil, nil // the config already warned: no top-level section
+		}
+		c, err := newCommandRunner(cfg, p.log)
+		if err != nil {
+			return nil, err
+		}
+		p.cmd = c
+	case "socket":
+		if cfg.Socket == nil {
+			return nil, nil
+		}
+		p.sock = newSocketSender(cfg, p.log)
+	default:
+		return nil, nil
+	}
+	p.log.WithField("target", p.target).Infof("plugin %s runs after each successful push to the first target", cfg.Plugin.Name)
+	return p, nil
+}
+
+// Check reports what would make New fail, without starting anything, so
+// `sersyncd check` and a reload can refuse such a config.
+func Check(cfg *config.Config) error {
+	if !cfg.Plugin.Enabled {
+		return nil
+	}
+	switch cfg.Plugin.Name {
+	case "command":
+		if cfg.Command == nil {
+			return nil
+		}
+		_, _, err := commandWords(cfg.Command)
+		return err
+	case "socket":
+		if cfg.Socket == nil {
+			return nil
+		}
+		if len(cfg.Socket.Hosts) == 0 {
+			return errors.New(`<plugin name="socket">: no <localpath><deshost ip=... port=...> to send to`)
+		}
+		for _, h := range cfg.Socket.Hosts {
+			if h.IP == "" {
+				return errors.New(`<plugin name="socket">: <deshost ip> is empty`)
+			}
+		}
+	}
+	return nil
+}
+
+// Pushed implements pusher.Observer. It never blocks on the plugin's work:
+// the paths are queued in memory and handled by background goroutines.
+func (p *Plugins) Pushed(target string, paths []string, _ time.Duration, err error) {
+	if err != nil || target != p.target {
+		return
+	}
+	rel := make([]string, 0, len(paths))
+	for _, x := range paths {
+		if x == queue.FullSync || x == "" {
+			continue // a full push names no path
+		}
+		rel = append(rel, x)
+	}
+	if len(rel) == 0 {
+		return
+	}
+	if p.cmd != nil {
+		p.cmd.enqueue(rel)
+	}
+	if p.sock != nil {
+		p.sock.enqueue(rel)
+	}
+}
+
+// Failures returns how many command runs failed (ignoreError="false" only).
+func (p *Plugins) Failures() int {
+	if p.cmd == nil {
+		return 0
+	}
+	return int(p.cmd.failures.Load())
+}
+
+// Close lets queued work finish for at most CloseTimeout, then stops it:
+// running commands are killed, unsent lines are dropped (and counted in
+// the log). Pushed after Close does nothing.
+func (p *Plugins) Close() error {
+	p.closeOnce.Do(func() {
+		deadline := time.Now().Add(CloseTimeout)
+		var wg sync.WaitGroup
+		if p.cmd != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); p.cmd.close(deadline) }()
+		}
+		if p.sock != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); p.sock.close(deadline) }()
+		}
+		wg.Wait()
+	})
+	return nil
+}
+
+// splitWords splits like the config's commonParams: quotes and backslashes
+// as in a shell, no variables, no backticks, no operators.
+func splitWords(s string) ([]string, error) {
+	sp := shellwords.NewParser()
+	sp.ParseEnv = false
+	sp.ParseBacktick = false
+	words, err := sp.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("cannot be split into words (unbalanced quotes?)")
+	}
+	if sp.Position >= 0 {
+		return nil, fmt.Errorf("contains a shell operator (; & | < >) outside quotes; sersyncd runs no shell: write sh -c '...' to use one")
+	}
+	return words, nil
+}
+
+// absPath is rel below root, as sersync named it.
+func absPath(root, rel string) string {
+	if root == "" || root == "/" {
+		return "/" + rel
+	}
+	return filepath.Clean(root) + "/" + rel
+}
