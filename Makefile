@@ -7,10 +7,14 @@ LDFLAGS := -X main.version=$(VERSION)
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/sersyncd ./cmd/sersyncd
 
-# Unit and integration tests: real rsync daemons (and sshd) on 127.0.0.1.
-test:
-	$(GO) vet ./...
+STATICCHECK ?= $(shell $(GO) env GOPATH)/bin/staticcheck
+
+# Unit and integration tests: real rsync daemons (and sshd) on 127.0.0.1,
+# then each fuzz target for a short while.
+test: lint
 	$(GO) test -race -count=1 -timeout 12m ./...
+	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=10s ./internal/config/
+	$(GO) test -run='^$$' -fuzz=FuzzExcluded -fuzztime=10s ./internal/filter/
 
 test-short:
 	$(GO) test -count=1 -short ./...
@@ -21,6 +25,8 @@ demo:
 lint:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt needed"; exit 1; }
+	@test -x $(STATICCHECK) || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+	$(STATICCHECK) ./...
 
 fuzz:
 	$(GO) test -run=^$$ -fuzz=FuzzParse -fuzztime=20s ./internal/config/

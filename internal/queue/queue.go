@@ -18,6 +18,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	boltErrors "go.etcd.io/bbolt/errors"
 )
 
 // FullSync is the path of the record that asks for a push of the whole tree.
@@ -115,7 +116,7 @@ func open(path string, targets []string, daemon bool) (*Queue, error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: OpenTimeout})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, boltErrors.ErrTimeout) {
 			return nil, fmt.Errorf("open queue %s: %w", path, ErrLocked)
 		}
 		return nil, fmt.Errorf("open queue %s: %w", path, err)
