@@ -34,7 +34,6 @@ type envOptions struct {
 	excludes   []string
 	attrib     bool
 	backoffMax string
-	extraArgs  []string
 	params     string
 	// failLogEvery sets the failure replay interval (sersyncd's interval attribute).
 	failLogEvery string
