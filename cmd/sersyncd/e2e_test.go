@@ -120,7 +120,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.ssh != nil {
 		// One target: a plain directory, reached as 127.0.0.1:/abs/dir.
 		o.targets, port, sshCommand = 0, o.ssh.Port, o.ssh.Command
-		dir := filepath.Join(e.dir, "ssh-target")
+		// Alone in its parent, so a test can see that nothing escapes it.
+		dir := filepath.Join(t.TempDir(), "ssh-target")
 		must(t, os.Mkdir(dir, 0o755))
 		e.targets = append(e.targets, &testutil.Daemon{Module: "ssh:" + dir, Dir: dir})
 		remotes = append(remotes, remote{"127.0.0.1", dir})

@@ -516,3 +516,188 @@ func mountTmpfs(t *testing.T, dir, size string) {
 		}
 	})
 }
+
+// hostileNames returns names that cover every byte from 1 to 255 but '/',
+// look like rsync options or shell code (which would create a file named
+// marker+something in /tmp if run), play with dots, or are as long as a
+// name may be.
+func hostileNames(marker string) []string {
+	var names []string
+	var cur []byte
+	for b := 1; b <= 255; b++ {
+		if b == '/' {
+			continue
+		}
+		cur = append(cur, byte(b))
+		if len(cur) == 16 {
+			names = append(names, string(cur))
+			cur = nil
+		}
+	}
+	if len(cur) > 0 {
+		names = append(names, string(cur))
+	}
+	// '/' cannot be in a name: the shell forms build it with printf.
+	tmp := `$(printf '\057tmp\057')`
+	names = append(names,
+		"--delete", "-e sh", "--rsh=x", "-", "--", "-rf", "--files-from=x", "--remove-source-files",
+		"$(touch "+tmp+marker+"-dollar)",
+		"`touch "+tmp+marker+"-backtick`",
+		"; touch "+tmp+marker+"-semicolon",
+		"| touch "+tmp+marker+"-pipe",
+		"& touch "+tmp+marker+"-amp &",
+		"x\ntouch "+tmp+marker+"-newline",
+		"'$(touch "+tmp+marker+"-quoted)'",
+		"#comment", ";semicolon-first", "*", "?", "[a-z]", "~", "~root", "{a,b}", "\\",
+		"..a", "a..", "...", ".. ", " ..", "..\n", ".a", ".", // "." is the directory itself: its write fails and is skipped
+		strings.Repeat("n", 255),
+		strings.Repeat("é", 127)+"x", // 255 bytes of UTF-8
+		"\xff\xfe\xfd",
+	)
+	var out []string
+	for _, n := range names {
+		if n != "." {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// replicationSuite runs every kind of change, hostile names included, and
+// checks the targets after each group; nothing named may run, and nothing
+// may land outside the targets' directories.
+func replicationSuite(t *testing.T, e *env) {
+	t.Helper()
+	marker := fmt.Sprintf("pwned-%d", time.Now().UnixNano())
+	parents := map[string][]string{}
+	for _, d := range e.targets {
+		parents[filepath.Dir(d.Dir)] = dirNames(t, filepath.Dir(d.Dir))
+	}
+	long := strings.Repeat("L", 200)
+	var deep []string
+	for i := 0; i < 19; i++ {
+		deep = append(deep, fmt.Sprintf("%02d%s", i, long[2:]))
+	}
+	deepDir := strings.Join(deep, "/")
+	deepFile := deepDir + "/" + strings.Repeat("F", 4000-len(deepDir)-1)
+	if len(deepFile) != 4000 {
+		t.Fatalf("deep path is %d bytes", len(deepFile))
+	}
+	appendTo := func(rel, s string) {
+		f, err := os.OpenFile(e.path(rel), os.O_APPEND|os.O_WRONLY, 0)
+		must(t, err)
+		_, err = f.WriteString(s)
+		must(t, err)
+		must(t, f.Close())
+	}
+	steps := []struct {
+		name string
+		do   func()
+	}{
+		{"create", func() { e.write("a.txt", "hello\n") }},
+		{"append", func() { appendTo("a.txt", "more\n") }},
+		{"delete", func() { must(t, os.Remove(e.path("a.txt"))) }},
+		{"mkdir -p with files", func() {
+			must(t, os.MkdirAll(e.path("d1/d2/d3"), 0o755))
+			e.write("d1/d2/d3/f", "deep")
+			e.write("d1/top", "top")
+		}},
+		{"rename file", func() { must(t, os.Rename(e.path("d1/top"), e.path("d1/top2"))) }},
+		{"rename directory", func() { must(t, os.Rename(e.path("d1"), e.path("moved"))) }},
+		{"hostile names", func() {
+			must(t, os.Mkdir(e.path("h"), 0o755))
+			for _, n := range hostileNames(marker) {
+				e.write("h/"+n, "name: "+n)
+			}
+			// The same names as directories, with a file inside.
+			for _, n := range hostileNames(marker) {
+				must(t, os.MkdirAll(e.path("hd/"+n), 0o755))
+				e.write("hd/"+n+"/inner", n)
+			}
+		}},
+		{"hostile names renamed and deleted", func() {
+			for i, n := range hostileNames(marker) {
+				if i%2 == 0 {
+					must(t, os.Rename(e.path("h/"+n), e.path("h/"+n[:min(len(n), 200)]+".renamed")))
+				} else {
+					must(t, os.RemoveAll(e.path("hd/"+n)))
+				}
+			}
+		}},
+		{"4000-byte path", func() {
+			must(t, os.MkdirAll(e.path(deepDir), 0o755))
+			e.write(deepFile, "at the end of a 4000-byte path")
+		}},
+		{"directory replaced by a file", func() {
+			must(t, os.MkdirAll(e.path("swap/sub"), 0o755))
+			e.write("swap/sub/f", "in a directory")
+			e.converge(10*time.Second, "directory before the swap")
+			must(t, os.RemoveAll(e.path("swap")))
+			e.write("swap", "now a file")
+		}},
+		{"file replaced by a directory", func() {
+			must(t, os.Remove(e.path("swap")))
+			must(t, os.MkdirAll(e.path("swap/sub"), 0o755))
+			e.write("swap/sub/f", "a directory again")
+		}},
+		{"delete everything", func() {
+			entries, err := os.ReadDir(e.src)
+			must(t, err)
+			for _, ent := range entries {
+				must(t, os.RemoveAll(e.path(ent.Name())))
+			}
+		}},
+	}
+	for _, s := range steps {
+		start := time.Now()
+		s.do()
+		e.converge(15*time.Second, s.name)
+		t.Logf("%s: converged in %s", s.name, time.Since(start).Round(time.Millisecond))
+	}
+	if ran, _ := filepath.Glob("/tmp/" + marker + "*"); len(ran) > 0 {
+		t.Fatalf("file names were run as shell code: %q exist", ran)
+	}
+	wd, _ := os.Getwd()
+	for _, dir := range []string{wd, os.Getenv("HOME"), e.dir} {
+		if ran, _ := filepath.Glob(filepath.Join(dir, "*"+marker+"*")); len(ran) > 0 {
+			t.Fatalf("file names were run as shell code: %q exist", ran)
+		}
+	}
+	for parent, before := range parents {
+		if after := dirNames(t, parent); strings.Join(after, "\n") != strings.Join(before, "\n") {
+			t.Fatalf("something landed beside the target in %s:\nbefore %q\nafter  %q", parent, before, after)
+		}
+	}
+}
+
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	must(t, err)
+	var names []string
+	for _, ent := range entries {
+		names = append(names, ent.Name())
+	}
+	return names
+}
+
+func TestHostileNamesToDaemons(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	onTmpfs(t)
+	e := newEnv(t, envOptions{targets: 2})
+	e.start()
+	replicationSuite(t, e)
+}
+
+func TestReplicationOverSSH(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	onTmpfs(t)
+	sshd := testutil.StartSSHD(t)
+	e := newEnv(t, envOptions{ssh: sshd})
+	e.start()
+	replicationSuite(t, e)
+}
