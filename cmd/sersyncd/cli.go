@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/term"
 
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/daemon"
@@ -189,6 +190,7 @@ func runDaemon(f daemonFlags, cfg *config.Config, stderr io.Writer) int {
 		Workers:         f.workers,
 		FullPushAtStart: f.fullPush,
 		MetricsAddr:     f.metrics,
+		Terminal:        f.logFormat == "text" && os.Getenv(detachedEnv) == "" && term.IsTerminal(int(os.Stderr.Fd())),
 		Log:             log,
 	})
 	if err != nil {

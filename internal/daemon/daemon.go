@@ -32,19 +32,22 @@ type Options struct {
 	DrainTimeout time.Duration
 	// MetricsAddr, when set, serves /metrics and /healthz there.
 	MetricsAddr string
-	Log         *logrus.Logger
+	// Terminal says the log goes to a terminal: -r then shows progress bars.
+	Terminal bool
+	Log      *logrus.Logger
 }
 
 // Daemon is a running sersyncd.
 type Daemon struct {
-	opt     Options
-	log     *logrus.Logger
-	queue   *queue.Queue
-	control *control.Server
-	metrics *metrics.Metrics
-	httpSrv *metrics.Server
-	hard    context.Context // pushes run under it; cancelled to kill them
-	kill    context.CancelFunc
+	opt      Options
+	log      *logrus.Logger
+	queue    *queue.Queue
+	control  *control.Server
+	metrics  *metrics.Metrics
+	progress *progress
+	httpSrv  *metrics.Server
+	hard     context.Context // pushes run under it; cancelled to kill them
+	kill     context.CancelFunc
 
 	mu       sync.Mutex // guards what a reload replaces
 	cfg      *config.Config
@@ -82,10 +85,16 @@ func Start(opt Options) (*Daemon, error) {
 		log.Warn(w)
 	}
 	m := metrics.New(nil)
-	flt, targets, names, err := buildTargets(c, m.BytesSent)
+	var prog *progress
+	hooks := func(t *pusher.RsyncTarget) {
+		t.OnBytesSent = m.BytesSent
+		t.OnProgress = func(target string, p pusher.Progress) { prog.update(target, p) }
+	}
+	flt, targets, names, err := buildTargets(c, hooks)
 	if err != nil {
 		return nil, err
 	}
+	prog = newProgress(log, log.Out, opt.Terminal && opt.FullPushAtStart, names)
 	q, err := queue.Open(opt.DBPath, names)
 	if err != nil {
 		return nil, err
@@ -101,7 +110,7 @@ func Start(opt Options) (*Daemon, error) {
 		}
 	}
 	hard, kill := context.WithCancel(context.Background())
-	d := &Daemon{opt: opt, log: log, queue: q, metrics: m, hard: hard, kill: kill, cfg: c,
+	d := &Daemon{opt: opt, log: log, queue: q, metrics: m, progress: prog, hard: hard, kill: kill, cfg: c,
 		reloads: make(chan reloadRequest), killed: make(chan struct{})}
 	m.SetSource(d)
 	if d.watcher, err = d.newWatcher(c, flt); err != nil {
@@ -156,7 +165,7 @@ func (d *Daemon) newWatcher(c *config.Config, flt *filter.Filter) (*watch.Watche
 // newPool makes the pool for c, with a failLog observer; the failLog of
 // the same path is shared with the pool it replaces.
 func (d *Daemon) newPool(c *config.Config, targets []pusher.Target) *pusher.Pool {
-	obs := pusher.Observers{d.metrics}
+	obs := pusher.Observers{d.metrics, d.progress}
 	if c.FailLog.Path != "" {
 		if d.failLog == nil || d.cfg.FailLog.Path != c.FailLog.Path {
 			d.failLog = retry.OpenFailLog(c.FailLog.Path)
@@ -217,7 +226,10 @@ func (d *Daemon) reload(c *config.Config) error {
 	if c.LocalPath != old.LocalPath {
 		return fmt.Errorf("reload: localpath changed from %s to %s: restart sersyncd to watch another tree", old.LocalPath, c.LocalPath)
 	}
-	flt, targets, names, err := buildTargets(c, d.metrics.BytesSent)
+	flt, targets, names, err := buildTargets(c, func(t *pusher.RsyncTarget) {
+		t.OnBytesSent = d.metrics.BytesSent
+		t.OnProgress = d.progress.update
+	})
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
@@ -333,6 +345,7 @@ loop:
 		d.kill()
 		<-allDone
 	}
+	d.progress.close()
 	if d.httpSrv != nil {
 		d.httpSrv.Close()
 	}
@@ -409,7 +422,9 @@ func (s countingSink) Add(paths []string) error {
 	return nil
 }
 
-func buildTargets(c *config.Config, onBytesSent func(string, int64)) (*filter.Filter, []pusher.Target, []string, error) {
+// buildTargets makes the filter and one target per remote; hook, when not
+// nil, connects each target to the daemon's metrics and progress.
+func buildTargets(c *config.Config, hook func(*pusher.RsyncTarget)) (*filter.Filter, []pusher.Target, []string, error) {
 	var flt *filter.Filter
 	if c.Filter.Enabled {
 		var err error
@@ -421,7 +436,9 @@ func buildTargets(c *config.Config, onBytesSent func(string, int64)) (*filter.Fi
 	targets := make([]pusher.Target, len(rsyncTargets))
 	names := make([]string, len(rsyncTargets))
 	for i, t := range rsyncTargets {
-		t.OnBytesSent = onBytesSent
+		if hook != nil {
+			hook(t)
+		}
 		targets[i], names[i] = t, t.Name()
 	}
 	return flt, targets, names, nil

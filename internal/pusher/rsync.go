@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,6 +50,19 @@ type RsyncTarget struct {
 	StderrTail int
 	// OnBytesSent, when set, gets what each push sent (rsync --stats).
 	OnBytesSent func(target string, n int64)
+	// OnProgress, when set, gets rsync's progress during full pushes.
+	OnProgress func(target string, p Progress)
+}
+
+// Progress is one line of rsync's --info=progress2.
+type Progress struct {
+	Bytes   int64  // transferred so far
+	Percent int    // of the total known so far
+	Rate    string // as rsync prints it, e.g. "12.34MB/s"
+	ETA     string // h:mm:ss
+	Files   int    // files transferred (xfr#)
+	Left    int    // files still to check
+	Total   int    // files known so far
 }
 
 // DefaultTimeout ends a push to a target that stopped answering when the
@@ -179,7 +194,7 @@ func (t *RsyncTarget) Push(ctx context.Context, paths []string) error {
 // target, as a single recursive call would have let it.
 func (t *RsyncTarget) FullPush(ctx context.Context, extraExcludes []string) error {
 	if t.Filter.Empty() {
-		return t.run(ctx, t.FullPushArgs(extraExcludes), &bytes.Buffer{})
+		return t.run(ctx, t.withProgress(t.FullPushArgs(extraExcludes)), &bytes.Buffer{})
 	}
 	var excluded, wanted bytes.Buffer
 	err := filepath.WalkDir(t.Source, func(p string, d fs.DirEntry, err error) error {
@@ -206,7 +221,14 @@ func (t *RsyncTarget) FullPush(ctx context.Context, extraExcludes []string) erro
 	if err := t.run(ctx, deleteOnly, &excluded); err != nil {
 		return err
 	}
-	return t.run(ctx, t.copyListedArgs(extraExcludes), &wanted)
+	return t.run(ctx, t.withProgress(t.copyListedArgs(extraExcludes)), &wanted)
+}
+
+func (t *RsyncTarget) withProgress(args []string) []string {
+	if t.OnProgress == nil {
+		return args
+	}
+	return insertBeforeDashes(args, "--info=progress2")
 }
 
 // copyListedArgs is the copy pass of a filtered full push: the listed paths
@@ -252,6 +274,9 @@ func (t *RsyncTarget) run(ctx context.Context, args []string, stdin *bytes.Buffe
 	cmd.Stdin = stdin
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if t.OnProgress != nil && slices.Contains(args, "--info=progress2") {
+		cmd.Stdout = &progressWriter{target: t.Name(), fn: t.OnProgress, rest: &stdout}
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// Kill rsync's whole process group (ssh included) when the push is cancelled.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -350,6 +375,41 @@ var exitMeanings = map[int]string{
 	30:  "timeout in data send/receive",
 	35:  "timeout waiting for daemon connection",
 	255: "ssh connection failed or remote command error",
+}
+
+// progressWriter parses rsync's progress lines ('\r'-separated) as they
+// come, and keeps the rest of the output.
+type progressWriter struct {
+	target string
+	fn     func(string, Progress)
+	line   []byte
+	rest   *bytes.Buffer
+}
+
+var progressLine = regexp.MustCompile(`^\s*([\d,]+)\s+(\d+)%\s+(\S+)\s+(\d+:\d+:\d+)(?:\s+\(xfr#(\d+), (?:ir|to)-chk=(\d+)/(\d+)\))?`)
+
+func (w *progressWriter) Write(b []byte) (int, error) {
+	for _, c := range b {
+		if c != '\r' && c != '\n' {
+			w.line = append(w.line, c)
+			continue
+		}
+		if m := progressLine.FindSubmatch(w.line); m != nil {
+			var p Progress
+			p.Bytes, _ = strconv.ParseInt(strings.ReplaceAll(string(m[1]), ",", ""), 10, 64)
+			p.Percent, _ = strconv.Atoi(string(m[2]))
+			p.Rate, p.ETA = string(m[3]), string(m[4])
+			p.Files, _ = strconv.Atoi(string(m[5]))
+			p.Left, _ = strconv.Atoi(string(m[6]))
+			p.Total, _ = strconv.Atoi(string(m[7]))
+			w.fn(w.target, p)
+		} else {
+			w.rest.Write(w.line)
+			w.rest.WriteByte('\n')
+		}
+		w.line = w.line[:0]
+	}
+	return len(b), nil
 }
 
 // bytesSent reads "Total bytes sent: 1,234" from rsync's --stats.
