@@ -532,3 +532,36 @@ func TestSocketQueueBound(t *testing.T) {
 		t.Errorf("dropped = %d after a send, want reset", h.dropped)
 	}
 }
+
+func TestSocketCloseWhileHostDown(t *testing.T) {
+	// A port with no listener: every dial fails and the backoff grows.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cfg := testConfig(t, "/r")
+	cfg.Plugin = config.SersyncPlugin{Enabled: true, Name: "socket"}
+	cfg.Socket = &config.SocketPlugin{Hosts: []config.HostPort{{IP: "127.0.0.1", Port: port}}}
+	log, hook := newLogger()
+	p, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Pushed(firstTarget, []string{"a", "b"}, 0, nil)
+	time.Sleep(500 * time.Millisecond) // a few failed dials: the plugin waits in a backoff
+	start := time.Now()
+	p.Close()
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Close took %s with the host down; it must not wait out the backoff", d)
+	}
+	found := false
+	for _, e := range hook.AllEntries() {
+		found = found || e.Message == "stopping: 2 paths not sent"
+	}
+	if !found {
+		t.Error(`no "stopping: 2 paths not sent" warning`)
+	}
+	p.Pushed(firstTarget, []string{"after close"}, 0, nil) // ignored, no panic
+}

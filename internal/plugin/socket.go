@@ -43,6 +43,7 @@ type hostSender struct {
 	ctx    context.Context // cancelled when close gives up: dials and writes stop
 	cancel context.CancelFunc
 	wake   chan struct{}
+	quit   chan struct{} // closed by close: stop waiting for backoffs
 	done   chan struct{}
 
 	mu      sync.Mutex
@@ -62,7 +63,7 @@ func newSocketSender(cfg *config.Config, log logrus.FieldLogger) *socketSender {
 	for _, h := range sp.Hosts {
 		addr := net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(h.IP, "["), "]"), strconv.Itoa(h.Port))
 		hs := &hostSender{addr: addr, root: cfg.LocalPath, log: log.WithField("deshost", addr),
-			wake: make(chan struct{}, 1), done: make(chan struct{})}
+			wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 		hs.ctx, hs.cancel = context.WithCancel(context.Background())
 		s.hosts = append(s.hosts, hs)
 		go hs.run()
@@ -166,6 +167,7 @@ func (h *hostSender) run() {
 			}
 			select {
 			case <-h.ctx.Done():
+			case <-h.quit:
 			case <-h.wake:
 			case <-gone:
 				drop() // reconnect when there is something to send
@@ -235,6 +237,7 @@ func (h *hostSender) sleep(backoff *time.Duration) {
 	defer t.Stop()
 	select {
 	case <-h.ctx.Done():
+	case <-h.quit:
 	case <-t.C:
 	}
 	*backoff = min(*backoff*2, SocketBackoffMax)
@@ -252,10 +255,7 @@ func (h *hostSender) close(deadline time.Time) {
 	h.mu.Lock()
 	h.closing = true
 	h.mu.Unlock()
-	select {
-	case h.wake <- struct{}{}:
-	default:
-	}
+	close(h.quit)
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
