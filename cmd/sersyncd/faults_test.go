@@ -6,6 +6,7 @@ package main
 // to the source, byte for byte.
 
 import (
+	"errors"
 	"fmt"
 	"math/rand"
 	"net"
@@ -18,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/sersyncd/sersyncd/internal/testutil"
 )
@@ -700,4 +703,91 @@ func TestReplicationOverSSH(t *testing.T) {
 	e := newEnv(t, envOptions{ssh: sshd})
 	e.start()
 	replicationSuite(t, e)
+}
+
+// fillDisk writes a filler file in dir until the file system is full.
+func fillDisk(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "filler")
+	f, err := os.Create(path)
+	must(t, err)
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("fill %s: %v", dir, err)
+			}
+			break
+		}
+	}
+	// Small writes take the last partial blocks too.
+	for {
+		if _, err := f.Write(buf[:512]); err != nil {
+			break
+		}
+	}
+	return path
+}
+
+// TestQueueDiskFull puts the queue on a 4 MiB tmpfs and fills it: the
+// daemon logs the write error, keeps running and holds the changes; once
+// space returns it commits them, the target converges, and bbolt finds
+// the queue file intact.
+func TestQueueDiskFull(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	onTmpfs(t)
+	e := newEnv(t, envOptions{targets: 1, backoffMax: "500ms"})
+	dbDir := filepath.Join(e.dir, "dbfs")
+	must(t, os.Mkdir(dbDir, 0o755))
+	mountTmpfs(t, dbDir, "4m")
+	e.db = filepath.Join(dbDir, "queue.db")
+	p := e.start()
+	e.write("before", "before the disk filled up")
+	e.converge(10*time.Second, "before the disk filled up")
+	filler := fillDisk(t, dbDir)
+	// Enough records that the queue file has to grow.
+	long := strings.Repeat("n", 100)
+	for i := 0; i < 2000; i++ {
+		if i%100 == 0 {
+			must(t, os.Mkdir(e.path(fmt.Sprintf("d%02d", i/100)), 0o755))
+		}
+		e.write(fmt.Sprintf("d%02d/%s%04d", i/100, long, i), fmt.Sprint(i))
+	}
+	waitLog(t, e, 15*time.Second, "no space left on device")
+	time.Sleep(3 * time.Second)
+	if _, err := p.Wait(0); err == nil {
+		t.Fatalf("sersyncd exited on a full queue disk:\n%s", tail(p.Output(), 4000))
+	}
+	must(t, os.Remove(filler))
+	e.write("after", "after space came back")
+	e.converge(30*time.Second, "after space came back")
+	for _, line := range strings.Split(p.Output(), "\n") {
+		if strings.Contains(line, "queue") && !strings.Contains(line, "sersyncd started") {
+			t.Log(line)
+		}
+	}
+	must(t, p.Signal(syscall.SIGTERM))
+	code, err := p.Wait(20 * time.Second)
+	if err != nil || code != 0 {
+		t.Fatalf("stop: exit %d, %v:\n%s", code, err, tail(p.Output(), 4000))
+	}
+	db, err := bolt.Open(e.db, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	must(t, err)
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		var errs []string
+		for err := range tx.Check() {
+			errs = append(errs, err.Error())
+		}
+		if len(errs) > 0 {
+			return errors.New(strings.Join(errs, "; "))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("queue file corrupt after the disk was full: %v", err)
+	}
 }

@@ -627,26 +627,43 @@ func (w *Watcher) retryFullSync() error {
 	return nil
 }
 
+// CommitFallbackAfter: when the queue has refused changes this long (its
+// disk is full), the watcher asks for one full push instead and forgets the
+// changes it holds, which the full push covers; memory stays bounded and a
+// batch too big for the space left cannot block everything.
+var CommitFallbackAfter = 10 * time.Second
+
+// commitRetryEvery spaces the attempts to commit while the queue refuses.
+var commitRetryEvery = time.Second
+
 func (w *Watcher) flushLoop(ctx context.Context, fatal <-chan error) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	failing := false
+	var failingSince, loggedAt time.Time
 	for {
 		next, err := w.flushReady()
 		if err == nil {
 			err = w.retryFullSync()
 		}
+		now := time.Now()
 		switch {
 		case err != nil:
-			// Logged once per outage, not every second.
-			if !failing {
-				w.opt.Log.WithError(err).Error("commit changes to queue; keeping them in memory and trying again every second")
+			held := w.held()
+			switch {
+			case failingSince.IsZero():
+				failingSince, loggedAt = now, now
+				w.opt.Log.WithError(err).WithField("held", held).Errorf("commit changes to queue; keeping them in memory and trying again every %s", commitRetryEvery)
+			case now.Sub(loggedAt) >= 30*time.Second:
+				loggedAt = now
+				w.opt.Log.WithError(err).WithField("held", held).Errorf("still cannot commit changes to queue (for %s)", now.Sub(failingSince).Round(time.Second))
 			}
-			failing = true
-			next = time.Second
-		case failing:
-			failing = false
-			w.opt.Log.Info("changes committed to the queue again")
+			if now.Sub(failingSince) >= CommitFallbackAfter && held > 0 {
+				w.fallBackToFullSync(held)
+			}
+			next = commitRetryEvery
+		case !failingSince.IsZero():
+			w.opt.Log.Infof("the queue accepts changes again after %s", now.Sub(failingSince).Round(time.Millisecond))
+			failingSince = time.Time{}
 		}
 		// While paths are pending, next is at most the settle time, so a
 		// fresh change never needs an earlier look than the timer gives.
@@ -655,18 +672,50 @@ func (w *Watcher) flushLoop(ctx context.Context, fatal <-chan error) error {
 			timer.Reset(next)
 			timeout = timer.C
 		}
+		wake := w.wake
+		if !failingSince.IsZero() {
+			wake = nil // new changes wait for the next attempt
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case err := <-fatal:
 			return err
 		case <-timeout:
-		case <-w.wake:
+		case <-wake:
 			if next > 0 && !timer.Stop() {
 				<-timer.C
 			}
 		}
 	}
+}
+
+// held returns how many changed paths wait in memory.
+func (w *Watcher) held() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.pending)
+}
+
+// fallBackToFullSync queues a full push and, once it is durable, forgets
+// the paths recorded before: the full push reads the tree after they
+// changed.
+func (w *Watcher) fallBackToFullSync(held int) {
+	before := time.Now()
+	if err := w.opt.Sink.AddFullSync(); err != nil {
+		return
+	}
+	w.statMu.Lock()
+	w.fullSyncOwed = false
+	w.statMu.Unlock()
+	w.mu.Lock()
+	for p, c := range w.pending {
+		if c.last.Before(before) {
+			delete(w.pending, p)
+		}
+	}
+	w.mu.Unlock()
+	w.opt.Log.Warnf("the queue refused %d changes for %s: a full push of the tree is queued instead", held, CommitFallbackAfter)
 }
 
 // flushReady hands on what has settled and returns how long until the next

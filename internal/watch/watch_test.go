@@ -23,6 +23,8 @@ type sink struct {
 	paths map[string]int
 	full  int
 	fail  error
+	// failAdd fails Add only: a queue with room for one small record.
+	failAdd error
 }
 
 func newSink() *sink { return &sink{paths: map[string]int{}} }
@@ -32,6 +34,9 @@ func (s *sink) Add(paths []string) error {
 	defer s.mu.Unlock()
 	if s.fail != nil {
 		return s.fail
+	}
+	if s.failAdd != nil {
+		return s.failAdd
 	}
 	for _, p := range paths {
 		s.paths[p]++
@@ -392,4 +397,30 @@ func TestSinkFailureKeepsChangesAndFullSync(t *testing.T) {
 		}
 		return r.sink.fulls() == 1
 	})
+}
+
+// TestCommitFallsBackToFullSync: when the queue refuses the held changes
+// for CommitFallbackAfter but takes a full sync, the watcher asks for one
+// and forgets what the full push covers.
+func TestCommitFallsBackToFullSync(t *testing.T) {
+	old := CommitFallbackAfter
+	CommitFallbackAfter = 300 * time.Millisecond
+	t.Cleanup(func() { CommitFallbackAfter = old })
+	root := t.TempDir()
+	r, err := startWatcher(t, root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.sink.mu.Lock()
+	r.sink.failAdd = errors.New("no space left on device")
+	r.sink.mu.Unlock()
+	for i := 0; i < 50; i++ {
+		if err := os.WriteFile(filepath.Join(root, fmt.Sprintf("f%d", i)), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "a full sync instead of the held changes", func() bool { return r.sink.fulls() == 1 && r.w.held() == 0 })
+	if !strings.Contains(r.log.String(), "a full push of the tree is queued instead") {
+		t.Errorf("the fallback is not logged:\n%s", r.log.String())
+	}
 }
