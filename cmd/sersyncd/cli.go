@@ -16,6 +16,7 @@ import (
 
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/daemon"
+	"github.com/sersyncd/sersyncd/internal/plugin"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -145,6 +146,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	cfg, err := config.Load(f.config)
+	if err == nil {
+		err = plugin.Check(cfg)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sersyncd: %v\n", err)
 		return exitUsage
@@ -259,6 +263,9 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	cfg, err := config.Load(*path)
+	if err == nil {
+		err = plugin.Check(cfg)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sersyncd: %v\n", err)
 		return exitUsage

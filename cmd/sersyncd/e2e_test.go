@@ -45,6 +45,8 @@ type envOptions struct {
 	secrets                map[string]string // the daemons' users and passwords
 	timeout                int               // rsync --timeout seconds; default 20
 	ssh                    *testutil.SSHD    // set: one target, a plain directory reached over this sshd
+	// commandPrefix turns sersync's command plugin on with this prefix.
+	commandPrefix string
 }
 
 var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0" encoding="ISO-8859-1"?>
@@ -86,8 +88,11 @@ var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0"
 {{- end}}
 	    </crontabfilter>
 	</crontab>
-	<plugin start="false" name="command"/>
+	<plugin start="{{if .CommandPrefix}}true{{else}}false{{end}}" name="command"/>
     </sersync>
+    <plugin name="command">
+	<param prefix="{{html .CommandPrefix}}" suffix="" ignoreError="false"/>
+    </plugin>
     <sersyncd settle="20ms" backoffMax="{{.BackoffMax}}"/>
 </head>
 `))
@@ -137,7 +142,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		"Src": e.src, "Dir": e.dir, "Port": port, "Targets": remotes, "Excludes": o.excludes,
 		"Attrib": o.attrib, "BackoffMax": o.backoffMax, "Params": o.params,
 		"FailLogEvery": o.failLogEvery, "CrontabEvery": o.crontabEvery, "CrontabExcludes": o.crontabExcludes,
-		"AuthUser": o.authUser, "PasswordFile": o.passwordFile,
+		"AuthUser": o.authUser, "PasswordFile": o.passwordFile, "CommandPrefix": o.commandPrefix,
 		"Timeout": o.timeout, "SSH": sshCommand,
 	})
 	if err != nil {

@@ -335,7 +335,7 @@ func TestWarnings(t *testing.T) {
 	}{
 		{"none", doc("", `<plugin start="false" name="command"/>`, `<debug start="true"/><crontab start="true"/>`), nil},
 		{"xfs", doc("", "", `<fileSystem xfs="true"/>`), []string{"w.xml: <fileSystem>: xfs option has no effect in sersyncd"}},
-		{"command plugin", doc("", `<plugin start="true" name="command"/>`, ""), []string{"w.xml: <plugin>: plugin command is not implemented yet; ignored"}},
+		{"command plugin", doc("", `<plugin start="true" name="command"/>`, ""), []string{"w.xml: <plugin>: plugin command is enabled but there is no top-level <plugin name=\"command\"> section; ignored"}},
 		{"refreshCDN plugin", doc("", `<plugin start="true" name="refreshCDN"/>`, ""), []string{"w.xml: <plugin>: plugin refreshCDN is not implemented yet; ignored"}},
 	}
 	for _, tt := range tests {

@@ -16,6 +16,7 @@ import (
 	"github.com/sersyncd/sersyncd/internal/control"
 	"github.com/sersyncd/sersyncd/internal/filter"
 	"github.com/sersyncd/sersyncd/internal/metrics"
+	"github.com/sersyncd/sersyncd/internal/plugin"
 	"github.com/sersyncd/sersyncd/internal/pusher"
 	"github.com/sersyncd/sersyncd/internal/queue"
 	"github.com/sersyncd/sersyncd/internal/retry"
@@ -55,6 +56,7 @@ type Daemon struct {
 	pool     *pusher.Pool
 	failLog  *retry.FailLog
 	schedule *retry.Schedule
+	plugin   plugin.Plugin // nil when no plugin is enabled; closed when its pool stops
 
 	watchStop context.CancelFunc
 	watchDone chan error
@@ -125,6 +127,10 @@ func Start(opt Options) (*Daemon, error) {
 			return nil, err
 		}
 	}
+	if d.plugin, err = plugin.New(c, log); err != nil {
+		d.closeFiles()
+		return nil, err
+	}
 	d.pool = d.newPool(c, targets)
 	if d.schedule, err = retry.NewSchedule(c, d.pool, log); err != nil {
 		d.closeFiles()
@@ -173,6 +179,9 @@ func (d *Daemon) newPool(c *config.Config, targets []pusher.Target) *pusher.Pool
 		}
 		obs = append(obs, d.failLog)
 	}
+	if d.plugin != nil {
+		obs = append(obs, d.plugin)
+	}
 	return newPool(c, d.queue, targets, d.opt.Workers, obs, d.log)
 }
 
@@ -183,14 +192,25 @@ func (d *Daemon) startWatcher(w *watch.Watcher) {
 	d.watchStop, d.watchDone = stop, done
 }
 
-func (d *Daemon) startPool(p *pusher.Pool) {
+func (d *Daemon) startPool(p *pusher.Pool, plug plugin.Plugin) {
 	ctx, stop := context.WithCancel(context.Background())
 	d.pools.Add(1)
-	go func() { defer d.pools.Done(); p.Run(ctx, d.hard) }()
+	go func() {
+		defer d.pools.Done()
+		p.Run(ctx, d.hard)
+		// Run returns once its pushes are done: nothing calls the
+		// pool's plugin any more.
+		if plug != nil {
+			plug.Close()
+		}
+	}()
 	d.poolStop = stop
 }
 
 func (d *Daemon) closeFiles() {
+	if d.plugin != nil {
+		d.plugin.Close()
+	}
 	if d.httpSrv != nil {
 		d.httpSrv.Close()
 	}
@@ -233,6 +253,9 @@ func (d *Daemon) reload(c *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
+	if err := plugin.Check(c); err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
 	for _, w := range c.Warnings {
 		d.log.Warn(w)
 	}
@@ -267,8 +290,12 @@ func (d *Daemon) reload(c *config.Config) error {
 		}
 	}
 	d.poolStop()
+	// The old pool closes the old plugin when its pushes are done.
+	if d.plugin, err = plugin.New(c, d.log); err != nil {
+		d.log.WithError(err).Error("reload: plugin") // cannot happen: Check passed
+	}
 	d.pool = d.newPool(c, targets)
-	d.startPool(d.pool)
+	d.startPool(d.pool, d.plugin)
 	d.cronDone = append(d.cronDone, d.schedule.Stop())
 	if sched, err := retry.NewSchedule(c, d.pool, d.log); err != nil {
 		d.log.WithError(err).Error("reload: schedule")
@@ -295,7 +322,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer d.kill()
 	d.mu.Lock()
 	d.startWatcher(d.watcher)
-	d.startPool(d.pool)
+	d.startPool(d.pool, d.plugin)
 	d.schedule.Start()
 	d.mu.Unlock()
 
