@@ -329,3 +329,35 @@ func TestDetachWritesPidAndLog(t *testing.T) {
 		t.Fatal("pid file left behind after a clean stop")
 	}
 }
+
+// TestControlSocketRefusesOtherUsers: the socket is 0600 and the daemon
+// checks the peer's uid, so another user learns nothing and can replay nothing.
+func TestControlSocketRefusesOtherUsers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a client as another user")
+	}
+	e := newEnv(t, envOptions{targets: 1})
+	e.start()
+	fi, err := os.Stat(control.SocketPath(e.db))
+	must(t, err)
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("control socket mode %v, want 0600", fi.Mode().Perm())
+	}
+	// The binary and config must be reachable by nobody; the queue is not.
+	must(t, os.Chmod(e.dir, 0o755))
+	must(t, os.Chmod(filepath.Dir(e.bin), 0o755))
+	for _, sub := range []string{"status", "retry"} {
+		cmd := exec.Command(e.bin, sub, "-o", e.config, "--db", e.db)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "permission denied") {
+			t.Fatalf("%s as nobody: %v\n%s", sub, err, out)
+		}
+		if strings.Contains(string(out), "pending") {
+			t.Fatalf("%s as nobody showed the queue:\n%s", sub, out)
+		}
+	}
+}
