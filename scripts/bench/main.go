@@ -34,6 +34,8 @@ func mainErr() int {
 		out        = flag.String("out", "", "Markdown file to write (default docs/BENCHMARKS.md, or docs/BENCHMARKS-quick.md with -quick; - for stdout only)")
 		bin        = flag.String("bin", "bin/sersyncd", "sersyncd binary (built with go build when missing)")
 		workdir    = flag.String("workdir", "", "scratch directory (default: a new one in $TMPDIR, removed at the end)")
+		notesFile  = flag.String("notes", "scripts/bench/notes.md", "Markdown appended to the full report (observations about the recorded run)")
+		skip       = flag.String("skip", "", "comma-separated workload:contender cells not to run, e.g. tree100k:script")
 		install    = flag.Bool("install", true, "apt-get install rsync, lsyncd, inotify-tools when missing")
 		s          sizes
 	)
@@ -136,10 +138,17 @@ func mainErr() int {
 		}
 	}
 
-	rep := &report{started: time.Now(), command: commandLine(), quick: *quick, sizes: s}
+	skipped := map[string]bool{}
+	for _, c := range strings.Split(*skip, ",") {
+		skipped[strings.TrimSpace(c)] = true
+	}
+	rep := &report{started: time.Now(), load: loadAvg(), notes: *notesFile, command: commandLine(), quick: *quick, sizes: s}
 	for _, w := range wList {
 		for _, k := range kList {
 			for _, cn := range cList {
+				if skipped[w.name+":"+cn] {
+					continue
+				}
 				r := runCell(dir, absBin, cn, w, k, s)
 				rep.results = append(rep.results, r)
 				fmt.Fprintf(os.Stderr, "bench: %s\n", r.line())
@@ -241,8 +250,12 @@ func runCell(base, bin, cname string, w workload, k int, s sizes) (r *result) {
 	if err := w.prepare(e.src, s); err != nil {
 		return fail("prepare: %v", err)
 	}
+	cpFlags := "-a"
+	if strings.HasPrefix(w.name, "tree") {
+		cpFlags = "-al" // hard links: creating 100k files per target takes minutes here
+	}
 	for _, d := range e.ds {
-		if out, err := run("cp", "-a", e.src+"/.", d.dir+"/"); err != nil {
+		if out, err := run("cp", cpFlags, e.src+"/.", d.dir+"/"); err != nil {
 			return fail("cp: %v: %s", err, out)
 		}
 	}
@@ -258,9 +271,13 @@ func runCell(base, bin, cname string, w workload, k int, s sizes) (r *result) {
 	for i, d := range e.ds {
 		offsets[i] = d.logSize()
 	}
-	cpu0 := c.cpu()
+	r.note("load avg %s", loadAvg())
+	cpu0, self0 := c.cpu(), selfCPU(c)
 	err = w.run(e, c, s, r)
 	r.CPU = c.cpu() - cpu0
+	if _, script := c.(*scriptC); c.isDaemon() && !script {
+		r.note("daemon process itself %.2f CPU s", selfCPU(c)-self0)
+	}
 	r.RSSKiB = c.rssKiB()
 	if err != nil {
 		return fail("%v", err)
@@ -293,4 +310,34 @@ func (r *result) line() string {
 		s += " notes: " + strings.Join(r.Notes, "; ")
 	}
 	return s
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+// selfCPU is the CPU seconds of the daemon process alone, without its rsyncs.
+func selfCPU(c contender) float64 {
+	var pid int
+	switch c := c.(type) {
+	case *sersyncdC:
+		pid = c.p.pid()
+	case *lsyncdC:
+		pid = c.p.pid()
+	default:
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	u, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (u + st) / clkTck
 }

@@ -229,7 +229,14 @@ func runTree(e *env, c contender, s sizes, r *result) error {
 	for j := 0; j < 10; j++ {
 		dir := (j*n/10 + n/20) % n
 		rel := fmt.Sprintf("tree/d%04d/f%03d", dir, (j*37)%100)
-		if err := writeFile(e.src, rel, content(rel+"changed", 600)); err != nil {
+		// Written aside and renamed over the old file, as editors and
+		// deploy tools do: the targets were prepared as hard links of the
+		// source (cp -al), which an in-place write would change too.
+		tmp := filepath.Join(e.src, filepath.Dir(rel), ".tmp-"+filepath.Base(rel))
+		if err := os.WriteFile(tmp, content(rel+"changed", 600), 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, filepath.Join(e.src, rel)); err != nil {
 			return err
 		}
 		changed = append(changed, rel)
