@@ -6,6 +6,7 @@ package main
 // to the source, byte for byte.
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand"
@@ -790,4 +791,181 @@ func TestQueueDiskFull(t *testing.T) {
 	if err != nil {
 		t.Fatalf("queue file corrupt after the disk was full: %v", err)
 	}
+}
+
+// cpuTicks returns the user+system CPU time of pid in clock ticks.
+func cpuTicks(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	// The fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	var utime, stime int
+	fmt.Sscan(f[11], &utime)
+	fmt.Sscan(f[12], &stime)
+	return utime + stime
+}
+
+// TestRootRemoved: the watched directory itself is removed while the
+// daemon runs. It must not spin, and it stops with exit code 1 and a
+// message that names the directory (a new directory of that name would
+// not be watched, and pushing an empty or missing root is no backup);
+// the next start refuses the missing directory as a config error.
+func TestRootRemoved(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	onTmpfs(t)
+	e := newEnv(t, envOptions{targets: 1, backoffMax: "500ms"})
+	must(t, os.MkdirAll(e.path("a/b"), 0o755))
+	e.write("a/b/f", "x")
+	p := e.start("-r")
+	e.converge(10*time.Second, "before the removal")
+	before := cpuTicks(t, p.PID())
+	must(t, os.RemoveAll(e.src))
+	code, err := p.Wait(15 * time.Second)
+	if err != nil {
+		ticks := cpuTicks(t, p.PID()) - before
+		t.Fatalf("still running 15 s after its root was removed (%d CPU ticks meanwhile):\n%s", ticks, tail(p.Output(), 3000))
+	}
+	cpu := p.Cmd.ProcessState.UserTime() + p.Cmd.ProcessState.SystemTime()
+	out := p.Output()
+	t.Logf("exit %d, %s of CPU in all", code, cpu)
+	if code != 1 || !strings.Contains(out, "watched directory was removed or renamed: "+e.src) {
+		t.Fatalf("exit %d; want 1 and a message naming %s:\n%s", code, e.src, tail(out, 3000))
+	}
+	if cpu > 2*time.Second {
+		t.Errorf("%s of CPU: a busy loop?", cpu)
+	}
+	// The backup is untouched: nothing pushed the missing root over it.
+	if _, err := os.Stat(filepath.Join(e.targets[0].Dir, "a/b/f")); err != nil {
+		t.Errorf("the target lost its files: %v", err)
+	}
+	again := testutil.StartProcess(t, e.bin, "-o", e.config, "--db", e.db)
+	code, err = again.Wait(10 * time.Second)
+	if err != nil || code != 2 || !strings.Contains(again.Output(), "does not exist") {
+		t.Fatalf("start without the root: exit %d, %v:\n%s", code, err, again.Output())
+	}
+}
+
+// TestSymlinkLoopsAndSpecialFiles: links that loop (a -> b -> a), a link
+// to its own directory's parent and to itself are pushed as links, by live
+// events and by a full push, without hanging; a FIFO is pushed as a FIFO
+// (-a includes -D).
+func TestSymlinkLoopsAndSpecialFiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	onTmpfs(t)
+	e := newEnv(t, envOptions{targets: 1})
+	p := e.start()
+	must(t, os.MkdirAll(e.path("dir/sub"), 0o755))
+	e.write("dir/sub/f", "x")
+	must(t, os.Symlink("b", e.path("a")))
+	must(t, os.Symlink("a", e.path("b")))
+	must(t, os.Symlink("..", e.path("dir/sub/up")))
+	must(t, os.Symlink(".", e.path("dir/self")))
+	must(t, os.Symlink(e.src, e.path("dir/root")))
+	must(t, os.Symlink("loop", e.path("loop")))
+	must(t, syscall.Mkfifo(e.path("dir/fifo"), 0o644))
+	e.converge(10*time.Second, "live events")
+	// A change below a link to a directory: recorded under its real path.
+	e.write("dir/sub/g", "through the real path")
+	e.converge(10*time.Second, "after a change below the looped directory")
+	must(t, p.Signal(syscall.SIGTERM))
+	if _, err := p.Wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The full push walks the same tree.
+	must(t, os.RemoveAll(e.targets[0].Dir+"/dir"))
+	e.start("-r")
+	e.converge(10*time.Second, "full push")
+}
+
+// TestHundredThousandEntries: a directory of 100,000 files, made outside
+// and moved into the tree, is scanned and pushed within a bound.
+func TestHundredThousandEntries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	onTmpfs(t)
+	e := newEnv(t, envOptions{targets: 1})
+	stage := filepath.Join(e.dir, "stage")
+	must(t, os.MkdirAll(filepath.Join(stage, "big"), 0o755))
+	start := time.Now()
+	for i := 0; i < 100000; i++ {
+		must(t, os.WriteFile(filepath.Join(stage, "big", fmt.Sprintf("f%06d", i)), []byte(strconv.Itoa(i)), 0o644))
+	}
+	t.Logf("made 100,000 files in %s", time.Since(start).Round(time.Millisecond))
+	e.start()
+	start = time.Now()
+	must(t, os.Rename(filepath.Join(stage, "big"), e.path("big")))
+	// DiffTrees takes seconds for 100,000 entries: poll with a cheap
+	// count, compare the big directory in parallel, the rest with converge.
+	target := filepath.Join(e.targets[0].Dir, "big")
+	for {
+		names, _ := os.ReadDir(target)
+		if len(names) >= 100000 || time.Since(start) > 60*time.Second {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for {
+		diff := sameFlatDir(e.path("big"), target)
+		if len(diff) == 0 {
+			break
+		}
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("the big directory differs: %q", diff)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Logf("all arrived and compared in %s", time.Since(start).Round(time.Millisecond))
+	// The tree is the big directory alone.
+	if a, b := dirNames(t, e.src), dirNames(t, e.targets[0].Dir); strings.Join(a, "/") != "big" || strings.Join(b, "/") != "big" {
+		t.Fatalf("source root %q, target root %q", a, b)
+	}
+}
+
+// sameFlatDir compares two directories of regular files, byte for byte,
+// with a few goroutines; it returns up to 10 differences.
+func sameFlatDir(a, b string) []string {
+	an, err := os.ReadDir(a)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	bn, err := os.ReadDir(b)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	if len(an) != len(bn) {
+		return []string{fmt.Sprintf("%d entries in %s, %d in %s", len(an), a, len(bn), b)}
+	}
+	var mu sync.Mutex
+	var diff []string
+	var wg sync.WaitGroup
+	const workers = 4
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(an); i += workers {
+				name := an[i].Name()
+				x, err1 := os.ReadFile(filepath.Join(a, name))
+				y, err2 := os.ReadFile(filepath.Join(b, name))
+				if err1 != nil || err2 != nil || !bytes.Equal(x, y) || bn[i].Name() != name {
+					mu.Lock()
+					if len(diff) < 10 {
+						diff = append(diff, fmt.Sprintf("%q: %v %v", name, err1, err2))
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return diff
+
 }
