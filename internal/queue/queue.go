@@ -8,7 +8,6 @@ package queue
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -27,7 +26,6 @@ const FullSync = "."
 
 var (
 	metaBucket   = []byte("meta")
-	targetsKey   = []byte("targets")
 	stateKey     = []byte("state")
 	pathsBucket  = []byte("paths")
 	orderBucket  = []byte("order")
@@ -50,17 +48,17 @@ type Item struct {
 
 // Record is what the queue keeps per (target, path).
 type Record struct {
-	Seq       uint64    `json:"seq"`
-	Gen       uint64    `json:"gen"`
-	Queued    time.Time `json:"queued"`
-	Attempts  int       `json:"attempts,omitempty"`
-	FirstFail time.Time `json:"first_fail,omitzero"`
-	LastFail  time.Time `json:"last_fail,omitzero"`
-	ExitCode  int       `json:"exit_code,omitempty"`
-	Error     string    `json:"error,omitempty"`
+	Seq       uint64
+	Gen       uint64
+	Queued    time.Time
+	Attempts  int
+	FirstFail time.Time
+	LastFail  time.Time
+	ExitCode  int
+	Error     string
 	// RetryAt parks a record that failed on its own (the target took the
 	// rest of its batch): Claim skips it until then.
-	RetryAt time.Time `json:"retry_at,omitzero"`
+	RetryAt time.Time
 }
 
 // Failed reports whether the record's last push attempt failed.
@@ -114,7 +112,9 @@ func open(path string, targets []string, daemon bool) (*Queue, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create queue directory: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: OpenTimeout})
+	// The freelist is rebuilt at open instead of written at every commit:
+	// commits are the queue's hot path, opens are rare.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: OpenTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, boltErrors.ErrTimeout) {
 			return nil, fmt.Errorf("open queue %s: %w", path, ErrLocked)
@@ -170,8 +170,7 @@ func (q *Queue) createTargets(tx *bolt.Tx, targets []string) error {
 			notify:    make(chan struct{}, 1),
 		}
 	}
-	names, _ := json.Marshal(targets)
-	return tx.Bucket(metaBucket).Put(targetsKey, names)
+	return nil
 }
 
 // SetTargets changes the targets that changes are recorded for (a reloaded
@@ -264,7 +263,7 @@ func (q *Queue) add(only []string, paths []string) error {
 				key := []byte(p)
 				var rec Record
 				if v := pb.Get(key); v != nil {
-					if err := json.Unmarshal(v, &rec); err != nil {
+					if err := rec.decode(v); err != nil {
 						return fmt.Errorf("decode record %q: %w", p, err)
 					}
 					rec.Gen++
@@ -282,11 +281,7 @@ func (q *Queue) add(only []string, paths []string) error {
 					}
 					added[name]++
 				}
-				v, err := json.Marshal(&rec)
-				if err != nil {
-					return err
-				}
-				if err := pb.Put(key, v); err != nil {
+				if err := pb.Put(key, rec.encode()); err != nil {
 					return err
 				}
 			}
@@ -370,7 +365,7 @@ func (q *Queue) claim(target string, max int, ready func(*targetState, *Record) 
 				continue // order entry without a record: cleaned up by Ack
 			}
 			var rec Record
-			if err := json.Unmarshal(raw, &rec); err != nil {
+			if err := rec.decode(raw); err != nil {
 				return fmt.Errorf("decode record %q: %w", p, err)
 			}
 			if !ready(ts, &rec) {
@@ -457,7 +452,7 @@ func (q *Queue) Ack(target string, items []Item) error {
 				continue
 			}
 			var rec Record
-			if err := json.Unmarshal(v, &rec); err != nil {
+			if err := rec.decode(v); err != nil {
 				return fmt.Errorf("decode record %q: %w", it.Path, err)
 			}
 			if rec.Gen != it.Gen {
@@ -507,7 +502,7 @@ func (q *Queue) Fail(target string, items []Item, f Failure) error {
 				continue
 			}
 			var rec Record
-			if err := json.Unmarshal(v, &rec); err != nil {
+			if err := rec.decode(v); err != nil {
 				return fmt.Errorf("decode record %q: %w", it.Path, err)
 			}
 			rec.Attempts++
@@ -521,11 +516,7 @@ func (q *Queue) Fail(target string, items []Item, f Failure) error {
 			if f.Park > 0 {
 				rec.RetryAt = now.Add(f.Park)
 			}
-			nv, err := json.Marshal(&rec)
-			if err != nil {
-				return err
-			}
-			if err := pb.Put(key, nv); err != nil {
+			if err := pb.Put(key, rec.encode()); err != nil {
 				return err
 			}
 		}
@@ -574,7 +565,7 @@ func (q *Queue) Records(target string, fn func(path string, rec Record) bool) er
 				continue
 			}
 			var rec Record
-			if err := json.Unmarshal(raw, &rec); err != nil {
+			if err := rec.decode(raw); err != nil {
 				return fmt.Errorf("decode record %q: %w", v, err)
 			}
 			if !fn(string(v), rec) {
@@ -629,7 +620,7 @@ func (q *Queue) OldestQueued(target string) (time.Time, error) {
 				continue
 			}
 			var rec Record
-			if err := json.Unmarshal(raw, &rec); err != nil {
+			if err := rec.decode(raw); err != nil {
 				return fmt.Errorf("decode record %q: %w", v, err)
 			}
 			t = rec.Queued
