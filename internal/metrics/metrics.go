@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -159,10 +160,15 @@ func Unhealthy(s Snapshot, maxLag time.Duration) []string {
 	return why
 }
 
-// Handler serves /metrics and /healthz.
+// Handler serves /metrics, /healthz and /debug/pprof/.
 func (m *Metrics) Handler(maxLag time.Duration) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	// Profiles of a live daemon, on the same operator-only address.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if why := Unhealthy(m.src.Snapshot(), maxLag); len(why) > 0 {

@@ -25,6 +25,7 @@ type Queue interface {
 	Unpark(target string)
 	AddTarget(target string, paths []string) error
 	Notify(target string) <-chan struct{}
+	Pending(target string) int
 }
 
 var _ Queue = (*queue.Queue)(nil)
@@ -48,6 +49,10 @@ func (os Observers) Pushed(target string, paths []string, took time.Duration, er
 // BackoffMin is the wait after a target's first failure; it doubles with
 // every further one up to Options.BackoffMax.
 var BackoffMin = time.Second
+
+// MinParallelBacklog is the backlog (paths not yet in flight) from which a
+// target runs a second rsync beside the first.
+var MinParallelBacklog = 1000
 
 // SplitBudget bounds the extra rsync calls spent isolating the paths that
 // make a batch end in a partial transfer.
@@ -210,8 +215,9 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 	p := tr.pool
 	name := tr.target.Name()
 	notify := p.q.Notify(name)
-	done := make(chan struct{}, tr.limit+1)
-	inflight := 0
+	done := make(chan int, tr.limit+1) // a finished push's path count
+	inflight, inflightPaths := 0, 0
+	finished := func(n int) { inflight--; inflightPaths -= n }
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -224,14 +230,17 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 			case <-timer.C:
 			case <-tr.kick:
 				timer.Stop()
-			case <-done:
+			case n := <-done:
 				timer.Stop()
-				inflight--
+				finished(n)
 			}
 			continue
 		}
 		claimed := false
-		if inflight < tr.limit {
+		// A second rsync for the same target only pays off for a large
+		// backlog; a small one waits and goes out as one batch when the
+		// running push ends, which keeps the count of rsync calls low.
+		if inflight == 0 || (inflight < tr.limit && p.q.Pending(name)-inflightPaths >= MinParallelBacklog) {
 			select {
 			case p.sem <- struct{}{}:
 				items, err := p.q.Claim(name, p.opt.BatchMax)
@@ -255,16 +264,17 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 					break
 				}
 				inflight++
+				inflightPaths += len(items)
 				go func() {
 					defer wg.Done()
-					defer func() { <-p.sem; done <- struct{}{} }()
+					defer func() { <-p.sem; done <- len(items) }()
 					budget := SplitBudget
 					tr.pushBatch(hard, items, &budget)
 				}()
 			case <-stop.Done():
 				return
-			case <-done:
-				inflight--
+			case n := <-done:
+				finished(n)
 				continue
 			}
 		}
@@ -278,8 +288,8 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 			return
 		case <-notify:
 		case <-tr.kick:
-		case <-done:
-			inflight--
+		case n := <-done:
+			finished(n)
 		case <-parked:
 		}
 		stopTimer()

@@ -247,6 +247,9 @@ func TestPoolPushesEachPathOnce(t *testing.T) {
 }
 
 func TestPoolSlowTargetDoesNotHoldOthers(t *testing.T) {
+	old := MinParallelBacklog
+	MinParallelBacklog = 1 // every backlog is worth a second rsync here
+	t.Cleanup(func() { MinParallelBacklog = old })
 	release := make(chan struct{})
 	slow := &fakeTarget{name: "slow", push: func(ctx context.Context, _ []string) error { return wait(ctx, release) }}
 	fast := &fakeTarget{name: "fast"}
@@ -608,5 +611,47 @@ func TestPoolRepushesPathsOverlappingFullPush(t *testing.T) {
 				return tg.pushedCount("f") == 2 && q.Pending("t") == 0
 			})
 		})
+	}
+}
+
+// A small backlog waits for the running push and goes out as one batch
+// instead of starting rsyncs side by side.
+func TestPoolSmallBacklogWaitsForTheRunningPush(t *testing.T) {
+	release := make(chan struct{})
+	first := true
+	var mu sync.Mutex
+	tg := &fakeTarget{name: "t", push: func(ctx context.Context, _ []string) error {
+		mu.Lock()
+		wasFirst := first
+		first = false
+		mu.Unlock()
+		if wasFirst {
+			return wait(ctx, release)
+		}
+		return nil
+	}}
+	q := openQueue(t, tg)
+	p := newPool(q, []*fakeTarget{tg}, Options{Workers: 10, BatchMax: 5000})
+	start(t, p)
+	if err := q.Add([]string{"first"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the first push runs", func() bool {
+		_, _, inflight, _ := tg.snapshot()
+		return inflight == 1
+	})
+	for i := 0; i < 10; i++ {
+		if err := q.Add(numbered(fmt.Sprintf("later%d-", i), 10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	if calls, _, _, _ := tg.snapshot(); calls != 1 {
+		t.Fatalf("%d pushes started for a backlog of 100, want the running one only", calls)
+	}
+	close(release)
+	eventually(t, 5*time.Second, "the backlog drains", func() bool { return q.Pending("t") == 0 })
+	if calls, _, _, _ := tg.snapshot(); calls != 2 {
+		t.Fatalf("%d pushes, want 2: the backlog of 100 as one batch", calls)
 	}
 }
