@@ -325,16 +325,11 @@ func TestTargetKilledDuringBigPush(t *testing.T) {
 	}
 	waitLog(t, e, 20*time.Second, "push failed")
 	d.Start()
-	// Every file arrives; what may stay are the temporary files of the
-	// transfers the kill cut off.
+	// Every file arrives, and the full push after the recovery removes the
+	// temporary files of the transfers the kill cut off.
 	left := waitDiff(e, d, 30*time.Second, onlyRsyncTempFiles)
 	if len(left) > 0 {
-		t.Skipf("BUG: rsync temporary files of the killed pushes stay on the target for good (pushing the listed paths "+
-			"again never deletes them; only a full push with --delete would): %q. Fix in internal/pusher/pool.go: when a "+
-			"push fails with an exit code that means the transfer was cut (10, 12, 30, 35, or killed: -1/20), queue a full "+
-			"sync for that target once it recovers (q.AddTarget(name, []string{queue.FullSync}) in succeeded() when "+
-			"failures > 0 after such an error), or run the pushes with --partial-dir=.sersyncd-partial plus a full-push "+
-			"exclusion for it", left)
+		t.Fatalf("rsync temporary files of the cut-off pushes stay on the target: %q", left)
 	}
 }
 
@@ -473,11 +468,7 @@ func TestTargetReadOnly(t *testing.T) {
 	d.Start()
 	e.converge(20*time.Second, "after the module became writable")
 	if !said {
-		t.Skipf("BUG: the failure does not say the module is read only; rsync's stderr is \"ERROR: module is read only\" / "+
-			"\"rsync error: syntax or usage error (code 1) ...\" / \"rsync: [sender] read error: Connection reset by peer (104)\", "+
-			"and pusher.lastLine picks the last line, the sender's consequence. Fix in internal/pusher/rsync.go lastLine: "+
-			"return the last line that starts with \"@ERROR\" or \"ERROR:\" (the daemon's own reason) when there is one, "+
-			"else the current choice. Log:\n%s", tail(e.proc.Output(), 1500))
+		t.Fatalf("the failure does not say the module is read only:\n%s", tail(e.proc.Output(), 1500))
 	}
 }
 

@@ -18,7 +18,7 @@ import (
 // Queue is what the pusher needs of the queue.
 type Queue interface {
 	Claim(target string, max int) ([]queue.Item, error)
-	ClaimFailed(target string, max int, failedBefore time.Time) ([]queue.Item, error)
+	ClaimForReplay(target string, max int, began time.Time) ([]queue.Item, error)
 	Ack(target string, items []queue.Item) error
 	Fail(target string, items []queue.Item, f queue.Failure) error
 	Release(target string, items []queue.Item)
@@ -49,6 +49,10 @@ func (os Observers) Pushed(target string, paths []string, took time.Duration, er
 // BackoffMin is the wait after a target's first failure; it doubles with
 // every further one up to Options.BackoffMax.
 var BackoffMin = time.Second
+
+// cutOffCodes are rsync's exit codes of a connection that died, maybe in
+// the middle of a file.
+var cutOffCodes = map[int]bool{10: true, 12: true, 20: true, 30: true, 35: true, 255: true}
 
 // MinParallelBacklog is the backlog (paths not yet in flight) from which a
 // target runs a second rsync beside the first.
@@ -91,6 +95,7 @@ type targetRunner struct {
 	retryAt     time.Time
 	fullRunning int
 	fullStarts  uint64              // full pushes started so far: tells a live push it overlapped one
+	cutOff      bool                // a push was cut off: its temp files may litter the target
 	wakeAt      time.Time           // when the earliest parked path may be claimed again
 	touched     map[string]struct{} // acked while a full push ran: pushed again after it
 }
@@ -430,6 +435,9 @@ func (tr *targetRunner) fullPush(ctx context.Context, items []queue.Item, extraE
 		if aerr := p.q.Ack(name, items); aerr != nil {
 			log.WithError(aerr).Error("acknowledge full push; it will run again")
 		}
+		tr.mu.Lock()
+		tr.cutOff = false // this push has just cleared the leftovers
+		tr.mu.Unlock()
 		tr.succeeded(log)
 		log.Info("full push done")
 		return nil
@@ -491,9 +499,9 @@ type ReplayResult struct {
 	Reason       string `json:"reason,omitempty"`
 }
 
-// Replay pushes every failure record of the named target (all targets when
-// name is empty) now, one batched rsync per target and batch, and ends the
-// backoffs so the rest that waits follows at once.
+// Replay pushes every record of the named target (all targets when name is
+// empty) now, failed or held back by a backoff, one batched rsync per target
+// and batch, and ends the backoffs.
 func (p *Pool) Replay(ctx context.Context, name string) ([]ReplayResult, error) {
 	runners, err := p.selected(name)
 	if err != nil {
@@ -524,7 +532,7 @@ func (tr *targetRunner) replay(ctx context.Context) ReplayResult {
 	res := ReplayResult{Target: name}
 	start := time.Now()
 	for ctx.Err() == nil {
-		items, err := p.q.ClaimFailed(name, p.opt.BatchMax, start)
+		items, err := p.q.ClaimForReplay(name, p.opt.BatchMax, start)
 		if err != nil {
 			res.Reason = err.Error()
 			break
@@ -584,6 +592,17 @@ func (tr *targetRunner) afterLivePush(log logrus.FieldLogger, paths []string, fu
 func (tr *targetRunner) succeeded(log logrus.FieldLogger) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
+	if tr.cutOff {
+		// rsync's receiver leaves its temp file (".name.XXXXXX") when the
+		// connection dies mid-file; pushing listed paths never removes it,
+		// a full push's --delete does.
+		tr.cutOff = false
+		if err := tr.pool.q.AddTarget(tr.target.Name(), []string{queue.FullSync}); err != nil {
+			log.WithError(err).Error("queue a full push to clear what a cut-off push left")
+		} else {
+			log.Info("a push was cut off: pushing the whole tree once to clear its leftovers")
+		}
+	}
 	if tr.failures > 0 {
 		log.Infof("recovered after %d failed pushes", tr.failures)
 	}
@@ -596,6 +615,10 @@ func (tr *targetRunner) succeeded(log logrus.FieldLogger) {
 func (tr *targetRunner) failed(log logrus.FieldLogger, err error) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
+	var exitErr *ExitError
+	if !errors.As(err, &exitErr) || cutOffCodes[exitErr.Code] {
+		tr.cutOff = true
+	}
 	tr.failures++
 	tr.lastErr = err
 	wait := BackoffMin << min(tr.failures-1, 20)

@@ -277,7 +277,9 @@ func (t *RsyncTarget) run(ctx context.Context, args []string, stdin *bytes.Buffe
 	if t.OnProgress != nil && slices.Contains(args, "--info=progress2") {
 		cmd.Stdout = &progressWriter{target: t.Name(), fn: t.OnProgress, rest: &stdout}
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, so a cancelled push kills ssh too; and killed
+	// with sersyncd, so no orphan races the next instance's pushes.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	// Kill rsync's whole process group (ssh included) when the push is cancelled.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
@@ -329,8 +331,16 @@ func (e *ExitError) Error() string {
 }
 
 func lastLine(s string) string {
-	s = strings.TrimSpace(s)
-	lines := strings.Split(s, "\n")
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	// The daemon's own refusal ("@ERROR: auth failed on module x",
+	// "ERROR: module is read only") says why; what follows it is only the
+	// connection going down.
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := strings.TrimSpace(lines[i])
+		if strings.HasPrefix(l, "@ERROR") || strings.HasPrefix(l, "ERROR:") {
+			return l
+		}
+	}
 	// rsync ends with a summary line ("rsync error: ... (code N) at ..."):
 	// the line before it usually says what actually went wrong.
 	for i := len(lines) - 1; i >= 0; i-- {
@@ -339,10 +349,7 @@ func lastLine(s string) string {
 			return l
 		}
 	}
-	if len(lines) > 0 {
-		return strings.TrimSpace(lines[len(lines)-1])
-	}
-	return ""
+	return strings.TrimSpace(lines[len(lines)-1])
 }
 
 // ExitMeaning names rsync's exit codes as its manual does.

@@ -320,12 +320,13 @@ func (q *Queue) Claim(target string, max int) ([]Item, error) {
 	})
 }
 
-// ClaimFailed is Claim restricted to records whose last push failed before
-// the given time, parked or not: what a replay of the failures pushes. The
-// cut-off keeps a replay from claiming again what it has just failed.
-func (q *Queue) ClaimFailed(target string, max int, failedBefore time.Time) ([]Item, error) {
+// ClaimForReplay is Claim for a replay of a target's failures: parked
+// records too, and records never tried (a target in backoff has not tried
+// them), but not those that failed after the replay began, which keeps a
+// replay from claiming again what it has just failed.
+func (q *Queue) ClaimForReplay(target string, max int, began time.Time) ([]Item, error) {
 	return q.claim(target, max, func(_ *targetState, rec *Record) bool {
-		return rec.Failed() && rec.LastFail.Before(failedBefore)
+		return !rec.Failed() || rec.LastFail.Before(began)
 	})
 }
 
