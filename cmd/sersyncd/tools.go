@@ -172,6 +172,9 @@ func printStatus(w io.Writer, st *control.Status) {
 			fmt.Fprintf(w, ", %d inotify overflows", st.Overflows)
 		}
 		fmt.Fprintln(w)
+		if st.Degraded != "" {
+			fmt.Fprintf(w, "watch:   DEGRADED: %s\n", st.Degraded)
+		}
 	} else {
 		fmt.Fprintln(w, "daemon:  not running")
 	}

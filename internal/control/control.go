@@ -44,6 +44,7 @@ type Status struct {
 	Queue       string         `json:"queue"`
 	WatchedDirs int            `json:"watched_dirs,omitempty"`
 	Overflows   int            `json:"overflows,omitempty"`
+	Degraded    string         `json:"degraded,omitempty"` // why some directories have no watch
 	Targets     []TargetStatus `json:"targets"`
 }
 

@@ -152,14 +152,19 @@ func Start(opt Options) (*Daemon, error) {
 }
 
 func (d *Daemon) newWatcher(c *config.Config, flt *filter.Filter) (*watch.Watcher, error) {
+	var degradedEvery time.Duration // the watcher's default unless crontab sets one
+	if c.Crontab.Enabled {
+		degradedEvery = c.Crontab.Interval
+	}
 	w, err := watch.New(watch.Options{
-		Root:    c.LocalPath,
-		Filter:  flt,
-		Events:  c.Events,
-		Settle:  c.Daemon.Settle,
-		MaxHold: c.Daemon.MaxHold,
-		Sink:    countingSink{d.queue, d.metrics},
-		Log:     d.log,
+		Root:                  c.LocalPath,
+		Filter:                flt,
+		Events:                c.Events,
+		Settle:                c.Daemon.Settle,
+		MaxHold:               c.Daemon.MaxHold,
+		DegradedFullSyncEvery: degradedEvery,
+		Sink:                  countingSink{d.queue, d.metrics},
+		Log:                   d.log,
 	})
 	if err != nil {
 		return nil, err
@@ -402,6 +407,9 @@ func (d *Daemon) Status() (*control.Status, error) {
 	st.PID = os.Getpid()
 	st.WatchedDirs = w.Dirs()
 	st.Overflows = w.Overflows()
+	if deg := w.Degraded(); deg != nil {
+		st.Degraded = deg.Error()
+	}
 	return st, nil
 }
 
@@ -421,6 +429,9 @@ func (d *Daemon) Snapshot() metrics.Snapshot {
 	pool, w := d.pool, d.watcher
 	d.mu.Unlock()
 	s := metrics.Snapshot{WatchedDirs: w.Dirs(), Overflows: w.Overflows()}
+	if deg := w.Degraded(); deg != nil {
+		s.Degraded = deg.Error()
+	}
 	now := time.Now()
 	for _, ps := range pool.Status() {
 		t := metrics.Target{Name: ps.Name, Pending: d.queue.Pending(ps.Name),

@@ -25,6 +25,7 @@ type Snapshot struct {
 	Targets     []Target
 	WatchedDirs int
 	Overflows   int
+	Degraded    string // why some directories have no watch, "" when all have
 }
 
 // Target is one target's part of a Snapshot.
@@ -121,6 +122,7 @@ var (
 	lagDesc      = prometheus.NewDesc("sersyncd_replication_lag_seconds", "Age of the oldest change not yet pushed, by target (0 when none waits).", []string{"target"}, nil)
 	failingDesc  = prometheus.NewDesc("sersyncd_target_consecutive_failures", "Pushes failed in a row, by target.", []string{"target"}, nil)
 	dirsDesc     = prometheus.NewDesc("sersyncd_watched_directories", "Directories with an inotify watch.", nil, nil)
+	degradedDesc = prometheus.NewDesc("sersyncd_watch_degraded", "1 while some directories have no inotify watch (the watch limit) and full pushes stand in.", nil, nil)
 	overflowDesc = prometheus.NewDesc("sersyncd_inotify_overflows_total", "Times the kernel's event queue overflowed.", nil, nil)
 )
 
@@ -130,7 +132,7 @@ func (m *Metrics) SetSource(src Source) { m.src = src }
 type stateCollector struct{ m *Metrics }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{pendingDesc, lagDesc, failingDesc, dirsDesc, overflowDesc} {
+	for _, d := range []*prometheus.Desc{pendingDesc, lagDesc, failingDesc, dirsDesc, overflowDesc, degradedDesc} {
 		ch <- d
 	}
 }
@@ -144,12 +146,21 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(dirsDesc, prometheus.GaugeValue, float64(s.WatchedDirs))
 	ch <- prometheus.MustNewConstMetric(overflowDesc, prometheus.CounterValue, float64(s.Overflows))
+	degraded := 0.0
+	if s.Degraded != "" {
+		degraded = 1
+	}
+	ch <- prometheus.MustNewConstMetric(degradedDesc, prometheus.GaugeValue, degraded)
 }
 
-// Unhealthy returns why the daemon is unhealthy, or nil: a target whose
-// last push failed, or whose oldest pending change is older than maxLag.
+// Unhealthy returns why the daemon is unhealthy, or nil: directories left
+// without a watch, a target whose last push failed, or whose oldest pending
+// change is older than maxLag.
 func Unhealthy(s Snapshot, maxLag time.Duration) []string {
 	var why []string
+	if s.Degraded != "" {
+		why = append(why, "not every directory is watched: "+s.Degraded)
+	}
 	for _, t := range s.Targets {
 		if t.ConsecutiveFailures > 0 {
 			why = append(why, fmt.Sprintf("target %s: %d failed pushes in a row: %s", t.Name, t.ConsecutiveFailures, t.LastError))
