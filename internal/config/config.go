@@ -138,7 +138,7 @@ type Daemon struct {
 // Default values for settings the file may leave out.
 const (
 	DefaultSettle        = 20 * time.Millisecond
-	DefaultMaxHold       = 2 * time.Second
+	DefaultMaxHold       = 10 * time.Second
 	DefaultBatchMax      = 5000
 	DefaultBackoffMax    = 2 * time.Minute
 	DefaultHealthLag     = 60 * time.Second

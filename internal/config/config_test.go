@@ -95,7 +95,7 @@ func TestStockFile(t *testing.T) {
 			User: "xxxx", Password: "xxxx", SendURL: "http://pic.xoyo.com/cms",
 			RegexURL: "cms.xoyo.com/site([/a-zA-Z0-9]*).xoyo.com/images",
 		},
-		Daemon: Daemon{Settle: 20 * time.Millisecond, MaxHold: 2 * time.Second, BatchMax: 5000, BackoffMax: 2 * time.Minute, HealthLag: time.Minute},
+		Daemon: Daemon{Settle: 20 * time.Millisecond, MaxHold: 10 * time.Second, BatchMax: 5000, BackoffMax: 2 * time.Minute, HealthLag: time.Minute},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("stock file:\n got %+v\nwant %+v", c, want)

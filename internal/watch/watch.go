@@ -70,7 +70,9 @@ type Watcher struct {
 
 	mu      sync.Mutex
 	pending map[string]*change
-	wake    chan struct{}
+
+	lastCommit time.Time // flush goroutine only
+	wake       chan struct{}
 
 	dirMu   sync.Mutex
 	dirs    map[string]struct{} // relative paths of watched directories ("" is the root)
@@ -88,7 +90,27 @@ type Watcher struct {
 
 type change struct {
 	first, last time.Time
+	events      int
 }
+
+// due is when a change is handed on: once quiet for a time that grows with
+// its events, up to Settle, so a file written in one go (create, write:
+// two or three events) goes out at once while one still being written
+// waits until it is quiet; and never later than MaxHold after its first event.
+func (w *Watcher) due(c *change) time.Time {
+	quiet := min(w.opt.Settle, time.Duration(c.events)*w.opt.Settle/QuietDivisor)
+	return minTime(c.last.Add(quiet), c.first.Add(w.opt.MaxHold))
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// QuietDivisor sets the quiet time per event: Settle/QuietDivisor.
+var QuietDivisor time.Duration = 16
 
 type dirOpKind int
 
@@ -349,9 +371,10 @@ func (w *Watcher) record(rel string, now time.Time) {
 	w.mu.Lock()
 	c := w.pending[rel]
 	if c == nil {
-		w.pending[rel] = &change{first: now, last: now}
+		w.pending[rel] = &change{first: now, last: now, events: 1}
 	} else {
 		c.last = now
+		c.events++
 	}
 	w.mu.Unlock()
 	select {
@@ -722,6 +745,17 @@ func (w *Watcher) fallBackToFullSync(held int) {
 // recorded path may have (0: nothing pending).
 func (w *Watcher) flushReady() (time.Duration, error) {
 	now := time.Now()
+	// Commits are spaced at least Settle/4 apart, so a burst of quickly
+	// settling files is committed (and fsynced) in batches.
+	if gap := w.opt.Settle/4 - now.Sub(w.lastCommit); gap > 0 {
+		w.mu.Lock()
+		n := len(w.pending)
+		w.mu.Unlock()
+		if n == 0 {
+			return 0, nil
+		}
+		return gap, nil
+	}
 	if err := w.flush(now, false); err != nil {
 		return 0, err
 	}
@@ -729,13 +763,7 @@ func (w *Watcher) flushReady() (time.Duration, error) {
 	defer w.mu.Unlock()
 	var next time.Duration
 	for _, c := range w.pending {
-		d := c.last.Add(w.opt.Settle).Sub(now)
-		if h := c.first.Add(w.opt.MaxHold).Sub(now); h < d {
-			d = h
-		}
-		if d < time.Millisecond {
-			d = time.Millisecond
-		}
+		d := max(w.due(c).Sub(now), time.Millisecond)
 		if next == 0 || d < next {
 			next = d
 		}
@@ -747,7 +775,7 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 	w.mu.Lock()
 	var ready []string
 	for p, c := range w.pending {
-		if all || now.Sub(c.last) >= w.opt.Settle || now.Sub(c.first) >= w.opt.MaxHold {
+		if all || !now.Before(w.due(c)) {
 			ready = append(ready, p)
 		}
 	}
@@ -758,13 +786,14 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 	if len(ready) == 0 {
 		return nil
 	}
+	w.lastCommit = now
 	sort.Strings(ready)
 	if err := w.opt.Sink.Add(ready); err != nil {
 		// Put them back: a change is only forgotten once it is durable.
 		w.mu.Lock()
 		for _, p := range ready {
 			if _, ok := w.pending[p]; !ok {
-				w.pending[p] = &change{first: now, last: now.Add(-w.opt.Settle)}
+				w.pending[p] = &change{first: now, last: now}
 			}
 		}
 		w.mu.Unlock()

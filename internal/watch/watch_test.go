@@ -424,3 +424,42 @@ func TestCommitFallsBackToFullSync(t *testing.T) {
 		t.Errorf("the fallback is not logged:\n%s", r.log.String())
 	}
 }
+
+// A file written in one go is handed on long before the settle time; one
+// still being written is held until it has been quiet for all of it.
+func TestSettleAdaptsToTheWriter(t *testing.T) {
+	const settle = 400 * time.Millisecond
+	root := t.TempDir()
+	r, err := startWatcher(t, root, Options{Settle: settle, MaxHold: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := os.WriteFile(filepath.Join(root, "lone"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the lone write", func() bool { return r.sink.has("lone") })
+	if took := time.Since(start); took >= settle/2 {
+		t.Fatalf("a lone write took %s to be handed on; the settle time is %s", took, settle)
+	}
+
+	f, err := os.Create(filepath.Join(root, "growing"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for i := 0; i < 60; i++ { // 60 writes, 10 ms apart: never quiet for long
+		if _, err := f.Write([]byte("chunk\n")); err != nil {
+			t.Fatal(err)
+		}
+		if r.sink.has("growing") {
+			t.Fatalf("a file still being written was handed on after %d writes", i+1)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	lastWrite := time.Now()
+	waitFor(t, 5*time.Second, "the grown file", func() bool { return r.sink.has("growing") })
+	if quiet := time.Since(lastWrite); quiet < settle*3/4 {
+		t.Fatalf("handed on %s after its last write, before it was quiet for the settle time %s", quiet, settle)
+	}
+}
