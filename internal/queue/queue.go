@@ -434,44 +434,23 @@ func parentDir(p string) string {
 // Ack removes the records a push confirmed, except those whose path changed
 // again since they were claimed: those stay to be pushed once more.
 func (q *Queue) Ack(target string, items []Item) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	ts := q.targets[target]
-	defer func() {
-		for _, it := range items {
-			ts.release(it.Path)
-		}
-	}()
 	removed := 0
-	err := q.db.Update(func(tx *bolt.Tx) error {
-		tb := tx.Bucket(targetBucketName(target))
-		pb, ob := tb.Bucket(pathsBucket), tb.Bucket(orderBucket)
-		for _, it := range items {
-			key := []byte(it.Path)
-			v := pb.Get(key)
-			if v == nil {
-				continue
-			}
-			var rec Record
-			if err := rec.decode(v); err != nil {
-				return fmt.Errorf("decode record %q: %w", it.Path, err)
-			}
-			if rec.Gen != it.Gen {
-				continue
-			}
-			if err := pb.Delete(key); err != nil {
-				return err
-			}
-			if err := ob.Delete(seqKey(rec.Seq)); err != nil {
-				return err
-			}
-			removed++
+	err := q.updateClaimed(target, items, func(pb, ob *bolt.Bucket, key []byte, rec *Record, it Item) error {
+		if rec.Gen != it.Gen {
+			return nil
 		}
-		return nil
+		if err := pb.Delete(key); err != nil {
+			return err
+		}
+		removed++
+		return ob.Delete(seqKey(rec.Seq))
 	})
 	if err != nil {
 		return fmt.Errorf("ack %d paths for %s: %w", len(items), target, err)
 	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	ts := q.targets[target]
 	ts.pending -= removed
 	if removed < len(items) {
 		// Some paths changed during the push; wake the pusher for them.
@@ -486,6 +465,29 @@ func (q *Queue) Ack(target string, items []Item) error {
 // Fail keeps the records of a failed push with the reason and one more attempt.
 func (q *Queue) Fail(target string, items []Item, f Failure) error {
 	now := time.Now()
+	err := q.updateClaimed(target, items, func(pb, _ *bolt.Bucket, key []byte, rec *Record, _ Item) error {
+		rec.Attempts++
+		if rec.FirstFail.IsZero() {
+			rec.FirstFail = now
+		}
+		rec.LastFail = now
+		rec.ExitCode = f.ExitCode
+		rec.Error = f.Error
+		rec.RetryAt = time.Time{}
+		if f.Park > 0 {
+			rec.RetryAt = now.Add(f.Park)
+		}
+		return pb.Put(key, rec.encode())
+	})
+	if err != nil {
+		return fmt.Errorf("record failure of %d paths for %s: %w", len(items), target, err)
+	}
+	return nil
+}
+
+// updateClaimed runs fn, in one write transaction, on the record of every
+// claimed item that still has one, then releases the items.
+func (q *Queue) updateClaimed(target string, items []Item, fn func(pb, ob *bolt.Bucket, key []byte, rec *Record, it Item) error) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	ts := q.targets[target]
@@ -494,8 +496,9 @@ func (q *Queue) Fail(target string, items []Item, f Failure) error {
 			ts.release(it.Path)
 		}
 	}()
-	err := q.db.Update(func(tx *bolt.Tx) error {
-		pb := tx.Bucket(targetBucketName(target)).Bucket(pathsBucket)
+	return q.db.Update(func(tx *bolt.Tx) error {
+		tb := tx.Bucket(targetBucketName(target))
+		pb, ob := tb.Bucket(pathsBucket), tb.Bucket(orderBucket)
 		for _, it := range items {
 			key := []byte(it.Path)
 			v := pb.Get(key)
@@ -506,27 +509,12 @@ func (q *Queue) Fail(target string, items []Item, f Failure) error {
 			if err := rec.decode(v); err != nil {
 				return fmt.Errorf("decode record %q: %w", it.Path, err)
 			}
-			rec.Attempts++
-			if rec.FirstFail.IsZero() {
-				rec.FirstFail = now
-			}
-			rec.LastFail = now
-			rec.ExitCode = f.ExitCode
-			rec.Error = f.Error
-			rec.RetryAt = time.Time{}
-			if f.Park > 0 {
-				rec.RetryAt = now.Add(f.Park)
-			}
-			if err := pb.Put(key, rec.encode()); err != nil {
+			if err := fn(pb, ob, key, &rec, it); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("record failure of %d paths for %s: %w", len(items), target, err)
-	}
-	return nil
 }
 
 // Release returns claimed items to the queue untouched, as after a push that
