@@ -99,6 +99,9 @@ func TestMetricsAndHealth(t *testing.T) {
 		t.Fatalf("watched_directories = %v", v)
 	}
 	metricValue(t, body, "sersyncd_push_duration_seconds_count")
+	if v := metricValue(t, body, "sersyncd_events_total", `kind="create"`); v < 20 {
+		t.Fatalf("events_total{kind=create} = %v, want >= 20", v)
+	}
 	waitHTTP(t, base+"/healthz", 200, 5*time.Second)
 
 	down := e.targets[1]
@@ -118,9 +121,17 @@ func TestMetricsAndHealth(t *testing.T) {
 	down.Start()
 	e.converge(15*time.Second, "after the target came back")
 	waitHTTP(t, base+"/healthz", 200, 10*time.Second)
-	_, body = httpGet(t, base+"/metrics")
-	if v := metricValue(t, body, "sersyncd_replication_lag_seconds"); v != 0 {
-		t.Fatalf("lag after convergence = %v, want 0", v)
+	// The lag returns to 0 once the queue is empty (after the full push
+	// that follows a cut-off connection, too).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, body = httpGet(t, base+"/metrics")
+		if v := metricValue(t, body, "sersyncd_replication_lag_seconds"); v == 0 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("lag after convergence = %v, want 0", v)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if v := metricValue(t, body, "sersyncd_pushes_total", down.Module, `exit="10"`); v < 1 {
 		t.Fatalf("no failed push counted with rsync's exit code 10:\n%s", body)

@@ -163,6 +163,7 @@ func (d *Daemon) newWatcher(c *config.Config, flt *filter.Filter) (*watch.Watche
 		Settle:                c.Daemon.Settle,
 		MaxHold:               c.Daemon.MaxHold,
 		DegradedFullSyncEvery: degradedEvery,
+		OnEvent:               d.metrics.Event,
 		Sink:                  countingSink{d.queue, d.metrics},
 		Log:                   d.log,
 	})

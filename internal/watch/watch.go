@@ -49,6 +49,9 @@ type Options struct {
 	MaxHold time.Duration // ... or once it has been held this long
 	Sink    Sink
 	Log     logrus.FieldLogger
+	// OnEvent, when set, is told the kind of every event not filtered out;
+	// it runs on the goroutine that drains inotify, so it must not block.
+	OnEvent func(kind string)
 	// DegradedFullSyncEvery: while some directories have no watch (the
 	// kernel's fs.inotify.max_user_watches is reached), changes in them are
 	// not seen, so the whole tree is pushed this often instead, and the
@@ -127,6 +130,23 @@ type dirOp struct {
 
 // MaxUserWatchesPath is the sysctl that bounds inotify watches per user.
 var MaxUserWatchesPath = "/proc/sys/fs/inotify/max_user_watches"
+
+// eventKind names an event for the metrics, by its most telling operation.
+func eventKind(op fsnotify.Op) string {
+	switch {
+	case op.Has(fsnotify.Create):
+		return "create"
+	case op.Has(fsnotify.Remove):
+		return "remove"
+	case op.Has(fsnotify.Rename):
+		return "rename"
+	case op.Has(fsnotify.Write):
+		return "write"
+	case op.Has(fsnotify.Chmod):
+		return "chmod"
+	}
+	return "other"
+}
 
 // WatchLimitError says that the kernel refused more inotify watches
 // (ENOSPC): which sysctl to raise, and by how much.
@@ -490,6 +510,9 @@ func (w *Watcher) handle(ev fsnotify.Event) error {
 	}
 	if w.opt.Filter.Excluded(rel) {
 		return nil
+	}
+	if w.opt.OnEvent != nil {
+		w.opt.OnEvent(eventKind(ev.Op))
 	}
 	now := time.Now()
 	e := w.opt.Events
