@@ -121,6 +121,9 @@ func open(path string, targets []string, daemon bool) (*Queue, error) {
 		}
 		return nil, fmt.Errorf("open queue %s: %w", path, err)
 	}
+	// Acks of several targets' pushes share a commit if they come within
+	// this; short, since the target's next push waits for its ack.
+	db.MaxBatchDelay = 2 * time.Millisecond
 	q := &Queue{db: db, targets: map[string]*targetState{}, tool: !daemon}
 	err = db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(metaBucket)
@@ -249,13 +252,17 @@ func (q *Queue) add(only []string, paths []string) error {
 	}
 	now := time.Now()
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	targets := only
 	if targets == nil {
 		targets = q.active
 	}
+	q.mu.Unlock()
+	// The transaction runs without q.mu, so claims and acks of the pushers
+	// are not held up by a commit's fsync; bbolt serialises the writes,
+	// and a generation bumped meanwhile keeps an ack from removing it.
 	added := map[string]int{}
 	err := q.db.Update(func(tx *bolt.Tx) error {
+		clear(added)
 		for _, name := range targets {
 			tb := tx.Bucket(targetBucketName(name))
 			pb, ob := tb.Bucket(pathsBucket), tb.Bucket(orderBucket)
@@ -291,6 +298,8 @@ func (q *Queue) add(only []string, paths []string) error {
 	if err != nil {
 		return fmt.Errorf("add %d paths to queue: %w", len(paths), err)
 	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	for _, name := range targets {
 		ts := q.targets[name]
 		ts.pending += added[name]
@@ -432,18 +441,25 @@ func parentDir(p string) string {
 }
 
 // Ack removes the records a push confirmed, except those whose path changed
-// again since they were claimed: those stay to be pushed once more.
+// again since they were claimed: those stay to be pushed once more. Acks of
+// concurrent pushes share one commit (bbolt's Batch).
 func (q *Queue) Ack(target string, items []Item) error {
 	removed := 0
-	err := q.updateClaimed(target, items, func(pb, ob *bolt.Bucket, key []byte, rec *Record, it Item) error {
-		if rec.Gen != it.Gen {
-			return nil
+	err := q.updateClaimed(target, items, true, func(pb, ob *bolt.Bucket, recs []claimed) error {
+		removed = 0 // Batch may run this again
+		for _, c := range recs {
+			if c.rec.Gen != c.item.Gen {
+				continue
+			}
+			if err := pb.Delete(c.key); err != nil {
+				return err
+			}
+			if err := ob.Delete(seqKey(c.rec.Seq)); err != nil {
+				return err
+			}
+			removed++
 		}
-		if err := pb.Delete(key); err != nil {
-			return err
-		}
-		removed++
-		return ob.Delete(seqKey(rec.Seq))
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("ack %d paths for %s: %w", len(items), target, err)
@@ -465,19 +481,25 @@ func (q *Queue) Ack(target string, items []Item) error {
 // Fail keeps the records of a failed push with the reason and one more attempt.
 func (q *Queue) Fail(target string, items []Item, f Failure) error {
 	now := time.Now()
-	err := q.updateClaimed(target, items, func(pb, _ *bolt.Bucket, key []byte, rec *Record, _ Item) error {
-		rec.Attempts++
-		if rec.FirstFail.IsZero() {
-			rec.FirstFail = now
+	err := q.updateClaimed(target, items, false, func(pb, _ *bolt.Bucket, recs []claimed) error {
+		for _, c := range recs {
+			rec := c.rec
+			rec.Attempts++
+			if rec.FirstFail.IsZero() {
+				rec.FirstFail = now
+			}
+			rec.LastFail = now
+			rec.ExitCode = f.ExitCode
+			rec.Error = f.Error
+			rec.RetryAt = time.Time{}
+			if f.Park > 0 {
+				rec.RetryAt = now.Add(f.Park)
+			}
+			if err := pb.Put(c.key, rec.encode()); err != nil {
+				return err
+			}
 		}
-		rec.LastFail = now
-		rec.ExitCode = f.ExitCode
-		rec.Error = f.Error
-		rec.RetryAt = time.Time{}
-		if f.Park > 0 {
-			rec.RetryAt = now.Add(f.Park)
-		}
-		return pb.Put(key, rec.encode())
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("record failure of %d paths for %s: %w", len(items), target, err)
@@ -485,35 +507,47 @@ func (q *Queue) Fail(target string, items []Item, f Failure) error {
 	return nil
 }
 
-// updateClaimed runs fn, in one write transaction, on the record of every
-// claimed item that still has one, then releases the items.
-func (q *Queue) updateClaimed(target string, items []Item, fn func(pb, ob *bolt.Bucket, key []byte, rec *Record, it Item) error) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	ts := q.targets[target]
+// claimed is a claimed item with its record as the transaction found it.
+type claimed struct {
+	item Item
+	key  []byte
+	rec  Record
+}
+
+// updateClaimed runs fn, in one write transaction (shared with concurrent
+// callers when batch is set: fn must then be idempotent), on the records
+// the claimed items still have, then releases the items. Released only
+// after the commit, so no claim can take a record this is about to remove.
+func (q *Queue) updateClaimed(target string, items []Item, batch bool, fn func(pb, ob *bolt.Bucket, recs []claimed) error) error {
 	defer func() {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		ts := q.targets[target]
 		for _, it := range items {
 			ts.release(it.Path)
 		}
 	}()
-	return q.db.Update(func(tx *bolt.Tx) error {
+	update := q.db.Update
+	if batch {
+		update = q.db.Batch
+	}
+	return update(func(tx *bolt.Tx) error {
 		tb := tx.Bucket(targetBucketName(target))
 		pb, ob := tb.Bucket(pathsBucket), tb.Bucket(orderBucket)
+		recs := make([]claimed, 0, len(items))
 		for _, it := range items {
 			key := []byte(it.Path)
 			v := pb.Get(key)
 			if v == nil {
 				continue
 			}
-			var rec Record
-			if err := rec.decode(v); err != nil {
+			c := claimed{item: it, key: key}
+			if err := c.rec.decode(v); err != nil {
 				return fmt.Errorf("decode record %q: %w", it.Path, err)
 			}
-			if err := fn(pb, ob, key, &rec, it); err != nil {
-				return err
-			}
+			recs = append(recs, c)
 		}
-		return nil
+		return fn(pb, ob, recs)
 	})
 }
 

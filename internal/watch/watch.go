@@ -75,6 +75,7 @@ type Watcher struct {
 	pending map[string]*change
 
 	lastCommit time.Time // flush goroutine only
+	prevCommit time.Time // the commit before lastCommit
 	wake       chan struct{}
 
 	dirMu   sync.Mutex
@@ -97,13 +98,19 @@ type change struct {
 }
 
 // due is when a change is handed on: once quiet for a time that grows with
-// its events, up to Settle, so a file written in one go (create, write:
-// two or three events) goes out at once while one still being written
-// waits until it is quiet; and never later than MaxHold after its first event.
+// its events (Settle/QuietDivisor each), so a file written in one go
+// (create, write: two or three events) goes out at once while one still
+// being written waits until it is quiet; and never later than MaxHold after
+// its first event.
 func (w *Watcher) due(c *change) time.Time {
-	quiet := min(w.opt.Settle, time.Duration(c.events)*w.opt.Settle/QuietDivisor)
+	quiet := min(HeavyWriterSettle*w.opt.Settle, time.Duration(c.events)*w.opt.Settle/QuietDivisor)
 	return minTime(c.last.Add(quiet), c.first.Add(w.opt.MaxHold))
 }
+
+// HeavyWriterSettle caps the quiet time, in multiples of Settle, that a path
+// with many events waits for: a file written in hundreds of appends with
+// short pauses between them is pushed once, when it is done.
+var HeavyWriterSettle time.Duration = 8
 
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {
@@ -768,9 +775,14 @@ func (w *Watcher) fallBackToFullSync(held int) {
 // recorded path may have (0: nothing pending).
 func (w *Watcher) flushReady() (time.Duration, error) {
 	now := time.Now()
-	// Commits are spaced at least Settle/4 apart, so a burst of quickly
-	// settling files is committed (and fsynced) in batches.
-	if gap := w.opt.Settle/4 - now.Sub(w.lastCommit); gap > 0 {
+	// Commits are spaced at least Settle/4 apart, and Settle apart while
+	// changes keep coming, so a burst or a steady stream of quickly settling
+	// files is committed (and fsynced) in batches, not one by one.
+	minGap := w.opt.Settle / 4
+	if w.lastCommit.Sub(w.prevCommit) < w.opt.Settle {
+		minGap = w.opt.Settle
+	}
+	if gap := minGap - now.Sub(w.lastCommit); gap > 0 {
 		w.mu.Lock()
 		n := len(w.pending)
 		w.mu.Unlock()
@@ -809,7 +821,7 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 	if len(ready) == 0 {
 		return nil
 	}
-	w.lastCommit = now
+	w.prevCommit, w.lastCommit = w.lastCommit, now
 	sort.Strings(ready)
 	if err := w.opt.Sink.Add(ready); err != nil {
 		// Put them back: a change is only forgotten once it is durable.
