@@ -437,3 +437,48 @@ func TestSIGTERMKeepsQueueAndExitsZero(t *testing.T) {
 	e.write("g", "after restart")
 	e.converge(10*time.Second, "after restart")
 }
+
+// TestSIGTERMDuringBurst stops the daemon while a burst is being pushed:
+// what was seen is committed, the next start pushes the rest, and no file
+// whose push was acknowledged is pushed again.
+func TestSIGTERMDuringBurst(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	e := newEnv(t, envOptions{targets: 2})
+	// Directories made beforehand: a new directory's files are seen both by
+	// its scan and by their own events, and may rightly be pushed twice.
+	for d := 0; d < 30; d++ {
+		must(t, os.Mkdir(e.path(fmt.Sprintf("s%02d", d)), 0o755))
+	}
+	p := e.start("-r")
+	e.converge(10*time.Second, "the empty directories")
+	for i := 0; i < 3000; i++ {
+		e.write(fmt.Sprintf("s%02d/f%04d", i/100, i), fmt.Sprint(i))
+	}
+	// At once: events may still wait in the kernel, pushes are going on.
+	must(t, p.Signal(syscall.SIGTERM))
+	if code, err := p.Wait(30 * time.Second); err != nil || code != 0 {
+		t.Fatalf("exit %d %v:\n%s", code, err, p.Output())
+	}
+	before := make([]map[string]int, len(e.targets))
+	for i, d := range e.targets {
+		before[i] = d.Received()
+	}
+	e.start()
+	e.converge(60*time.Second, "after SIGTERM during a burst and a restart")
+	if strings.Contains(e.proc.Output(), "did not stop cleanly") {
+		t.Fatalf("a SIGTERM was taken for a crash:\n%s", e.proc.Output())
+	}
+	// Files pushed (and so acknowledged) before the stop are not pushed
+	// again by the next run.
+	for i, d := range e.targets {
+		after := d.Received()
+		for path, n := range before[i] {
+			if after[path] != n {
+				t.Errorf("%s: %s pushed again after the restart (%d times before, %d after)", d.Module, path, n, after[path])
+			}
+		}
+	}
+	t.Logf("%d of 3000 files had arrived before the stop", len(before[0]))
+}

@@ -137,6 +137,9 @@ func (d *Daemon) writeConf() error {
 	b.WriteString("munge symlinks = no\n")
 	b.WriteString("list = yes\n")
 	b.WriteString("strict modes = yes\n")
+	// One "recv NAME" line per file received, for tests that count pushes.
+	b.WriteString("transfer logging = yes\n")
+	b.WriteString("log format = recv %n\n")
 	if len(d.opts.Secrets) > 0 {
 		fmt.Fprintf(&b, "auth users = %s\n", strings.Join(sortedKeys(d.opts.Secrets), ", "))
 		fmt.Fprintf(&b, "secrets file = %s\n", d.secretsPath())
@@ -235,6 +238,18 @@ func (d *Daemon) Log() string {
 }
 
 // PID returns the daemon's pid, or 0 when it is stopped.
+// Received counts, per path, the files the daemon received (its transfer
+// log), across restarts.
+func (d *Daemon) Received() map[string]int {
+	got := map[string]int{}
+	for _, line := range strings.Split(readFile(d.logPath), "\n") {
+		if i := strings.Index(line, "] recv "); i >= 0 {
+			got[line[i+len("] recv "):]]++
+		}
+	}
+	return got
+}
+
 func (d *Daemon) PID() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()

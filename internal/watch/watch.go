@@ -76,6 +76,7 @@ type Watcher struct {
 
 	lastCommit time.Time // flush goroutine only
 	prevCommit time.Time // the commit before lastCommit
+	postponed  int       // flushes put off in a row for unread events
 	wake       chan struct{}
 
 	dirMu   sync.Mutex
@@ -98,12 +99,14 @@ type change struct {
 }
 
 // due is when a change is handed on: once quiet for a time that grows with
-// its events (Settle/QuietDivisor each), so a file written in one go
+// its events (Settle/QuietDivisor each, at least Settle/4: a create and the
+// write after it can be milliseconds apart on a busy machine), so a file written in one go
 // (create, write: two or three events) goes out at once while one still
 // being written waits until it is quiet; and never later than MaxHold after
 // its first event.
 func (w *Watcher) due(c *change) time.Time {
-	quiet := min(HeavyWriterSettle*w.opt.Settle, time.Duration(c.events)*w.opt.Settle/QuietDivisor)
+	quiet := time.Duration(c.events) * w.opt.Settle / QuietDivisor
+	quiet = min(max(quiet, w.opt.Settle/4), HeavyWriterSettle*w.opt.Settle)
 	return minTime(c.last.Add(quiet), c.first.Add(w.opt.MaxHold))
 }
 
@@ -119,8 +122,12 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
+// maxPostpone bounds how many times in a row (about a millisecond each) a
+// flush waits for the event reader to catch up.
+const maxPostpone = 20
+
 // QuietDivisor sets the quiet time per event: Settle/QuietDivisor.
-var QuietDivisor time.Duration = 16
+var QuietDivisor time.Duration = 8
 
 type dirOpKind int
 
@@ -430,26 +437,38 @@ func (w *Watcher) queueDirOp(op dirOp) {
 // Run processes events until ctx ends, then hands every recorded path to
 // the sink without waiting for it to settle, and closes the watcher.
 func (w *Watcher) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
 	fatal := make(chan error, 1)
-	stop := make(chan struct{})
-	wg.Add(2)
-	go func() { defer wg.Done(); w.drain(stop, fatal) }()
-	go func() { defer wg.Done(); w.dirWorker(stop) }()
+	stopDrain, drained := make(chan struct{}), make(chan struct{})
+	stopDirs, dirsDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(drained); w.drain(stopDrain, fatal) }()
+	go func() { defer close(dirsDone); w.dirWorker(stopDirs) }()
 	flushErr := w.flushLoop(ctx, fatal)
-	close(stop)
+	// Stop in order: read what the kernel still holds, then scan the new
+	// directories that reading found, then commit everything.
+	close(stopDrain)
+	<-drained
+	close(stopDirs)
+	<-dirsDone
 	w.fsw.Close()
-	wg.Wait()
 	if err := w.flush(time.Now(), true); err != nil && flushErr == nil {
 		flushErr = err
 	}
 	return flushErr
 }
 
+// StopDrainQuiet and StopDrainMax bound how long a stopping watcher keeps
+// reading events the kernel already has: until none came for the first, at
+// most the second.
+var (
+	StopDrainQuiet = 50 * time.Millisecond
+	StopDrainMax   = 2 * time.Second
+)
+
 func (w *Watcher) drain(stop <-chan struct{}, fatal chan<- error) {
 	for {
 		select {
 		case <-stop:
+			w.drainRest(fatal)
 			return
 		case ev, ok := <-w.fsw.Events:
 			if !ok {
@@ -472,6 +491,34 @@ func (w *Watcher) drain(stop <-chan struct{}, fatal chan<- error) {
 				continue
 			}
 			w.opt.Log.WithError(err).Error("inotify")
+		}
+	}
+}
+
+// drainRest handles the events still queued when the watcher stops, so a
+// graceful stop commits every change the kernel reported before it.
+func (w *Watcher) drainRest(fatal chan<- error) {
+	quiet := time.NewTimer(StopDrainQuiet)
+	defer quiet.Stop()
+	deadline := time.After(StopDrainMax)
+	for {
+		select {
+		case ev, ok := <-w.fsw.Events:
+			if !ok {
+				return
+			}
+			if err := w.handle(ev); err != nil {
+				select {
+				case fatal <- err:
+				default:
+				}
+				return
+			}
+			quiet.Reset(StopDrainQuiet)
+		case <-quiet.C:
+			return
+		case <-deadline:
+			return
 		}
 	}
 }
@@ -583,6 +630,15 @@ func (w *Watcher) dirWorker(stop <-chan struct{}) {
 		}
 		select {
 		case <-stop:
+			// Scan what was queued meanwhile: a new directory's files are
+			// only found by its scan.
+			w.dirMu.Lock()
+			ops := w.dirOps
+			w.dirOps = nil
+			w.dirMu.Unlock()
+			for _, op := range ops {
+				w.doDirOp(op)
+			}
 			return
 		case <-w.dirWake:
 		case <-tick:
@@ -791,6 +847,14 @@ func (w *Watcher) flushReady() (time.Duration, error) {
 		}
 		return gap, nil
 	}
+	// Events not yet read may belong to paths that look quiet only because
+	// the reader fell behind (a create and its write split into two
+	// pushes): let it catch up first, for a little while.
+	if len(w.fsw.Events) > 0 && w.postponed < maxPostpone {
+		w.postponed++
+		return time.Millisecond, nil
+	}
+	w.postponed = 0
 	if err := w.flush(now, false); err != nil {
 		return 0, err
 	}
