@@ -15,6 +15,7 @@ test: lint
 	$(GO) test -race -count=1 -timeout 12m ./...
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=10s ./internal/config/
 	$(GO) test -run='^$$' -fuzz=FuzzExcluded -fuzztime=10s ./internal/filter/
+	$(GO) test -run='^$$' -fuzz=FuzzRecordDecode -fuzztime=10s ./internal/queue/
 
 test-short:
 	$(GO) test -count=1 -short ./...
@@ -31,6 +32,7 @@ lint:
 fuzz:
 	$(GO) test -run=^$$ -fuzz=FuzzParse -fuzztime=20s ./internal/config/
 	$(GO) test -run=^$$ -fuzz=FuzzExcluded -fuzztime=20s ./internal/filter/
+	$(GO) test -run=^$$ -fuzz=FuzzRecordDecode -fuzztime=20s ./internal/queue/
 
 # Benchmarks against lsyncd, the inotifywait|rsync script and the limit
 # (installs rsync, lsyncd, inotify-tools with apt-get when missing; ~30-40 min).
