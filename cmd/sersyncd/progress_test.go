@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,8 +45,12 @@ func TestFullPushShowsProgress(t *testing.T) {
 			}
 			out := filepath.Join(e.dir, "tty.out")
 			// script(1) takes one command line; the temp paths hold no spaces.
-			line := fmt.Sprintf("stty cols 160 rows 40; exec %s -r -o %s --db %s", e.bin, e.config, e.db)
+			// sersyncd runs in script's own session: its pid (the shell's,
+			// kept by exec) is how the test ends it.
+			pidFile := filepath.Join(e.dir, "tty.pid")
+			line := fmt.Sprintf("stty cols 160 rows 40; echo $$ > %s; exec %s -r -o %s --db %s", pidFile, e.bin, e.config, e.db)
 			p := testutil.StartProcess(t, script, "-q", "-f", "-c", line, out)
+			t.Cleanup(func() { killPidFile(t, pidFile) })
 			e.converge(20*time.Second, "full push on a terminal")
 			deadline := time.Now().Add(10 * time.Second)
 			for {
@@ -61,4 +66,27 @@ func TestFullPushShowsProgress(t *testing.T) {
 			p.Kill()
 		})
 	}
+}
+
+// killPidFile ends the process whose pid the file holds, and waits for it.
+func killPidFile(t *testing.T, path string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(b), &pid); err != nil || pid <= 1 {
+		return
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if syscall.Kill(pid, 0) != nil {
+			return
+		}
+		// A zombie still answers to signal 0; its files are closed.
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(st), ") Z ") {
+			return
+		}
+	}
+	t.Errorf("process %d did not end", pid)
 }

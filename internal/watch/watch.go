@@ -113,7 +113,7 @@ func (w *Watcher) due(c *change) time.Time {
 // HeavyWriterSettle caps the quiet time, in multiples of Settle, that a path
 // with many events waits for: a file written in hundreds of appends with
 // short pauses between them is pushed once, when it is done.
-var HeavyWriterSettle time.Duration = 8
+var HeavyWriterSettle time.Duration = 50
 
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {
