@@ -71,8 +71,10 @@ type Watcher struct {
 	opt Options
 	fsw *fsnotify.Watcher
 
-	mu      sync.Mutex
-	pending map[string]*change
+	mu           sync.Mutex
+	pending      map[string]*change
+	recent       map[string]handedOn // paths handed on within RecentFor
+	recentPruned time.Time
 
 	lastCommit time.Time // flush goroutine only
 	prevCommit time.Time // the commit before lastCommit
@@ -121,6 +123,15 @@ func minTime(a, b time.Time) time.Time {
 	}
 	return b
 }
+
+// handedOn remembers a path handed on: when, and after how many events.
+type handedOn struct {
+	at     time.Time
+	events int
+}
+
+// RecentFor is how long a handed-on path's event count is remembered.
+var RecentFor = time.Second
 
 // maxPostpone bounds how many times in a row (about a millisecond each) a
 // flush waits for the event reader to catch up.
@@ -222,6 +233,7 @@ func New(opt Options) (*Watcher, error) {
 		opt:     opt,
 		fsw:     fsw,
 		pending: map[string]*change{},
+		recent:  map[string]handedOn{},
 		wake:    make(chan struct{}, 1),
 		dirs:    map[string]struct{}{},
 		dirWake: make(chan struct{}, 1),
@@ -405,7 +417,14 @@ func (w *Watcher) record(rel string, now time.Time) {
 	w.mu.Lock()
 	c := w.pending[rel]
 	if c == nil {
-		w.pending[rel] = &change{first: now, last: now, events: 1}
+		events := 1
+		// A path handed on a moment ago and changing again is being
+		// written in pieces: its count doubles, so each time it waits
+		// twice as long for quiet.
+		if h, ok := w.recent[rel]; ok && now.Sub(h.at) < RecentFor {
+			events += 2 * h.events
+		}
+		w.pending[rel] = &change{first: now, last: now, events: events}
 	} else {
 		c.last = now
 		c.events++
@@ -879,7 +898,16 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 		}
 	}
 	for _, p := range ready {
+		w.recent[p] = handedOn{at: now, events: w.pending[p].events}
 		delete(w.pending, p)
+	}
+	if now.Sub(w.recentPruned) >= RecentFor {
+		for p, h := range w.recent {
+			if now.Sub(h.at) >= RecentFor {
+				delete(w.recent, p)
+			}
+		}
+		w.recentPruned = now
 	}
 	w.mu.Unlock()
 	if len(ready) == 0 {

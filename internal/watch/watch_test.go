@@ -463,3 +463,47 @@ func TestSettleAdaptsToTheWriter(t *testing.T) {
 		t.Fatalf("handed on %s after its last write, before it was quiet for the settle time %s", quiet, settle)
 	}
 }
+
+// A file appended to in pieces with pauses longer than the quiet time of a
+// lone write is handed on a few times at most, not once per piece.
+func TestPiecewiseWriterIsNotPushedPerPiece(t *testing.T) {
+	root := t.TempDir()
+	s := &countingSink{sink: newSink()}
+	log, _ := newLogger()
+	w, err := New(Options{Root: root, Events: allEvents, Sink: s, Log: log, Settle: 20 * time.Millisecond, MaxHold: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	f, err := os.Create(filepath.Join(root, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for i := 0; i < 50; i++ { // 50 pieces, 15 ms apart
+		if _, err := f.Write(make([]byte, 4096)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(15 * time.Millisecond)
+	}
+	waitFor(t, 5*time.Second, "the file", func() bool { return s.has("big") })
+	time.Sleep(200 * time.Millisecond)
+	t.Logf("handed on %d times", s.count("big"))
+	if n := s.count("big"); n > 6 {
+		t.Fatalf("handed on %d times for 50 pieces", n)
+	}
+}
+
+// countingSink counts how often each path is handed on.
+type countingSink struct {
+	*sink
+}
+
+func (c *countingSink) count(p string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.paths[p]
+}
