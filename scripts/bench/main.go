@@ -193,11 +193,12 @@ func ensureTools(install bool) error {
 		return fmt.Errorf("missing %s (run as root to install, or apt-get install -y %s)", strings.Join(missing, ", "), strings.Join(missing, " "))
 	}
 	fmt.Fprintf(os.Stderr, "bench: installing %s\n", strings.Join(missing, " "))
-	if out, err := run("apt-get", append([]string{"install", "-y"}, missing...)...); err != nil {
-		if out2, err2 := run("apt-get", "update"); err2 != nil {
-			return fmt.Errorf("apt-get update: %v: %s", err2, tail(out2, 1000))
+	if _, err := run("apt-get", append([]string{"install", "-y"}, missing...)...); err != nil {
+		// The package lists may be missing or stale on a fresh machine.
+		if out, err := run("apt-get", "update"); err != nil {
+			return fmt.Errorf("apt-get update: %v: %s", err, tail(out, 1000))
 		}
-		if out, err = run("apt-get", append([]string{"install", "-y"}, missing...)...); err != nil {
+		if out, err := run("apt-get", append([]string{"install", "-y"}, missing...)...); err != nil {
 			return fmt.Errorf("apt-get install: %v: %s", err, tail(out, 1000))
 		}
 	}

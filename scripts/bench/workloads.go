@@ -191,8 +191,6 @@ func finish(e *env, c contender, chk checker, changed []string, bound time.Durat
 	return err
 }
 
-func treeDirs(files int) int { return (files + 99) / 100 }
-
 // prepTree builds files files (0: s.treeFiles) of 512 bytes, 100 per directory.
 func prepTree(files int) func(string, sizes) error {
 	return func(src string, s sizes) error {
