@@ -233,7 +233,7 @@ func TestReplicatesEveryKindOfChange(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	e := newEnv(t, envOptions{targets: 3, attrib: true, excludes: []string{`(.*)\.swp$`, `^cache/`}})
+	e := newEnv(t, envOptions{targets: 3, attrib: true, excludes: []string{`(.*)\.swp$`, `^cache/*`}})
 	e.start()
 	long := strings.Repeat("x", 255)
 	steps := []struct {
@@ -284,10 +284,15 @@ func TestReplicatesEveryKindOfChange(t *testing.T) {
 			}
 		}},
 		{"excluded paths stay local", func() {
-			e.ignore = []string{"x.swp", "cache"}
+			e.ignore = []string{"x.swp", "cache", "fresh/y.swp"}
 			e.write("x.swp", "swap")
 			must(t, os.MkdirAll(e.path("cache/sub"), 0o755))
 			e.write("cache/sub/f", "cached")
+			// A new directory is pushed as a listed path: with the -r of
+			// "-artuz" rsync would copy its excluded file too.
+			must(t, os.Mkdir(e.path("fresh"), 0o755))
+			e.write("fresh/y.swp", "swap in a new directory")
+			e.write("fresh/keep", "kept")
 		}},
 	}
 	for _, s := range steps {
@@ -305,7 +310,7 @@ func TestReplicatesEveryKindOfChange(t *testing.T) {
 func assertExcludedAbsent(t *testing.T, e *env) {
 	t.Helper()
 	for _, d := range e.targets {
-		for _, p := range []string{"x.swp", "cache"} {
+		for _, p := range []string{"x.swp", "cache", "fresh/y.swp"} {
 			if _, err := os.Lstat(filepath.Join(d.Dir, p)); err == nil {
 				t.Fatalf("excluded %s reached target %s", p, d.Module)
 			}
@@ -396,7 +401,7 @@ func TestFullPushAtStartWithExcludes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	e := newEnv(t, envOptions{targets: 2, excludes: []string{`(.*)\.swp$`, `^cache/`}})
+	e := newEnv(t, envOptions{targets: 2, excludes: []string{`(.*)\.swp$`, `^cache/*`}})
 	must(t, os.MkdirAll(e.path("old/dir"), 0o755))
 	e.write("old/dir/f", "existing before start")
 	e.write("star*[x]", "wildcard name")

@@ -151,6 +151,9 @@ func (t *RsyncTarget) PushArgs() []string {
 		// The listed paths are known to have changed: rsync's quick check
 		// would skip a same-size rewrite within the same second.
 		"--ignore-times",
+		// A listed directory is the directory alone: with the -r of the
+		// user's "-artuz" rsync would copy all below it, excluded files too.
+		"--no-recursive",
 		"--relative", "--from0", "--files-from=-",
 		"--delete-missing-args", "--force",
 		"--", t.Source+"/", t.Dest+"/")
@@ -238,7 +241,7 @@ func (t *RsyncTarget) copyListedArgs(extraExcludes []string) []string {
 	for _, pat := range extraExcludes {
 		args = append(args, "--exclude="+pat)
 	}
-	return append(args, "--relative", "--from0", "--files-from=-", "--force",
+	return append(args, "--no-recursive", "--relative", "--from0", "--files-from=-", "--force",
 		"--", t.Source+"/", t.Dest+"/")
 }
 
