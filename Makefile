@@ -9,13 +9,13 @@ build:
 
 STATICCHECK ?= $(shell $(GO) env GOPATH)/bin/staticcheck
 
-# Unit and integration tests: real rsync daemons (and sshd) on 127.0.0.1,
-# then each fuzz target for a short while.
+# Each fuzz target for a short while, then the unit and integration tests
+# (real rsync daemons and sshd on 127.0.0.1) with the race detector.
 test: lint
-	$(GO) test -race -count=1 -timeout 12m ./...
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=10s ./internal/config/
 	$(GO) test -run='^$$' -fuzz=FuzzExcluded -fuzztime=10s ./internal/filter/
 	$(GO) test -run='^$$' -fuzz=FuzzRecordDecode -fuzztime=10s ./internal/queue/
+	$(GO) test -race -count=1 -timeout 12m ./...
 
 test-short:
 	$(GO) test -count=1 -short ./...
