@@ -275,6 +275,9 @@ func (d *Daemon) reload(c *config.Config) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// The old pool stops claiming first: a full push queued for the new
+	// filter must not be taken by a target built with the old one.
+	d.poolStop()
 	oldStop, oldDone := d.watchStop, d.watchDone
 	d.watcher = w
 	d.startWatcher(w)
@@ -295,7 +298,6 @@ func (d *Daemon) reload(c *config.Config) error {
 			}
 		}
 	}
-	d.poolStop()
 	// The old pool closes the old plugin when its pushes are done.
 	if d.plugin, err = plugin.New(c, d.log); err != nil {
 		d.log.WithError(err).Error("reload: plugin") // cannot happen: Check passed

@@ -275,6 +275,10 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 		if inflight == 0 || (inflight < tr.limit && p.q.Pending(name)-inflightPaths >= MinParallelBacklog) {
 			select {
 			case p.sem <- struct{}{}:
+				if stop.Err() != nil { // select picks at random among ready cases
+					<-p.sem
+					return
+				}
 				items, err := p.q.Claim(name, p.opt.BatchMax)
 				if err != nil {
 					p.opt.Log.WithError(err).WithField("target", name).Error("claim batch")
