@@ -493,11 +493,7 @@ func (w *Watcher) drain(stop <-chan struct{}, fatal chan<- error) {
 			if !ok {
 				return
 			}
-			if err := w.handle(ev); err != nil {
-				select {
-				case fatal <- err:
-				default:
-				}
+			if !w.handleOrReport(ev, fatal) {
 				return
 			}
 		case err, ok := <-w.fsw.Errors:
@@ -514,6 +510,19 @@ func (w *Watcher) drain(stop <-chan struct{}, fatal chan<- error) {
 	}
 }
 
+// handleOrReport handles ev; a fatal error goes to fatal and ends reading.
+func (w *Watcher) handleOrReport(ev fsnotify.Event, fatal chan<- error) bool {
+	err := w.handle(ev)
+	if err == nil {
+		return true
+	}
+	select {
+	case fatal <- err:
+	default:
+	}
+	return false
+}
+
 // drainRest handles the events still queued when the watcher stops, so a
 // graceful stop commits every change the kernel reported before it.
 func (w *Watcher) drainRest(fatal chan<- error) {
@@ -526,11 +535,7 @@ func (w *Watcher) drainRest(fatal chan<- error) {
 			if !ok {
 				return
 			}
-			if err := w.handle(ev); err != nil {
-				select {
-				case fatal <- err:
-				default:
-				}
+			if !w.handleOrReport(ev, fatal) {
 				return
 			}
 			quiet.Reset(StopDrainQuiet)
@@ -623,6 +628,17 @@ func (w *Watcher) handle(ev fsnotify.Event) error {
 	return nil
 }
 
+// runDirOps does the directory operations queued so far, in order.
+func (w *Watcher) runDirOps() {
+	w.dirMu.Lock()
+	ops := w.dirOps
+	w.dirOps = nil
+	w.dirMu.Unlock()
+	for _, op := range ops {
+		w.doDirOp(op)
+	}
+}
+
 func (w *Watcher) dirWorker(stop <-chan struct{}) {
 	var ticker *time.Ticker
 	var tick <-chan time.Time
@@ -632,13 +648,7 @@ func (w *Watcher) dirWorker(stop <-chan struct{}) {
 		}
 	}()
 	for {
-		w.dirMu.Lock()
-		ops := w.dirOps
-		w.dirOps = nil
-		w.dirMu.Unlock()
-		for _, op := range ops {
-			w.doDirOp(op)
-		}
+		w.runDirOps()
 		switch degraded := w.Degraded() != nil; {
 		case degraded && ticker == nil:
 			ticker = time.NewTicker(w.opt.DegradedFullSyncEvery)
@@ -651,13 +661,7 @@ func (w *Watcher) dirWorker(stop <-chan struct{}) {
 		case <-stop:
 			// Scan what was queued meanwhile: a new directory's files are
 			// only found by its scan.
-			w.dirMu.Lock()
-			ops := w.dirOps
-			w.dirOps = nil
-			w.dirMu.Unlock()
-			for _, op := range ops {
-				w.doDirOp(op)
-			}
+			w.runDirOps()
 			return
 		case <-w.dirWake:
 		case <-tick:
