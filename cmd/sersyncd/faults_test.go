@@ -106,6 +106,20 @@ func churn(root string, rng *rand.Rand, stop <-chan struct{}) int {
 // changes, 20 times in a row, restarting it each time: the records that
 // survived and the full push after every unclean stop must together bring
 // the targets to the source.
+// soakRounds is n, or SERSYNCD_SOAK_ROUNDS when set: the soak run of the
+// fault tests, too long for every CI run (`SERSYNCD_SOAK_ROUNDS=200 go test
+// -run Kill9Repeated ./cmd/sersyncd`).
+func soakRounds(t *testing.T, n int) int {
+	if v := os.Getenv("SERSYNCD_SOAK_ROUNDS"); v != "" {
+		soak, err := strconv.Atoi(v)
+		if err != nil || soak < 1 {
+			t.Fatalf("SERSYNCD_SOAK_ROUNDS=%q: want a positive number", v)
+		}
+		return soak
+	}
+	return n
+}
+
 func TestKill9Repeated(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
@@ -114,7 +128,7 @@ func TestKill9Repeated(t *testing.T) {
 	rng := seededRand(t)
 	e := newEnv(t, envOptions{targets: 2})
 	orphans := 0
-	for round := 0; round < 20; round++ {
+	for round := 0; round < soakRounds(t, 20); round++ {
 		p := e.start()
 		stop := make(chan struct{})
 		done := make(chan int)
