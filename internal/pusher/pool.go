@@ -58,7 +58,7 @@ var cutOffCodes = map[int]bool{10: true, 12: true, 20: true, 30: true, 35: true,
 // the target's next push starts no sooner than BusyPushInterval after it.
 var (
 	BusyBatch        = 4
-	BusyPushInterval = 100 * time.Millisecond
+	BusyPushInterval = 250 * time.Millisecond
 )
 
 // MinParallelBacklog is the backlog (paths not yet in flight) from which a

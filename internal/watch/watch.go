@@ -76,10 +76,10 @@ type Watcher struct {
 	recent       map[string]handedOn // paths handed on within RecentFor
 	recentPruned time.Time
 
-	lastCommit time.Time // flush goroutine only
-	prevCommit time.Time // the commit before lastCommit
-	postponed  int       // flushes put off in a row for unread events
-	wake       chan struct{}
+	lastCommit      time.Time // flush goroutine only
+	lastCommitPaths int       // how many paths it carried
+	postponed       int       // flushes put off in a row for unread events
+	wake            chan struct{}
 
 	dirMu   sync.Mutex
 	dirs    map[string]struct{} // relative paths of watched directories ("" is the root)
@@ -123,6 +123,13 @@ func minTime(a, b time.Time) time.Time {
 	}
 	return b
 }
+
+// BusyCommitGap spaces commits, in multiples of Settle, while changes keep
+// coming: fewer fsyncs and larger batches, for a lag that stays small.
+var BusyCommitGap time.Duration = 5
+
+// busyPaths is the commit size from which the next commit waits BusyCommitGap.
+const busyPaths = 4
 
 // handedOn remembers a path handed on: when, and after how many events.
 type handedOn struct {
@@ -854,12 +861,13 @@ func (w *Watcher) fallBackToFullSync(held int) {
 // recorded path may have (0: nothing pending).
 func (w *Watcher) flushReady() (time.Duration, error) {
 	now := time.Now()
-	// Commits are spaced at least Settle/4 apart, and Settle apart while
-	// changes keep coming, so a burst or a steady stream of quickly settling
-	// files is committed (and fsynced) in batches, not one by one.
+	// Commits are spaced at least Settle/4 apart, and BusyCommitGap×Settle
+	// apart after one of several paths (changes keep coming), so a burst or
+	// a steady stream of quickly settling files is committed (and fsynced)
+	// in batches, while a lone change is never held back.
 	minGap := w.opt.Settle / 4
-	if w.lastCommit.Sub(w.prevCommit) < w.opt.Settle {
-		minGap = w.opt.Settle
+	if w.lastCommitPaths >= busyPaths {
+		minGap = BusyCommitGap * w.opt.Settle
 	}
 	if gap := minGap - now.Sub(w.lastCommit); gap > 0 {
 		w.mu.Lock()
@@ -917,7 +925,7 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 	if len(ready) == 0 {
 		return nil
 	}
-	w.prevCommit, w.lastCommit = w.lastCommit, now
+	w.lastCommit, w.lastCommitPaths = now, len(ready)
 	sort.Strings(ready)
 	if err := w.opt.Sink.Add(ready); err != nil {
 		// Put them back: a change is only forgotten once it is durable.
