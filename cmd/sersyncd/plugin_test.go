@@ -53,3 +53,27 @@ func TestCommandPluginGetsEachPathAsOneArgument(t *testing.T) {
 		t.Fatal("a name ran as a command")
 	}
 }
+
+// TestCommandPluginFailureIsRecorded: a failing command (ignoreError off)
+// leaves a line in the failLog naming the path.
+func TestCommandPluginFailureIsRecorded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	e := newEnv(t, envOptions{targets: 1, commandPrefix: "/bin/false"})
+	e.start()
+	e.write("some file", "x")
+	e.converge(10*time.Second, "the file")
+	failLog := filepath.Join(e.dir, "fail.log")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(failLog)
+		if bytes.Contains(b, []byte(`target="plugin command"`)) && bytes.Contains(b, []byte(`"some file"`)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failure record of the command plugin in the failLog:\n%s\n%s", b, e.proc.Output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

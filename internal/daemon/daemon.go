@@ -186,6 +186,9 @@ func (d *Daemon) newPool(c *config.Config, targets []pusher.Target) *pusher.Pool
 		obs = append(obs, d.failLog)
 	}
 	if d.plugin != nil {
+		if d.failLog != nil {
+			d.plugin.ReportFailuresTo(d.failLog)
+		}
 		obs = append(obs, d.plugin)
 	}
 	return newPool(c, d.queue, targets, d.opt.Workers, obs, d.log)

@@ -51,6 +51,9 @@ type commandRunner struct {
 	closed bool
 
 	failures atomic.Int64
+	// onFailure, when set, gets every failure that ignoreError does not
+	// excuse: the daemon writes it to the failLog.
+	onFailure func(rel string, err error)
 }
 
 // commandWords splits prefix and suffix and says whether a shell's $0 must
@@ -224,6 +227,9 @@ func (c *commandRunner) run(rel string) {
 	}
 	c.failures.Add(1)
 	log.WithError(err).Errorf("command failed: %s", strings.Join(quoteArgs(argv), " "))
+	if c.onFailure != nil {
+		c.onFailure(rel, fmt.Errorf("command plugin: exit %s: %w", status, err))
+	}
 }
 
 // close lets the queue drain until deadline, then kills what runs and drops

@@ -35,13 +35,26 @@ import (
 type Plugin interface {
 	pusher.Observer
 	Close() error
+	// ReportFailuresTo makes every failed command run that ignoreError does
+	// not excuse a failure record: o.Pushed("plugin command", [path], 0, err).
+	ReportFailuresTo(o pusher.Observer)
 }
+
+// FailureTarget names the command plugin in failure records.
+const FailureTarget = "plugin command"
 
 // CloseTimeout bounds how long Close drains what is still queued.
 var CloseTimeout = 2 * time.Second
 
 // RefreshCDNWarning is logged by New when refreshCDN is enabled.
 const RefreshCDNWarning = "refreshCDN is not supported; call your CDN's API from the command plugin instead"
+
+// ReportFailuresTo implements Plugin; call it before the first push.
+func (p *Plugins) ReportFailuresTo(o pusher.Observer) {
+	if p.cmd != nil && o != nil {
+		p.cmd.onFailure = func(rel string, err error) { o.Pushed(FailureTarget, []string{rel}, 0, err) }
+	}
+}
 
 // Plugins is the Plugin New returns.
 type Plugins struct {
