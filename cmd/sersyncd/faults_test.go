@@ -235,19 +235,6 @@ func TestInotifyOverflow(t *testing.T) {
 	}
 }
 
-// inotifyWatchesInUse counts the inotify watches of every process (an
-// instance shared by several processes counts more than once).
-func inotifyWatchesInUse() int {
-	n := 0
-	fds, _ := filepath.Glob("/proc/[0-9]*/fdinfo/*")
-	for _, f := range fds {
-		if b, err := os.ReadFile(f); err == nil {
-			n += strings.Count(string(b), "inotify wd:")
-		}
-	}
-	return n
-}
-
 // TestWatchLimitAtStart starts the daemon with room for 5 more watches
 // than are in use, for a tree of 31 directories. It must start anyway, say
 // which sysctl to raise and by how much, and keep the tree in sync by full
@@ -263,7 +250,7 @@ func TestWatchLimitAtStart(t *testing.T) {
 	for i := 0; i < 30; i++ {
 		must(t, os.Mkdir(e.path(fmt.Sprintf("d%02d", i)), 0o755))
 	}
-	restore := setSysctl(t, "/proc/sys/fs/inotify/max_user_watches", inotifyWatchesInUse()+5)
+	restore := setSysctl(t, "/proc/sys/fs/inotify/max_user_watches", testutil.InotifyWatchesInUse()+5)
 	p := e.start()
 	restore()
 	out := p.Output()

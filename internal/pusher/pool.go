@@ -236,17 +236,8 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 	defer wg.Wait()
 	for {
 		if wait := tr.backoffLeft(); wait > 0 {
-			timer := time.NewTimer(wait)
-			select {
-			case <-stop.Done():
-				timer.Stop()
+			if !tr.pause(stop, wait, done, finished) {
 				return
-			case <-timer.C:
-			case <-tr.kick:
-				timer.Stop()
-			case n := <-done:
-				timer.Stop()
-				finished(n)
 			}
 			continue
 		}
@@ -255,14 +246,8 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 		// A lone change (a batch of one or two) is never held back.
 		if inflight == 0 && lastBatch >= BusyBatch {
 			if wait := BusyPushInterval - time.Since(lastStart); wait > 0 {
-				timer := time.NewTimer(wait)
-				select {
-				case <-stop.Done():
-					timer.Stop()
+				if !tr.pause(stop, wait, done, finished) {
 					return
-				case <-timer.C:
-				case <-tr.kick:
-					timer.Stop()
 				}
 				lastBatch = 0
 				continue
@@ -331,6 +316,22 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 		}
 		stopTimer()
 	}
+}
+
+// pause waits d, or until the target is kicked, a push of it finishes
+// (counted with finished) or stop ends; it reports whether to go on.
+func (tr *targetRunner) pause(stop context.Context, d time.Duration, done <-chan int, finished func(int)) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-stop.Done():
+		return false
+	case <-timer.C:
+	case <-tr.kick:
+	case n := <-done:
+		finished(n)
+	}
+	return true
 }
 
 // wakeBy makes the target's loop look at the queue again by t, when a

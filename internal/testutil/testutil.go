@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -183,4 +184,18 @@ func waitTCP(host string, port int, deadline time.Time, exited <-chan struct{}) 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// InotifyWatchesInUse counts the inotify watches every process holds: the
+// limit fs.inotify.max_user_watches is per user, and tests that lower it
+// must leave room for the watches others already use.
+func InotifyWatchesInUse() int {
+	n := 0
+	fds, _ := filepath.Glob("/proc/[0-9]*/fdinfo/*")
+	for _, f := range fds {
+		if b, err := os.ReadFile(f); err == nil {
+			n += strings.Count(string(b), "inotify wd:")
+		}
+	}
+	return n
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/sersyncd/sersyncd/internal/testutil"
+
 	"github.com/sersyncd/sersyncd/internal/config"
 )
 
@@ -150,21 +152,6 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// inotifyWatchesInUse counts the inotify watches every process holds (an
-// instance shared by several processes is counted more than once: an upper
-// bound, good enough to set a limit just above it).
-func inotifyWatchesInUse() int {
-	n := 0
-	fds, _ := filepath.Glob("/proc/[0-9]*/fdinfo/*")
-	for _, f := range fds {
-		b, err := os.ReadFile(f)
-		if err == nil {
-			n += strings.Count(string(b), "inotify wd:")
-		}
-	}
-	return n
-}
-
 // lowerWatchLimit sets fs.inotify.max_user_watches to what is in use plus
 // room, for as short a time as possible: the limit is shared with every
 // other process of this user. It returns the restore function (also run by
@@ -175,7 +162,7 @@ func lowerWatchLimit(t *testing.T, room int) func() {
 	if err != nil {
 		t.Skipf("cannot read %s: %v", MaxUserWatchesPath, err)
 	}
-	if err := os.WriteFile(MaxUserWatchesPath, []byte(fmt.Sprint(inotifyWatchesInUse()+room)), 0o644); err != nil {
+	if err := os.WriteFile(MaxUserWatchesPath, []byte(fmt.Sprint(testutil.InotifyWatchesInUse()+room)), 0o644); err != nil {
 		t.Skipf("cannot lower %s for this test (needs root and a writable /proc/sys): %v", MaxUserWatchesPath, err)
 	}
 	var once sync.Once
