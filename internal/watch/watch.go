@@ -98,6 +98,8 @@ type Watcher struct {
 type change struct {
 	first, last time.Time
 	events      int
+	sizeDue     bool          // created or written since it was last sized
+	minQuiet    time.Duration // what its size says about the writer (sizeQuiet)
 }
 
 // due is when a change is handed on: once quiet for a time that grows with
@@ -109,7 +111,36 @@ type change struct {
 func (w *Watcher) due(c *change) time.Time {
 	quiet := time.Duration(c.events) * w.opt.Settle / QuietDivisor
 	quiet = min(max(quiet, w.opt.Settle/4), HeavyWriterSettle*w.opt.Settle)
+	quiet = max(quiet, c.minQuiet)
 	return minTime(c.last.Add(quiet), c.first.Add(w.opt.MaxHold))
+}
+
+// A file of BigFileSize or more waits at least BigFileSettle×Settle of
+// quiet: a push of it costs more than rsync's fixed cost, and a writer that
+// pauses between appends (a download, a dump, a copy throttled by the disk)
+// would otherwise have it pushed part-written, then again, as a delta
+// against the partial copy. From 1 MiB the transfer itself takes longer
+// than the ~10 ms an rsync call costs. A file that is still empty after it
+// was created or truncated is most likely about to be written (a download
+// opens its file before the first bytes arrive), so it waits
+// EmptyFileSettle×Settle.
+var (
+	BigFileSize     int64         = 1 << 20
+	BigFileSettle   time.Duration = 10
+	EmptyFileSettle time.Duration = 5
+)
+
+// sizeQuiet is the least quiet time a file of this size waits.
+func (w *Watcher) sizeQuiet(fi os.FileInfo) time.Duration {
+	switch {
+	case !fi.Mode().IsRegular():
+		return 0
+	case fi.Size() == 0:
+		return EmptyFileSettle * w.opt.Settle
+	case fi.Size() >= BigFileSize:
+		return BigFileSettle * w.opt.Settle
+	}
+	return 0
 }
 
 // HeavyWriterSettle caps the quiet time, in multiples of Settle, that a path
@@ -349,7 +380,7 @@ func (w *Watcher) watchTree(rel string, record bool) error {
 			return nil
 		}
 		if record && r != "" {
-			w.record(r, time.Now())
+			w.record(r, time.Now(), false)
 		}
 		if !d.IsDir() {
 			return nil
@@ -420,7 +451,9 @@ func (w *Watcher) isDir(rel string) bool {
 	return ok
 }
 
-func (w *Watcher) record(rel string, now time.Time) {
+// record notes an event for rel; sized marks the events (a file created or
+// written) after which its size is looked at before it is handed on.
+func (w *Watcher) record(rel string, now time.Time, sized bool) {
 	w.mu.Lock()
 	c := w.pending[rel]
 	if c == nil {
@@ -431,10 +464,11 @@ func (w *Watcher) record(rel string, now time.Time) {
 		if h, ok := w.recent[rel]; ok && now.Sub(h.at) < RecentFor {
 			events += 2 * h.events
 		}
-		w.pending[rel] = &change{first: now, last: now, events: events}
+		w.pending[rel] = &change{first: now, last: now, events: events, sizeDue: sized}
 	} else {
 		c.last = now
 		c.events++
+		c.sizeDue = c.sizeDue || sized
 	}
 	w.mu.Unlock()
 	select {
@@ -614,22 +648,22 @@ func (w *Watcher) handle(ev fsnotify.Event) error {
 		// close-write covers it; fsnotify has no close-write, so a create
 		// counts whenever any switch that would see the new file is on.
 		if e.CreateFile || e.CloseWrite || e.MoveTo || e.Modify {
-			w.record(rel, now)
+			w.record(rel, now, true)
 		}
 	case ev.Has(fsnotify.Remove), ev.Has(fsnotify.Rename):
 		if w.isDir(rel) {
 			w.queueDirOp(dirOp{kind: opUnwatch, rel: rel})
 		}
 		if (ev.Has(fsnotify.Remove) && e.Delete) || (ev.Has(fsnotify.Rename) && e.MoveFrom) {
-			w.record(rel, now)
+			w.record(rel, now, false)
 		}
 	case ev.Has(fsnotify.Write):
 		if e.CloseWrite || e.Modify {
-			w.record(rel, now)
+			w.record(rel, now, true)
 		}
 	case ev.Has(fsnotify.Chmod):
 		if e.Attrib {
-			w.record(rel, now)
+			w.record(rel, now, false)
 		}
 	}
 	return nil
@@ -857,6 +891,40 @@ func (w *Watcher) fallBackToFullSync(held int) {
 	w.opt.Log.Warnf("the queue refused %d changes for %s: a full push of the tree is queued instead", held, CommitFallbackAfter)
 }
 
+// sizeFiles looks at the size of created or written paths about to be
+// handed on, once per write, so that a file still being written waits
+// longer (sizeQuiet). The stat runs without the lock: the drain goroutine
+// must never wait on the disk.
+func (w *Watcher) sizeFiles(now time.Time) {
+	var check []string
+	var last []time.Time
+	w.mu.Lock()
+	for p, c := range w.pending {
+		if c.sizeDue && !now.Before(w.due(c)) {
+			check = append(check, p)
+			last = append(last, c.last)
+		}
+	}
+	w.mu.Unlock()
+	if len(check) == 0 {
+		return
+	}
+	quiet := make([]time.Duration, len(check))
+	for i, p := range check {
+		if fi, err := os.Lstat(w.abs(p)); err == nil {
+			quiet[i] = w.sizeQuiet(fi)
+		}
+	}
+	w.mu.Lock()
+	for i, p := range check {
+		// An event since the stat may have changed the size: look again.
+		if c := w.pending[p]; c != nil && c.last.Equal(last[i]) {
+			c.sizeDue, c.minQuiet = false, quiet[i]
+		}
+	}
+	w.mu.Unlock()
+}
+
 // flushReady hands on what has settled and returns how long until the next
 // recorded path may have (0: nothing pending).
 func (w *Watcher) flushReady() (time.Duration, error) {
@@ -902,6 +970,9 @@ func (w *Watcher) flushReady() (time.Duration, error) {
 }
 
 func (w *Watcher) flush(now time.Time, all bool) error {
+	if !all {
+		w.sizeFiles(now)
+	}
 	w.mu.Lock()
 	var ready []string
 	for p, c := range w.pending {

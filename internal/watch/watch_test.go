@@ -494,3 +494,59 @@ func (c *countingSink) count(p string) int {
 	defer c.mu.Unlock()
 	return c.paths[p]
 }
+
+// What a file's size says about its writer: a big file written with pauses
+// longer than a lone write's quiet time, or a file created empty and
+// written a moment later, is handed on once, when the writer is done, not
+// part-written first.
+func TestFileSizeHoldsAFileStillBeingWritten(t *testing.T) {
+	defer func(size int64) { BigFileSize = size }(BigFileSize)
+	BigFileSize = 8 << 10
+	cases := []struct {
+		name   string
+		pieces int
+		size   int
+		pause  time.Duration
+		empty  time.Duration // pause between the create and the first write
+	}{
+		{name: "big file in appends 30 ms apart", pieces: 8, size: 8 << 10, pause: 30 * time.Millisecond},
+		{name: "created empty, written 30 ms later", pieces: 1, size: 100, empty: 30 * time.Millisecond},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			s := &countingSink{sink: newSink()}
+			log, _ := newLogger()
+			w, err := New(Options{Root: root, Events: allEvents, Sink: s, Log: log, Settle: 20 * time.Millisecond, MaxHold: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- w.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			f, err := os.Create(filepath.Join(root, "file"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			time.Sleep(tc.empty)
+			for i := 0; i < tc.pieces; i++ {
+				if i > 0 {
+					time.Sleep(tc.pause)
+				}
+				if _, err := f.Write(make([]byte, tc.size)); err != nil {
+					t.Fatal(err)
+				}
+				if n := s.count("file"); n > 0 {
+					t.Fatalf("handed on after %d of %d writes", i+1, tc.pieces)
+				}
+			}
+			waitFor(t, 5*time.Second, "the file", func() bool { return s.has("file") })
+			time.Sleep(300 * time.Millisecond)
+			if n := s.count("file"); n != 1 {
+				t.Fatalf("handed on %d times, want once", n)
+			}
+		})
+	}
+}

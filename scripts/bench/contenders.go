@@ -69,7 +69,7 @@ func newContender(name, bin string) (contender, error) {
 
 var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0" encoding="ISO-8859-1"?>
 <head version="2.5">
-    <debug start="false"/>
+    <debug start="{{.Debug}}"/>
     <filter start="false"></filter>
     <inotify>
 	<delete start="true"/>
@@ -114,7 +114,7 @@ func writeSersyncdConf(e *env, path string, remotes []*rsyncd, port int) error {
 		rs = append(rs, remote{d.ip, d.module})
 	}
 	var conf bytes.Buffer
-	if err := confTemplate.Execute(&conf, map[string]any{"Src": e.src, "Dir": e.dir, "Port": port, "Targets": rs}); err != nil {
+	if err := confTemplate.Execute(&conf, map[string]any{"Src": e.src, "Dir": e.dir, "Port": port, "Targets": rs, "Debug": os.Getenv("BENCH_KEEP_OUTPUT") != ""}); err != nil {
 		return err
 	}
 	return os.WriteFile(path, conf.Bytes(), 0o644)

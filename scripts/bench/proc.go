@@ -121,6 +121,12 @@ func (p *proc) stop(grace time.Duration) {
 	registry.mu.Lock()
 	delete(registry.procs, p)
 	registry.mu.Unlock()
+	if dir := os.Getenv("BENCH_KEEP_OUTPUT"); dir != "" {
+		// For looking into one cell: what the process printed survives the
+		// scratch directory.
+		name := filepath.Join(dir, fmt.Sprintf("%s-%d.log", filepath.Base(p.name), p.pid()))
+		_ = os.WriteFile(name, []byte(p.out.String()), 0o644)
+	}
 }
 
 // killAll ends every registered process at once; used on exit and signals.
