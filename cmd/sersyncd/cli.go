@@ -188,6 +188,9 @@ func newLogger(f daemonFlags, cfg *config.Config, out io.Writer) *logrus.Logger 
 
 func runDaemon(f daemonFlags, cfg *config.Config, stderr io.Writer) int {
 	log := newLogger(f, cfg, stderr)
+	memCtx, stopMem := context.WithCancel(context.Background())
+	defer stopMem()
+	daemon.LimitMemory(memCtx)
 	d, err := daemon.Start(daemon.Options{
 		Config:          cfg,
 		DBPath:          f.db,

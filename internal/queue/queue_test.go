@@ -2,6 +2,7 @@ package queue
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -654,5 +655,24 @@ func TestNotify(t *testing.T) {
 	mustAck(t, q, "A", items)
 	if !received(a) {
 		t.Fatal("Ack leaving a changed path did not notify")
+	}
+}
+
+// A backlog larger than one transaction's share is written in several, and
+// reads back whole, in order, with every target's count right.
+func TestBigAddSpansTransactions(t *testing.T) {
+	defer func(n int) { AddChunk = n }(AddChunk)
+	AddChunk = 3
+	q, _ := openQueue(t, "t1", "t2")
+	var paths []string
+	for i := 0; i < 10; i++ {
+		paths = append(paths, fmt.Sprintf("p%02d", i))
+	}
+	mustAdd(t, q, paths...)
+	for _, target := range []string{"t1", "t2"} {
+		if n := q.Pending(target); n != len(paths) {
+			t.Fatalf("%s: %d pending, want %d", target, n, len(paths))
+		}
+		equal(t, target+" claimed", claimPaths(t, q, target, 100), paths)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -38,7 +39,7 @@ type Sink interface {
 
 // EventBuffer is the size of fsnotify's channel; a large one rides out
 // bursts while the drain goroutine is descheduled.
-var EventBuffer uint = 1 << 16
+var EventBuffer uint = 1 << 14
 
 // Options configures a Watcher.
 type Options struct {
@@ -170,6 +171,10 @@ type handedOn struct {
 
 // RecentFor is how long a handed-on path's event count is remembered.
 var RecentFor = time.Second
+
+// shrinkMapsFrom is how many entries must have gone from a map before it
+// is replaced by a smaller one.
+const shrinkMapsFrom = 1024
 
 // maxPostpone bounds how many times in a row (about a millisecond each) a
 // flush waits for the event reader to catch up.
@@ -939,12 +944,15 @@ func (w *Watcher) flushReady() (time.Duration, error) {
 	}
 	if gap := minGap - now.Sub(w.lastCommit); gap > 0 {
 		w.mu.Lock()
-		n := len(w.pending)
+		n, recent := len(w.pending), len(w.recent)
 		w.mu.Unlock()
-		if n == 0 {
-			return 0, nil
+		switch {
+		case n > 0:
+			return gap, nil
+		case recent > 0:
+			return RecentFor, nil
 		}
-		return gap, nil
+		return 0, nil
 	}
 	// Events not yet read may belong to paths that look quiet only because
 	// the reader fell behind (a create and its write split into two
@@ -966,6 +974,9 @@ func (w *Watcher) flushReady() (time.Duration, error) {
 			next = d
 		}
 	}
+	if next == 0 && len(w.recent) > 0 {
+		next = RecentFor // to forget them, and their memory, when idle
+	}
 	return next, nil
 }
 
@@ -984,11 +995,23 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 		w.recent[p] = handedOn{at: now, events: w.pending[p].events}
 		delete(w.pending, p)
 	}
+	// Go maps keep their size after deletes: after a big burst, drop the
+	// emptied tables rather than hold their memory for the daemon's life.
+	if len(w.pending) == 0 && len(ready) >= shrinkMapsFrom {
+		w.pending = map[string]*change{}
+	}
 	if now.Sub(w.recentPruned) >= RecentFor {
+		pruned := 0
 		for p, h := range w.recent {
 			if now.Sub(h.at) >= RecentFor {
 				delete(w.recent, p)
+				pruned++
 			}
+		}
+		if pruned >= shrinkMapsFrom && len(w.recent) < pruned/4 {
+			kept := make(map[string]handedOn, len(w.recent))
+			maps.Copy(kept, w.recent) // not maps.Clone: it keeps the old size
+			w.recent = kept
 		}
 		w.recentPruned = now
 	}
