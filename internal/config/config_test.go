@@ -236,6 +236,8 @@ func TestParseErrors(t *testing.T) {
 		{"timeToExecute", doc("", `<failLog path="/tmp/f" timeToExecute="x"/>`, ""), []string{`<failLog timeToExecute="x">: must be a positive integer`}},
 		{"failLog interval", doc("", `<failLog path="/tmp/f" interval="10"/>`, ""), []string{`<failLog interval="10">: must be a duration`}},
 		{"failLog interval negative", doc("", `<failLog path="/tmp/f" interval="-1s"/>`, ""), []string{`<failLog interval="-1s">: must be positive`}},
+		{"failLog interval under a second", doc("", `<failLog path="/tmp/f" interval="500ms"/>`, ""), []string{`<failLog interval="500ms">: must be a whole number of seconds, at least 1s`}},
+		{"crontab interval fraction", doc("", `<crontab start="true" schedule="5" interval="1.5s"/>`, ""), []string{`<crontab interval="1.5s">: must be a whole number of seconds`}},
 		{"schedule", doc("", `<crontab start="true" schedule="-5"/>`, ""), []string{`<crontab schedule="-5">`}},
 		{"crontab interval", doc("", `<crontab start="true" schedule="5" interval="0s"/>`, ""), []string{`<crontab interval="0s">`}},
 		{"settle", doc("", "", `<sersyncd settle="fast"/>`), []string{`<sersyncd settle="fast">`}},

@@ -159,7 +159,13 @@ func (p *parser) minutes(n *node, attr string, def time.Duration) time.Duration 
 	if v, ok := n.attr(attr); ok {
 		d = time.Duration(p.posInt(n, attr, v)) * time.Minute
 	}
-	return p.duration(n, "interval", d)
+	d = p.duration(n, "interval", d)
+	// The scheduler counts in whole seconds: 500ms would silently run
+	// every second, 1.5s every 1.
+	if v, ok := n.attr("interval"); ok && d > 0 && (d < time.Second || d%time.Second != 0) {
+		p.fail(n, "interval", v, "must be a whole number of seconds, at least 1s")
+	}
+	return d
 }
 
 func (p *parser) duration(n *node, attr string, def time.Duration) time.Duration {

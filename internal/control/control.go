@@ -192,11 +192,15 @@ func Call(path string, req Request, timeout time.Duration) (*Response, error) {
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(timeout))
-	if err := json.NewEncoder(conn).Encode(&req); err != nil {
-		return nil, fmt.Errorf("send request to %s: %w", path, err)
-	}
+	sendErr := json.NewEncoder(conn).Encode(&req)
+	// A refused client is answered, with the reason, before the server
+	// reads anything, and then the server hangs up: the send can fail
+	// while the answer is there to read.
 	var resp Response
 	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
+		if sendErr != nil {
+			return nil, fmt.Errorf("send request to %s: %w", path, sendErr)
+		}
 		return nil, fmt.Errorf("read answer from %s: %w", path, err)
 	}
 	return &resp, nil

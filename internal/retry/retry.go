@@ -119,7 +119,10 @@ type Schedule struct {
 
 // NewSchedule builds, but does not start, the jobs for cfg.
 func NewSchedule(cfg *config.Config, pool Pool, log logrus.FieldLogger) (*Schedule, error) {
-	c := cron.New(cron.WithChain(cron.Recover(cronLogger{log}), cron.SkipIfStillRunning(cronLogger{log})))
+	// Skip wraps Recover, not the other way round: cron's skip guard is
+	// only released when the job returns, so a panic through it would skip
+	// every later run of that job for good.
+	c := cron.New(cron.WithChain(cron.SkipIfStillRunning(cronLogger{log}), cron.Recover(cronLogger{log})))
 	replay := func() {
 		results, err := pool.Replay(context.Background(), "")
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -759,5 +760,31 @@ func TestScheduleStopWaitsForRunningJob(t *testing.T) {
 	case <-done.Done():
 	case <-time.After(2 * time.Second):
 		t.Error("Stop's context did not end after the replay did")
+	}
+}
+
+// A job that panicked once runs again at its next time: the panic does not
+// leave the skip-if-still-running guard taken.
+func TestSchedulePanicDoesNotStopTheJob(t *testing.T) {
+	log, _ := logtest.NewNullLogger()
+	p := newFakePool()
+	var calls atomic.Int32
+	p.replay = func() ([]pusher.ReplayResult, error) {
+		if calls.Add(1) == 1 {
+			panic("boom")
+		}
+		return nil, nil
+	}
+	s, err := NewSchedule(scheduleConfig(time.Second, false, 0), p, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started(t, s)
+	for i := 0; i < 2; i++ {
+		select {
+		case <-p.replays:
+		case <-time.After(3 * time.Second):
+			t.Fatalf("run %d of the replay did not come after a panic in run 1", i+1)
+		}
 	}
 }

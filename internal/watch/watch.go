@@ -75,6 +75,7 @@ type Watcher struct {
 	mu           sync.Mutex
 	pending      map[string]*change
 	recent       map[string]handedOn // paths handed on within RecentFor
+	flushAt      time.Time           // when the flush goroutine looks again by itself (zero: only when woken)
 	recentPruned time.Time
 
 	lastCommit      time.Time // flush goroutine only
@@ -475,10 +476,17 @@ func (w *Watcher) record(rel string, now time.Time, sized bool) {
 		c.events++
 		c.sizeDue = c.sizeDue || sized
 	}
+	// A new path is due Settle/4 from now at the earliest, a known one no
+	// sooner than before: when the flush goroutine looks by then anyway,
+	// waking it costs a thousand context switches a second under a steady
+	// stream of changes and gains nothing.
+	wake := w.flushAt.IsZero() || (c == nil && w.flushAt.After(now.Add(w.opt.Settle/4)))
 	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
+	if wake {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -931,7 +939,9 @@ func (w *Watcher) sizeFiles(now time.Time) {
 }
 
 // flushReady hands on what has settled and returns how long until the next
-// recorded path may have (0: nothing pending).
+// recorded path may have (0: nothing pending). What it returns is also
+// noted in flushAt, under the same lock as it was worked out, so that
+// record wakes the flush goroutine only when it would not look in time.
 func (w *Watcher) flushReady() (time.Duration, error) {
 	now := time.Now()
 	// Commits are spaced at least Settle/4 apart, and BusyCommitGap×Settle
@@ -944,22 +954,24 @@ func (w *Watcher) flushReady() (time.Duration, error) {
 	}
 	if gap := minGap - now.Sub(w.lastCommit); gap > 0 {
 		w.mu.Lock()
-		n, recent := len(w.pending), len(w.recent)
-		w.mu.Unlock()
+		defer w.mu.Unlock()
+		next := time.Duration(0)
 		switch {
-		case n > 0:
-			return gap, nil
-		case recent > 0:
-			return RecentFor, nil
+		case len(w.pending) > 0:
+			next = gap
+		case len(w.recent) > 0:
+			next = RecentFor
 		}
-		return 0, nil
+		return w.flushIn(now, next), nil
 	}
 	// Events not yet read may belong to paths that look quiet only because
 	// the reader fell behind (a create and its write split into two
 	// pushes): let it catch up first, for a little while.
 	if len(w.fsw.Events) > 0 && w.postponed < maxPostpone {
 		w.postponed++
-		return time.Millisecond, nil
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.flushIn(now, time.Millisecond), nil
 	}
 	w.postponed = 0
 	if err := w.flush(now, false); err != nil {
@@ -977,7 +989,16 @@ func (w *Watcher) flushReady() (time.Duration, error) {
 	if next == 0 && len(w.recent) > 0 {
 		next = RecentFor // to forget them, and their memory, when idle
 	}
-	return next, nil
+	return w.flushIn(now, next), nil
+}
+
+// flushIn notes when the flush goroutine looks again by itself; w.mu held.
+func (w *Watcher) flushIn(now time.Time, next time.Duration) time.Duration {
+	w.flushAt = time.Time{}
+	if next > 0 {
+		w.flushAt = now.Add(next)
+	}
+	return next
 }
 
 func (w *Watcher) flush(now time.Time, all bool) error {

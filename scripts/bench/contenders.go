@@ -126,7 +126,10 @@ func (c *sersyncdC) start(e *env, readyTimeout time.Duration) error {
 		return err
 	}
 	t0 := time.Now()
-	p, err := startProc(c.bin, []string{"-o", conf, "--db", filepath.Join(e.dir, "queue.db")}, nil)
+	args := []string{"-o", conf, "--db", filepath.Join(e.dir, "queue.db")}
+	// For profiling one cell, e.g. BENCH_SERSYNCD_ARGS="--metrics 127.0.0.1:9099".
+	args = append(args, strings.Fields(os.Getenv("BENCH_SERSYNCD_ARGS"))...)
+	p, err := startProc(c.bin, args, nil)
 	if err != nil {
 		return err
 	}
