@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -188,6 +189,14 @@ func newLogger(f daemonFlags, cfg *config.Config, out io.Writer) *logrus.Logger 
 
 func runDaemon(f daemonFlags, cfg *config.Config, stderr io.Writer) int {
 	log := newLogger(f, cfg, stderr)
+	// sersyncd's own work is reading events and writing the queue; rsync
+	// processes do the copying. One thread for Go code is plenty, and it
+	// spares the scheduler handing each of a thousand events a second to
+	// another core: under 500 changes/s the daemon's CPU went from 15% to
+	// 9% of a core (docs/BENCHMARKS.md). GOMAXPROCS in the environment wins.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
 	memCtx, stopMem := context.WithCancel(context.Background())
 	defer stopMem()
 	daemon.LimitMemory(memCtx)
