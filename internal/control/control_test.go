@@ -33,9 +33,8 @@ type fakeHandler struct {
 	block     chan struct{}
 	entered   chan struct{} // receives when Replay starts, if set
 
-	mu      sync.Mutex
-	calls   []string // "status", or "retry <target>"
-	targets []string
+	mu    sync.Mutex
+	calls []string // "status", or "retry <target>"
 }
 
 func (h *fakeHandler) Status() (*Status, error) {
