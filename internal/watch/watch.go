@@ -72,6 +72,7 @@ type Watcher struct {
 	opt Options
 	fsw *fsnotify.Watcher
 
+	epoch        time.Time // what change and handedOn times count from
 	mu           sync.Mutex
 	pending      map[string]*change
 	recent       map[string]handedOn // paths handed on within RecentFor
@@ -97,8 +98,10 @@ type Watcher struct {
 	fullSyncOwed     bool // the sink refused a full sync: flushLoop asks again
 }
 
+// Times in change and handedOn are offsets from Watcher.epoch: a
+// time.Time is 24 bytes, and a burst holds a hundred thousand of these.
 type change struct {
-	first, last time.Time
+	first, last time.Duration
 	events      int
 	sizeDue     bool          // created or written since it was last sized
 	minQuiet    time.Duration // what its size says about the writer (sizeQuiet)
@@ -114,7 +117,7 @@ func (w *Watcher) due(c *change) time.Time {
 	quiet := time.Duration(c.events) * w.opt.Settle / QuietDivisor
 	quiet = min(max(quiet, w.opt.Settle/4), HeavyWriterSettle*w.opt.Settle)
 	quiet = max(quiet, c.minQuiet)
-	return minTime(c.last.Add(quiet), c.first.Add(w.opt.MaxHold))
+	return w.epoch.Add(min(c.last+quiet, c.first+w.opt.MaxHold))
 }
 
 // A file of BigFileSize or more waits at least BigFileSettle×Settle of
@@ -150,13 +153,6 @@ func (w *Watcher) sizeQuiet(fi os.FileInfo) time.Duration {
 // short pauses between them is pushed once, when it is done.
 var HeavyWriterSettle time.Duration = 50
 
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
-}
-
 // BusyCommitGap spaces commits, in multiples of Settle, while changes keep
 // coming: fewer fsyncs and larger batches, for a lag that stays small.
 var BusyCommitGap time.Duration = 5
@@ -166,7 +162,7 @@ const busyPaths = 4
 
 // handedOn remembers a path handed on: when, and after how many events.
 type handedOn struct {
-	at     time.Time
+	at     time.Duration // since Watcher.epoch
 	events int
 }
 
@@ -276,6 +272,7 @@ func New(opt Options) (*Watcher, error) {
 	w := &Watcher{
 		opt:     opt,
 		fsw:     fsw,
+		epoch:   time.Now(),
 		pending: map[string]*change{},
 		recent:  map[string]handedOn{},
 		wake:    make(chan struct{}, 1),
@@ -467,12 +464,13 @@ func (w *Watcher) record(rel string, now time.Time, sized bool) {
 		// A path handed on a moment ago and changing again is being
 		// written in pieces: its count doubles, so each time it waits
 		// twice as long for quiet.
-		if h, ok := w.recent[rel]; ok && now.Sub(h.at) < RecentFor {
+		at := now.Sub(w.epoch)
+		if h, ok := w.recent[rel]; ok && at-h.at < RecentFor {
 			events += 2 * h.events
 		}
-		w.pending[rel] = &change{first: now, last: now, events: events, sizeDue: sized}
+		w.pending[rel] = &change{first: at, last: at, events: events, sizeDue: sized}
 	} else {
-		c.last = now
+		c.last = now.Sub(w.epoch)
 		c.events++
 		c.sizeDue = c.sizeDue || sized
 	}
@@ -896,7 +894,7 @@ func (w *Watcher) fallBackToFullSync(held int) {
 	w.statMu.Unlock()
 	w.mu.Lock()
 	for p, c := range w.pending {
-		if c.last.Before(before) {
+		if c.last < before.Sub(w.epoch) {
 			delete(w.pending, p)
 		}
 	}
@@ -910,7 +908,7 @@ func (w *Watcher) fallBackToFullSync(held int) {
 // must never wait on the disk.
 func (w *Watcher) sizeFiles(now time.Time) {
 	var check []string
-	var last []time.Time
+	var last []time.Duration
 	w.mu.Lock()
 	for p, c := range w.pending {
 		if c.sizeDue && !now.Before(w.due(c)) {
@@ -931,7 +929,7 @@ func (w *Watcher) sizeFiles(now time.Time) {
 	w.mu.Lock()
 	for i, p := range check {
 		// An event since the stat may have changed the size: look again.
-		if c := w.pending[p]; c != nil && c.last.Equal(last[i]) {
+		if c := w.pending[p]; c != nil && c.last == last[i] {
 			c.sizeDue, c.minQuiet = false, quiet[i]
 		}
 	}
@@ -1013,7 +1011,7 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 		}
 	}
 	for _, p := range ready {
-		w.recent[p] = handedOn{at: now, events: w.pending[p].events}
+		w.recent[p] = handedOn{at: now.Sub(w.epoch), events: w.pending[p].events}
 		delete(w.pending, p)
 	}
 	// Go maps keep their size after deletes: after a big burst, drop the
@@ -1024,7 +1022,7 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 	if now.Sub(w.recentPruned) >= RecentFor {
 		pruned := 0
 		for p, h := range w.recent {
-			if now.Sub(h.at) >= RecentFor {
+			if now.Sub(w.epoch)-h.at >= RecentFor {
 				delete(w.recent, p)
 				pruned++
 			}
@@ -1047,7 +1045,7 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 		w.mu.Lock()
 		for _, p := range ready {
 			if _, ok := w.pending[p]; !ok {
-				w.pending[p] = &change{first: now, last: now}
+				w.pending[p] = &change{first: now.Sub(w.epoch), last: now.Sub(w.epoch)}
 			}
 		}
 		w.mu.Unlock()
