@@ -90,8 +90,8 @@ func (rep *report) markdown(ws []workload, ks []int, cs []string) string {
 		firstLine("git", "describe", "--tags", "--always", "--dirty"), firstLine("rsync", "--version"),
 		strings.TrimPrefix(firstLine("lsyncd", "--version"), "Version: "), firstLine("inotifywait", "--help"), runtime.Version())
 	s := rep.sizes
-	fmt.Fprintf(&b, "- sizes: latency %d changes; burst %d files of 1 KiB, 100 per new dir; trees of 1,000 and %d files (512 B, 100 per dir), 10 changed; sustained %d new files/s for %s + a marker each second; big file %d MiB at ~100 MiB/s\n\n",
-		s.latencyN, s.burstFiles, s.treeFiles, s.rate, s.sustained, s.bigMiB)
+	fmt.Fprintf(&b, "- sizes: latency %d changes; burst %d files of 1 KiB, 100 per new dir; trees of 1,000 and %d files (512 B, 100 per dir), 10 changed, %d rounds (median); sustained %d new files/s for %s + a marker each second; big file %d MiB at ~100 MiB/s\n\n",
+		s.latencyN, s.burstFiles, s.treeFiles, treeRounds, s.rate, s.sustained, s.bigMiB)
 	b.WriteString(method)
 	b.WriteString("\n## Results\n\n")
 	b.WriteString("| workload | K | contender | converged | time to converge | CPU s | peak RSS | rsync sessions | MiB received | notes |\n")
