@@ -104,6 +104,7 @@ type change struct {
 	first, last time.Duration
 	events      int
 	sizeDue     bool          // created or written since it was last sized
+	written     bool          // a write event was seen
 	minQuiet    time.Duration // what its size says about the writer (sizeQuiet)
 }
 
@@ -135,11 +136,17 @@ var (
 	EmptyFileSettle time.Duration = 5
 )
 
-// sizeQuiet is the least quiet time a file of this size waits.
-func (w *Watcher) sizeQuiet(fi os.FileInfo) time.Duration {
+// sizeQuiet is the least quiet time a file of this size waits. A file
+// that has content but no write event yet is most likely in the middle of
+// its first write (the kernel reports a write when it ends, and the size
+// grows while it runs): it waits Settle for that event, which sizes it
+// again. A file moved in has no write event either; it only waits Settle.
+func (w *Watcher) sizeQuiet(fi os.FileInfo, written bool) time.Duration {
 	switch {
 	case !fi.Mode().IsRegular():
 		return 0
+	case fi.Size() > 0 && !written:
+		return w.opt.Settle
 	case fi.Size() == 0:
 		return EmptyFileSettle * w.opt.Settle
 	case fi.Size() >= BigFileSize:
@@ -383,7 +390,7 @@ func (w *Watcher) watchTree(rel string, record bool) error {
 			return nil
 		}
 		if record && r != "" {
-			w.record(r, time.Now(), false)
+			w.record(r, time.Now(), sizeKept)
 		}
 		if !d.IsDir() {
 			return nil
@@ -454,9 +461,19 @@ func (w *Watcher) isDir(rel string) bool {
 	return ok
 }
 
-// record notes an event for rel; sized marks the events (a file created or
-// written) after which its size is looked at before it is handed on.
-func (w *Watcher) record(rel string, now time.Time, sized bool) {
+// How an event bears on a file's size (sizeQuiet).
+type sizeEvent int
+
+const (
+	sizeKept    sizeEvent = iota // removed, renamed away, chmod, found by a scan
+	sizeCreated                  // created or moved in
+	sizeWritten                  // written to
+)
+
+// record notes an event for rel; after a create or a write, the file's size
+// is looked at before it is handed on.
+func (w *Watcher) record(rel string, now time.Time, ev sizeEvent) {
+	sized, written := ev != sizeKept, ev == sizeWritten
 	w.mu.Lock()
 	c := w.pending[rel]
 	if c == nil {
@@ -468,11 +485,12 @@ func (w *Watcher) record(rel string, now time.Time, sized bool) {
 		if h, ok := w.recent[rel]; ok && at-h.at < RecentFor {
 			events += 2 * h.events
 		}
-		w.pending[rel] = &change{first: at, last: at, events: events, sizeDue: sized}
+		w.pending[rel] = &change{first: at, last: at, events: events, sizeDue: sized, written: written}
 	} else {
 		c.last = now.Sub(w.epoch)
 		c.events++
 		c.sizeDue = c.sizeDue || sized
+		c.written = c.written || written
 	}
 	// A new path is due Settle/4 from now at the earliest, a known one no
 	// sooner than before: when the flush goroutine looks by then anyway,
@@ -659,22 +677,22 @@ func (w *Watcher) handle(ev fsnotify.Event) error {
 		// close-write covers it; fsnotify has no close-write, so a create
 		// counts whenever any switch that would see the new file is on.
 		if e.CreateFile || e.CloseWrite || e.MoveTo || e.Modify {
-			w.record(rel, now, true)
+			w.record(rel, now, sizeCreated)
 		}
 	case ev.Has(fsnotify.Remove), ev.Has(fsnotify.Rename):
 		if w.isDir(rel) {
 			w.queueDirOp(dirOp{kind: opUnwatch, rel: rel})
 		}
 		if (ev.Has(fsnotify.Remove) && e.Delete) || (ev.Has(fsnotify.Rename) && e.MoveFrom) {
-			w.record(rel, now, false)
+			w.record(rel, now, sizeKept)
 		}
 	case ev.Has(fsnotify.Write):
 		if e.CloseWrite || e.Modify {
-			w.record(rel, now, true)
+			w.record(rel, now, sizeWritten)
 		}
 	case ev.Has(fsnotify.Chmod):
 		if e.Attrib {
-			w.record(rel, now, false)
+			w.record(rel, now, sizeKept)
 		}
 	}
 	return nil
@@ -909,11 +927,13 @@ func (w *Watcher) fallBackToFullSync(held int) {
 func (w *Watcher) sizeFiles(now time.Time) {
 	var check []string
 	var last []time.Duration
+	var written []bool
 	w.mu.Lock()
 	for p, c := range w.pending {
 		if c.sizeDue && !now.Before(w.due(c)) {
 			check = append(check, p)
 			last = append(last, c.last)
+			written = append(written, c.written)
 		}
 	}
 	w.mu.Unlock()
@@ -923,7 +943,7 @@ func (w *Watcher) sizeFiles(now time.Time) {
 	quiet := make([]time.Duration, len(check))
 	for i, p := range check {
 		if fi, err := os.Lstat(w.abs(p)); err == nil {
-			quiet[i] = w.sizeQuiet(fi)
+			quiet[i] = w.sizeQuiet(fi, written[i])
 		}
 	}
 	w.mu.Lock()

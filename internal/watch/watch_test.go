@@ -550,3 +550,44 @@ func TestFileSizeHoldsAFileStillBeingWritten(t *testing.T) {
 		})
 	}
 }
+
+// What a file's size and events say about how long it waits.
+func TestSizeQuiet(t *testing.T) {
+	root := t.TempDir()
+	w := &Watcher{opt: Options{Root: root, Settle: 20 * time.Millisecond}}
+	mk := func(name string, size int) os.FileInfo {
+		p := filepath.Join(root, name)
+		if err := os.WriteFile(p, make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi
+	}
+	if err := os.Mkdir(filepath.Join(root, "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir, _ := os.Lstat(filepath.Join(root, "dir"))
+	cases := []struct {
+		name    string
+		fi      os.FileInfo
+		written bool
+		want    time.Duration
+	}{
+		{"small file, written", mk("small", 100), true, 0},
+		{"empty file: about to be written", mk("empty", 0), false, EmptyFileSettle * 20 * time.Millisecond},
+		{"truncated to empty", mk("trunc", 0), true, EmptyFileSettle * 20 * time.Millisecond},
+		{"content but no write event yet: its first write is running", mk("first", 4096), false, 20 * time.Millisecond},
+		{"big file", mk("big", int(BigFileSize)), true, BigFileSettle * 20 * time.Millisecond},
+		{"directory", dir, false, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := w.sizeQuiet(tc.fi, tc.written); got != tc.want {
+				t.Fatalf("sizeQuiet = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
