@@ -80,7 +80,8 @@ type Watcher struct {
 	recentPruned time.Time
 
 	lastCommit      time.Time // flush goroutine only
-	lastCommitPaths int       // how many paths it carried
+	prevCommit      time.Time // the commit before it
+	lastCommitPaths int       // how many paths the last carried
 	postponed       int       // flushes put off in a row for unread events
 	wake            chan struct{}
 
@@ -942,8 +943,16 @@ func (w *Watcher) sizeFiles(now time.Time) {
 	}
 	quiet := make([]time.Duration, len(check))
 	for i, p := range check {
-		if fi, err := os.Lstat(w.abs(p)); err == nil {
+		fi, err := os.Lstat(w.abs(p))
+		switch {
+		case err == nil:
 			quiet[i] = w.sizeQuiet(fi, written[i])
+		case errors.Is(err, fs.ErrNotExist):
+			// Created and gone already: most likely written aside and
+			// renamed into place. The new name waits Settle (a file with
+			// content and no write event); the old one waits as long, so
+			// both go in one commit and one push.
+			quiet[i] = w.opt.Settle
 		}
 	}
 	w.mu.Lock()
@@ -967,7 +976,10 @@ func (w *Watcher) flushReady() (time.Duration, error) {
 	// a steady stream of quickly settling files is committed (and fsynced)
 	// in batches, while a lone change is never held back.
 	minGap := w.opt.Settle / 4
-	if w.lastCommitPaths >= busyPaths {
+	// A stream is several paths a commit, commits back to back; a short
+	// burst after a quiet spell (ten files written aside and renamed) is
+	// not one, and its second commit must not wait.
+	if w.lastCommitPaths >= busyPaths && w.lastCommit.Sub(w.prevCommit) < 2*BusyCommitGap*w.opt.Settle {
 		minGap = BusyCommitGap * w.opt.Settle
 	}
 	if gap := minGap - now.Sub(w.lastCommit); gap > 0 {
@@ -1058,7 +1070,7 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 	if len(ready) == 0 {
 		return nil
 	}
-	w.lastCommit, w.lastCommitPaths = now, len(ready)
+	w.prevCommit, w.lastCommit, w.lastCommitPaths = w.lastCommit, now, len(ready)
 	sort.Strings(ready)
 	if err := w.opt.Sink.Add(ready); err != nil {
 		// Put them back: a change is only forgotten once it is durable.

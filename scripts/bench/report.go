@@ -193,7 +193,13 @@ func (rep *report) goals() [][3]string {
 	k := 3
 	// latency
 	if r := rep.find("latency", "sersyncd", k); r != nil {
-		add("single change at K=3: median ≤ 30 ms, p99 ≤ 100 ms", b(r.Converged && r.Metrics["median_ms"] <= 30 && r.Metrics["p99_ms"] <= 100), r.Summary)
+		m := r.Summary
+		// The goal is absolute, but one rsync per target costs what it costs
+		// on the machine: the limit's figure says what was possible here.
+		if l := rep.find("latency", "limit", k); l != nil {
+			m += fmt.Sprintf("; the limit here: %s", l.Summary)
+		}
+		add("single change at K=3: median ≤ 30 ms, p99 ≤ 100 ms", b(r.Converged && r.Metrics["median_ms"] <= 30 && r.Metrics["p99_ms"] <= 100), m)
 	} else {
 		add("single change at K=3: median ≤ 30 ms, p99 ≤ 100 ms", nil, "")
 	}
@@ -208,6 +214,9 @@ func (rep *report) goals() [][3]string {
 		m := fmt.Sprintf("sersyncd %.2f s, lsyncd %.2f s", s.Seconds, ls.Seconds)
 		if !ls.Converged {
 			m = fmt.Sprintf("sersyncd %.2f s, lsyncd did not converge within %.0f s", s.Seconds, ls.Seconds)
+		}
+		if l != nil && ls.Converged {
+			m += fmt.Sprintf(" (%.2f×; the limit is %.2f× faster than lsyncd)", ls.Seconds/s.Seconds, ls.Seconds/l.Seconds)
 		}
 		add("burst (K=3) ≥ 5× faster than lsyncd", b(s.Converged && (!ls.Converged || ls.Seconds >= 5*s.Seconds)), m)
 	} else {
