@@ -591,3 +591,77 @@ func TestSizeQuiet(t *testing.T) {
 		})
 	}
 }
+
+// timedSink records when each path was handed on.
+type timedSink struct {
+	*sink
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+func (s *timedSink) Add(paths []string) error {
+	if err := s.sink.Add(paths); err != nil {
+		return err
+	}
+	now := time.Now()
+	s.mu.Lock()
+	for _, p := range paths {
+		s.at[p] = now
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *timedSink) when(p string) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.at[p]
+	return t, ok
+}
+
+// Commits of several paths are spaced BusyCommitGap×Settle apart only in
+// a stream: the second commit after a quiet spell goes at once, a third
+// one right after it waits.
+func TestCommitSpacingOnlyInAStream(t *testing.T) {
+	const settle = 100 * time.Millisecond
+	root, staging := t.TempDir(), t.TempDir()
+	s := &timedSink{sink: newSink(), at: map[string]time.Time{}}
+	log, _ := newLogger()
+	w, err := New(Options{Root: root, Events: allEvents, Sink: s, Log: log, Settle: settle, MaxHold: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	// A directory of several files moved in is found by one scan: its
+	// paths are recorded together and committed together.
+	batch := func(n int) time.Time {
+		dir := fmt.Sprintf("batch%d", n)
+		if err := os.Mkdir(filepath.Join(staging, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < busyPaths; i++ {
+			if err := os.WriteFile(filepath.Join(staging, dir, fmt.Sprint(i)), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Rename(filepath.Join(staging, dir), filepath.Join(root, dir)); err != nil {
+			t.Fatal(err)
+		}
+		last := fmt.Sprintf("%s/%d", dir, busyPaths-1)
+		waitFor(t, 5*time.Second, "batch "+dir, func() bool { return s.has(last) })
+		at, _ := s.when(last)
+		return at
+	}
+	first := batch(1)
+	second := batch(2)
+	third := batch(3)
+	if gap := second.Sub(first); gap >= BusyCommitGap*settle/2 {
+		t.Errorf("the second commit after a quiet spell came %s after the first: held as if in a stream", gap)
+	}
+	if gap := third.Sub(second); gap < BusyCommitGap*settle*9/10 {
+		t.Errorf("the third commit right after the second came %s after it, want at least %s", gap, BusyCommitGap*settle)
+	}
+}
