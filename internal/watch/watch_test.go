@@ -456,15 +456,7 @@ func TestSettleAdaptsToTheWriter(t *testing.T) {
 func TestPiecewiseWriterIsNotPushedPerPiece(t *testing.T) {
 	root := t.TempDir()
 	s := &countingSink{sink: newSink()}
-	log, _ := newLogger()
-	w, err := New(Options{Root: root, Events: allEvents, Sink: s, Log: log, Settle: 20 * time.Millisecond, MaxHold: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	runWatcher(t, root, s, 20*time.Millisecond)
 	f, err := os.Create(filepath.Join(root, "big"))
 	if err != nil {
 		t.Fatal(err)
@@ -516,15 +508,7 @@ func TestFileSizeHoldsAFileStillBeingWritten(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
 			s := &countingSink{sink: newSink()}
-			log, _ := newLogger()
-			w, err := New(Options{Root: root, Events: allEvents, Sink: s, Log: log, Settle: 20 * time.Millisecond, MaxHold: time.Minute})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- w.Run(ctx) }()
-			defer func() { cancel(); <-done }()
+			runWatcher(t, root, s, 20*time.Millisecond)
 			f, err := os.Create(filepath.Join(root, "file"))
 			if err != nil {
 				t.Fatal(err)
@@ -626,15 +610,7 @@ func TestCommitSpacingOnlyInAStream(t *testing.T) {
 	const settle = 100 * time.Millisecond
 	root, staging := t.TempDir(), t.TempDir()
 	s := &timedSink{sink: newSink(), at: map[string]time.Time{}}
-	log, _ := newLogger()
-	w, err := New(Options{Root: root, Events: allEvents, Sink: s, Log: log, Settle: settle, MaxHold: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	runWatcher(t, root, s, settle)
 	// A directory of several files moved in is found by one scan: its
 	// paths are recorded together and committed together.
 	batch := func(n int) time.Time {
@@ -664,4 +640,18 @@ func TestCommitSpacingOnlyInAStream(t *testing.T) {
 	if gap := third.Sub(second); gap < BusyCommitGap*settle*9/10 {
 		t.Errorf("the third commit right after the second came %s after it, want at least %s", gap, BusyCommitGap*settle)
 	}
+}
+
+// runWatcher runs a watcher of root into s until the test ends.
+func runWatcher(t *testing.T, root string, s Sink, settle time.Duration) {
+	t.Helper()
+	log, _ := newLogger()
+	w, err := New(Options{Root: root, Events: allEvents, Sink: s, Log: log, Settle: settle, MaxHold: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
 }
