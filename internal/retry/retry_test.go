@@ -537,6 +537,25 @@ func TestNewScheduleJobs(t *testing.T) {
 	}
 }
 
+// scheduled is a started schedule, its pool and what it logged.
+type scheduled struct {
+	s    *Schedule
+	pool *fakePool
+	hook *logtest.Hook
+}
+
+// startSchedule builds and starts a schedule of cfg on pool. The tests
+// start all theirs before waiting on any, so the ~1 s waits overlap.
+func startSchedule(t *testing.T, cfg *config.Config, pool *fakePool) scheduled {
+	t.Helper()
+	log, hook := logtest.NewNullLogger()
+	s, err := NewSchedule(cfg, pool, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return scheduled{started(t, s), pool, hook}
+}
+
 // started starts s and makes sure it is stopped when the test ends.
 func started(t *testing.T, s *Schedule) *Schedule {
 	t.Helper()
@@ -620,21 +639,11 @@ func TestScheduleReplay(t *testing.T) {
 			msg:    "cron: panic",
 		},
 	}
-	type run struct {
-		s    *Schedule
-		pool *fakePool
-		hook *logtest.Hook
-	}
-	runs := make([]run, len(cases))
+	runs := make([]scheduled, len(cases))
 	for i, tc := range cases {
-		log, hook := logtest.NewNullLogger()
 		pool := newFakePool()
 		pool.replay = tc.replay
-		s, err := NewSchedule(scheduleConfig(time.Second, false, time.Hour), pool, log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		runs[i] = run{started(t, s), pool, hook}
+		runs[i] = startSchedule(t, scheduleConfig(time.Second, false, time.Hour), pool)
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -688,24 +697,14 @@ func TestScheduleCrontab(t *testing.T) {
 		{name: "filter off ignores the excludes", filter: false, excludes: []string{"*.php"}, want: nil},
 		{name: "full push fails", filter: false, err: errors.New("target down")},
 	}
-	type run struct {
-		s    *Schedule
-		pool *fakePool
-		hook *logtest.Hook
-	}
-	runs := make([]run, len(cases))
+	runs := make([]scheduled, len(cases))
 	for i, tc := range cases {
-		log, hook := logtest.NewNullLogger()
 		pool := newFakePool()
 		pool.full = func() error { return tc.err }
 		cfg := scheduleConfig(time.Hour, true, time.Second)
 		cfg.Crontab.FilterEnabled = tc.filter
 		cfg.Crontab.FilterExcludes = tc.excludes
-		s, err := NewSchedule(cfg, pool, log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		runs[i] = run{started(t, s), pool, hook}
+		runs[i] = startSchedule(t, cfg, pool)
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -99,7 +99,7 @@ type Watcher struct {
 	fullSyncOwed     bool // the sink refused a full sync: flushLoop asks again
 }
 
-// Times in change and handedOn are offsets from Watcher.epoch: a
+// Times in change and handedOn are offsets from Watcher.epoch (since): a
 // time.Time is 24 bytes, and a burst holds a hundred thousand of these.
 type change struct {
 	first, last time.Duration
@@ -108,6 +108,9 @@ type change struct {
 	written     bool          // a write event was seen
 	minQuiet    time.Duration // what its size says about the writer (sizeQuiet)
 }
+
+// since is t as an offset from the watcher's epoch, monotonic like t.
+func (w *Watcher) since(t time.Time) time.Duration { return t.Sub(w.epoch) }
 
 // due is when a change is handed on: once quiet for a time that grows with
 // its events (Settle/QuietDivisor each, at least Settle/4: a create and the
@@ -482,13 +485,13 @@ func (w *Watcher) record(rel string, now time.Time, ev sizeEvent) {
 		// A path handed on a moment ago and changing again is being
 		// written in pieces: its count doubles, so each time it waits
 		// twice as long for quiet.
-		at := now.Sub(w.epoch)
+		at := w.since(now)
 		if h, ok := w.recent[rel]; ok && at-h.at < RecentFor {
 			events += 2 * h.events
 		}
 		w.pending[rel] = &change{first: at, last: at, events: events, sizeDue: sized, written: written}
 	} else {
-		c.last = now.Sub(w.epoch)
+		c.last = w.since(now)
 		c.events++
 		c.sizeDue = c.sizeDue || sized
 		c.written = c.written || written
@@ -913,7 +916,7 @@ func (w *Watcher) fallBackToFullSync(held int) {
 	w.statMu.Unlock()
 	w.mu.Lock()
 	for p, c := range w.pending {
-		if c.last < before.Sub(w.epoch) {
+		if c.last < w.since(before) {
 			delete(w.pending, p)
 		}
 	}
@@ -1043,7 +1046,7 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 		}
 	}
 	for _, p := range ready {
-		w.recent[p] = handedOn{at: now.Sub(w.epoch), events: w.pending[p].events}
+		w.recent[p] = handedOn{at: w.since(now), events: w.pending[p].events}
 		delete(w.pending, p)
 	}
 	// Go maps keep their size after deletes: after a big burst, drop the
@@ -1054,7 +1057,7 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 	if now.Sub(w.recentPruned) >= RecentFor {
 		pruned := 0
 		for p, h := range w.recent {
-			if now.Sub(w.epoch)-h.at >= RecentFor {
+			if w.since(now)-h.at >= RecentFor {
 				delete(w.recent, p)
 				pruned++
 			}
@@ -1077,7 +1080,7 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 		w.mu.Lock()
 		for _, p := range ready {
 			if _, ok := w.pending[p]; !ok {
-				w.pending[p] = &change{first: now.Sub(w.epoch), last: now.Sub(w.epoch)}
+				w.pending[p] = &change{first: w.since(now), last: w.since(now)}
 			}
 		}
 		w.mu.Unlock()
