@@ -168,6 +168,9 @@ var HeavyWriterSettle time.Duration = 50
 // coming: fewer fsyncs and larger batches, for a lag that stays small.
 var BusyCommitGap time.Duration = 5
 
+// scanRecordChunk is how many paths a scan records at a time.
+const scanRecordChunk = 1024
+
 // busyPaths is the commit size from which the next commit waits BusyCommitGap.
 const busyPaths = 4
 
@@ -371,6 +374,17 @@ func (w *Watcher) watchTree(rel string, record bool) error {
 	root := w.abs(rel)
 	var limit *WatchLimitError
 	seen := 0
+	// What the scan finds is recorded in chunks, each under one lock and one
+	// time, so the flush goroutine cannot hand on a directory moved in ahead
+	// of the files in it: one move is one commit, and one push.
+	var found []string
+	recordFound := func() {
+		if len(found) > 0 {
+			w.recordAll(found, time.Now(), sizeKept)
+			found = found[:0]
+		}
+	}
+	defer recordFound()
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		r, _ := w.rel(p)
 		if err != nil {
@@ -394,7 +408,9 @@ func (w *Watcher) watchTree(rel string, record bool) error {
 			return nil
 		}
 		if record && r != "" {
-			w.record(r, time.Now(), sizeKept)
+			if found = append(found, r); len(found) >= scanRecordChunk {
+				recordFound()
+			}
 		}
 		if !d.IsDir() {
 			return nil
@@ -477,8 +493,36 @@ const (
 // record notes an event for rel; after a create or a write, the file's size
 // is looked at before it is handed on.
 func (w *Watcher) record(rel string, now time.Time, ev sizeEvent) {
-	sized, written := ev != sizeKept, ev == sizeWritten
 	w.mu.Lock()
+	wake := w.recordLocked(rel, now, ev)
+	w.mu.Unlock()
+	w.wakeFlush(wake)
+}
+
+// recordAll records paths as changed at the same time, under one lock.
+func (w *Watcher) recordAll(rels []string, now time.Time, ev sizeEvent) {
+	wake := false
+	w.mu.Lock()
+	for _, rel := range rels {
+		wake = w.recordLocked(rel, now, ev) || wake
+	}
+	w.mu.Unlock()
+	w.wakeFlush(wake)
+}
+
+func (w *Watcher) wakeFlush(wake bool) {
+	if wake {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// recordLocked records rel and says whether the flush goroutine must be
+// woken; w.mu held.
+func (w *Watcher) recordLocked(rel string, now time.Time, ev sizeEvent) bool {
+	sized, written := ev != sizeKept, ev == sizeWritten
 	c := w.pending[rel]
 	if c == nil {
 		events := 1
@@ -500,14 +544,7 @@ func (w *Watcher) record(rel string, now time.Time, ev sizeEvent) {
 	// sooner than before: when the flush goroutine looks by then anyway,
 	// waking it costs a thousand context switches a second under a steady
 	// stream of changes and gains nothing.
-	wake := w.flushAt.IsZero() || (c == nil && w.flushAt.After(now.Add(w.opt.Settle/4)))
-	w.mu.Unlock()
-	if wake {
-		select {
-		case w.wake <- struct{}{}:
-		default:
-		}
-	}
+	return w.flushAt.IsZero() || (c == nil && w.flushAt.After(now.Add(w.opt.Settle/4)))
 }
 
 func (w *Watcher) queueDirOp(op dirOp) {

@@ -584,17 +584,16 @@ type timedSink struct {
 	at map[string]time.Time
 }
 
+// Add stamps the paths before the sink holds them: a test that sees a path
+// in the sink then always finds its time.
 func (s *timedSink) Add(paths []string) error {
-	if err := s.sink.Add(paths); err != nil {
-		return err
-	}
 	now := time.Now()
 	s.mu.Lock()
 	for _, p := range paths {
 		s.at[p] = now
 	}
 	s.mu.Unlock()
-	return nil
+	return s.sink.Add(paths)
 }
 
 func (s *timedSink) when(p string) (time.Time, bool) {
