@@ -12,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/sersyncd/sersyncd/internal/pace"
 	"github.com/sersyncd/sersyncd/internal/queue"
 )
 
@@ -54,10 +55,10 @@ var BackoffMin = time.Second
 // the middle of a file.
 var cutOffCodes = map[int]bool{10: true, 12: true, 20: true, 30: true, 35: true, 255: true}
 
-// BusyBatch and BusyPushInterval: after a push of at least BusyBatch paths
-// that itself followed another within 2×BusyPushInterval (a steady stream,
-// not the first push after a quiet spell), the target's next push starts
-// no sooner than BusyPushInterval after it.
+// BusyBatch and BusyPushInterval: in a stream of pushes (pace.Stream: of
+// at least BusyBatch paths each, within 2×BusyPushInterval of each other),
+// the target's next push starts no sooner than BusyPushInterval after the
+// last one.
 var (
 	BusyBatch        = 4
 	BusyPushInterval = 250 * time.Millisecond
@@ -231,8 +232,8 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 	notify := p.q.Notify(name)
 	done := make(chan int, tr.limit+1) // a finished push's path count
 	inflight, inflightPaths := 0, 0
-	var lastStart, prevStart time.Time // of the last push and the one before
-	lastBatch := 0                     // the last push's path count
+	pushes := pace.Stream{Window: 2 * BusyPushInterval, MinBatch: BusyBatch}
+	spaced := false // the next push has waited its turn already
 	finished := func(n int) { inflight--; inflightPaths -= n }
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -246,16 +247,15 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 		// Under a steady stream, pushes spaced BusyPushInterval apart carry
 		// more paths each: fewer rsyncs, a lag still far under a second.
 		// A lone change (a batch of one or two) is never held back, nor is
-		// the second push after a quiet spell: files written aside and
-		// renamed into place come as two batches, the temporary names
-		// first, and the second must not wait for a stream that is not
-		// there.
-		if inflight == 0 && lastBatch >= BusyBatch && lastStart.Sub(prevStart) < 2*BusyPushInterval {
-			if wait := BusyPushInterval - time.Since(lastStart); wait > 0 {
+		// the end of a short burst: files written aside and renamed into
+		// place come as two batches, the temporary names first, and the
+		// second must not wait for a stream that is not there.
+		if inflight == 0 && !spaced && pushes.On() {
+			if wait := BusyPushInterval - time.Since(pushes.Last()); wait > 0 {
 				if !tr.pause(stop, wait, done, finished) {
 					return
 				}
-				lastBatch = 0
+				spaced = true
 				continue
 			}
 		}
@@ -292,7 +292,8 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 				}
 				inflight++
 				inflightPaths += len(items)
-				prevStart, lastStart, lastBatch = lastStart, time.Now(), len(items)
+				pushes.Note(time.Now(), len(items))
+				spaced = false
 				go func() {
 					defer wg.Done()
 					defer func() { <-p.sem; done <- len(items) }()

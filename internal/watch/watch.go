@@ -27,6 +27,7 @@ import (
 
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/filter"
+	"github.com/sersyncd/sersyncd/internal/pace"
 )
 
 // Sink receives settled paths, relative to the root. Add must make them
@@ -79,11 +80,9 @@ type Watcher struct {
 	flushAt      time.Time           // when the flush goroutine looks again by itself (zero: only when woken)
 	recentPruned time.Time
 
-	lastCommit      time.Time // flush goroutine only
-	prevCommit      time.Time // the commit before it
-	lastCommitPaths int       // how many paths the last carried
-	postponed       int       // flushes put off in a row for unread events
-	wake            chan struct{}
+	commits   pace.Stream // flush goroutine only
+	postponed int         // flushes put off in a row for unread events
+	wake      chan struct{}
 
 	dirMu   sync.Mutex
 	dirs    map[string]struct{} // relative paths of watched directories ("" is the root)
@@ -171,7 +170,8 @@ var BusyCommitGap time.Duration = 5
 // scanRecordChunk is how many paths a scan records at a time.
 const scanRecordChunk = 1024
 
-// busyPaths is the commit size from which the next commit waits BusyCommitGap.
+// busyPaths is the least commit size that counts towards a stream
+// (pace.Stream), after which commits are BusyCommitGap×Settle apart.
 const busyPaths = 4
 
 // handedOn remembers a path handed on: when, and after how many events.
@@ -287,6 +287,7 @@ func New(opt Options) (*Watcher, error) {
 		opt:     opt,
 		fsw:     fsw,
 		epoch:   time.Now(),
+		commits: pace.Stream{Window: 2 * BusyCommitGap * opt.Settle, MinBatch: busyPaths},
 		pending: map[string]*change{},
 		recent:  map[string]handedOn{},
 		wake:    make(chan struct{}, 1),
@@ -1012,17 +1013,14 @@ func (w *Watcher) sizeFiles(now time.Time) {
 func (w *Watcher) flushReady() (time.Duration, error) {
 	now := time.Now()
 	// Commits are spaced at least Settle/4 apart, and BusyCommitGap×Settle
-	// apart after one of several paths (changes keep coming), so a burst or
-	// a steady stream of quickly settling files is committed (and fsynced)
-	// in batches, while a lone change is never held back.
+	// apart in a stream (changes keep coming), so a steady stream of
+	// quickly settling files is committed (and fsynced) in batches, while
+	// a lone change or the end of a short burst is never held back.
 	minGap := w.opt.Settle / 4
-	// A stream is several paths a commit, commits back to back; a short
-	// burst after a quiet spell (ten files written aside and renamed) is
-	// not one, and its second commit must not wait.
-	if w.lastCommitPaths >= busyPaths && w.lastCommit.Sub(w.prevCommit) < 2*BusyCommitGap*w.opt.Settle {
+	if w.commits.On() {
 		minGap = BusyCommitGap * w.opt.Settle
 	}
-	if gap := minGap - now.Sub(w.lastCommit); gap > 0 {
+	if gap := minGap - now.Sub(w.commits.Last()); gap > 0 {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		next := time.Duration(0)
@@ -1110,7 +1108,7 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 	if len(ready) == 0 {
 		return nil
 	}
-	w.prevCommit, w.lastCommit, w.lastCommitPaths = w.lastCommit, now, len(ready)
+	w.commits.Note(now, len(ready))
 	sort.Strings(ready)
 	if err := w.opt.Sink.Add(ready); err != nil {
 		// Put them back: a change is only forgotten once it is durable.

@@ -14,9 +14,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/sersyncd/sersyncd/internal/testutil"
-
 	"github.com/sersyncd/sersyncd/internal/config"
+	"github.com/sersyncd/sersyncd/internal/pace"
+	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
 // sink records what the watcher hands on; it fails while fail is set.
@@ -604,8 +604,8 @@ func (s *timedSink) when(p string) (time.Time, bool) {
 }
 
 // Commits of several paths are spaced BusyCommitGap×Settle apart only in
-// a stream: the second commit after a quiet spell goes at once, a third
-// one right after it waits.
+// a stream (pace.StreamRun of them back to back): the batches of a short
+// burst go at once, the one after a stream of them waits.
 func TestCommitSpacingOnlyInAStream(t *testing.T) {
 	const settle = 100 * time.Millisecond
 	root, staging := t.TempDir(), t.TempDir()
@@ -631,14 +631,16 @@ func TestCommitSpacingOnlyInAStream(t *testing.T) {
 		at, _ := s.when(last)
 		return at
 	}
-	first := batch(1)
-	second := batch(2)
-	third := batch(3)
-	if gap := second.Sub(first); gap >= BusyCommitGap*settle/2 {
-		t.Errorf("the second commit after a quiet spell came %s after the first: held as if in a stream", gap)
+	prev := batch(1)
+	for n := 2; n <= pace.StreamRun; n++ {
+		at := batch(n)
+		if gap := at.Sub(prev); gap >= BusyCommitGap*settle/2 {
+			t.Errorf("commit %d of a burst came %s after the one before: held as if in a stream", n, gap)
+		}
+		prev = at
 	}
-	if gap := third.Sub(second); gap < BusyCommitGap*settle*9/10 {
-		t.Errorf("the third commit right after the second came %s after it, want at least %s", gap, BusyCommitGap*settle)
+	if gap := batch(pace.StreamRun + 1).Sub(prev); gap < BusyCommitGap*settle*9/10 {
+		t.Errorf("the commit after a stream of %d came %s after the last, want at least %s", pace.StreamRun, gap, BusyCommitGap*settle)
 	}
 }
 
