@@ -132,6 +132,7 @@ type Daemon struct {
 	BatchMax                      int
 	BackoffMax                    time.Duration
 	HealthLag                     time.Duration // /healthz fails when a change waits longer than this
+	Standby                       time.Duration // how long a target keeps an rsync started ahead after a push; 0: none
 	DB, Metrics, LogFile, PidFile string        // "" means the caller's default
 }
 
@@ -142,6 +143,7 @@ const (
 	DefaultBatchMax      = 5000
 	DefaultBackoffMax    = 2 * time.Minute
 	DefaultHealthLag     = 60 * time.Second
+	DefaultStandby       = 10 * time.Second
 	DefaultFailLogEvery  = 60 * time.Minute
 	DefaultCrontabEvery  = 600 * time.Minute
 	DefaultSSHCommand    = "ssh"

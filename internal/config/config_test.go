@@ -95,7 +95,7 @@ func TestStockFile(t *testing.T) {
 			User: "xxxx", Password: "xxxx", SendURL: "http://pic.xoyo.com/cms",
 			RegexURL: "cms.xoyo.com/site([/a-zA-Z0-9]*).xoyo.com/images",
 		},
-		Daemon: Daemon{Settle: 20 * time.Millisecond, MaxHold: 10 * time.Second, BatchMax: 5000, BackoffMax: 2 * time.Minute, HealthLag: time.Minute},
+		Daemon: Daemon{Settle: 20 * time.Millisecond, MaxHold: 10 * time.Second, BatchMax: 5000, BackoffMax: 2 * time.Minute, HealthLag: time.Minute, Standby: 10 * time.Second},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("stock file:\n got %+v\nwant %+v", c, want)
@@ -152,7 +152,7 @@ func TestTestdataFiles(t *testing.T) {
 		Crontab: Crontab{Enabled: true, Interval: 10 * time.Minute, FilterEnabled: true, FilterExcludes: []string{"*.tmp"}},
 		Plugin:  SersyncPlugin{Name: "command"},
 		Daemon: Daemon{
-			Settle: 50 * time.Millisecond, MaxHold: 5 * time.Second, BatchMax: 100, BackoffMax: time.Minute, HealthLag: time.Minute,
+			Settle: 50 * time.Millisecond, MaxHold: 5 * time.Second, BatchMax: 100, BackoffMax: time.Minute, HealthLag: time.Minute, Standby: 5 * time.Second,
 			DB: "/var/lib/sersyncd/queue.db", Metrics: "127.0.0.1:8009", LogFile: "/var/log/sersyncd.log", PidFile: "/run/sersyncd.pid",
 		},
 	}
@@ -244,6 +244,9 @@ func TestParseErrors(t *testing.T) {
 		{"maxHold", doc("", "", `<sersyncd maxHold="0"/>`), []string{`<sersyncd maxHold="0">`}},
 		{"maxHold below settle", doc("", "", `<sersyncd settle="3s" maxHold="1s"/>`), []string{`<sersyncd maxHold="1s">: is shorter than settle`}},
 		{"backoffMax", doc("", "", `<sersyncd backoffMax="2"/>`), []string{`<sersyncd backoffMax="2">`}},
+		{"standby", doc("", "", `<sersyncd standby="-1s"/>`), []string{`<sersyncd standby="-1s">: must be positive`}},
+		{"standby text", doc("", "", `<sersyncd standby="soon"/>`), []string{`<sersyncd standby="soon">: must be a duration`}},
+		{"standby past the rsync timeout", doc(`<timeout start="true" time="5"/>`, "", `<sersyncd standby="5s"/>`), []string{`<sersyncd standby="5s">: must be shorter than the rsync <timeout> (5s)`}},
 		{"batchMax", doc("", "", `<sersyncd batchMax="0"/>`), []string{`<sersyncd batchMax="0">: must be a positive integer`}},
 		{"auth no passwordfile", doc(`<auth start="true" users="root" passwordfile=""/>`, "", ""), []string{`<auth passwordfile="">: is empty`}},
 		{"ssh and auth", doc(`<auth start="true" users="root" passwordfile="/p"/><ssh start="true"/>`, "", ""), []string{`<auth start="true">: cannot be combined with <ssh start="true">`}},
@@ -567,4 +570,34 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestStandby(t *testing.T) {
+	tests := []struct {
+		name, sersyncd string
+		want           time.Duration
+	}{
+		{"default", ``, DefaultStandby},
+		{"off", `<sersyncd standby="0"/>`, 0},
+		{"set", `<sersyncd standby="2s"/>`, 2 * time.Second},
+	}
+	// Left out, it stays under a short rsync timeout by itself.
+	c, err := Parse("c.xml", []byte(doc(`<timeout start="true" time="4"/>`, "", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Daemon.Standby != 2*time.Second {
+		t.Errorf("default Standby under a 4s timeout = %s, want 2s", c.Daemon.Standby)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("c.xml", []byte(doc("", "", tt.sersyncd)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Daemon.Standby != tt.want {
+				t.Errorf("Standby = %s, want %s", c.Daemon.Standby, tt.want)
+			}
+		})
+	}
 }

@@ -215,7 +215,7 @@ func parse(name string, data []byte) (*Config, positions, error) {
 		Rsync:   Rsync{CommonParams: []string{defaultCommonParams}, SSH: SSH{Command: DefaultSSHCommand}},
 		FailLog: FailLog{Interval: DefaultFailLogEvery},
 		Crontab: Crontab{Interval: DefaultCrontabEvery},
-		Daemon:  Daemon{Settle: DefaultSettle, MaxHold: DefaultMaxHold, BatchMax: DefaultBatchMax, BackoffMax: DefaultBackoffMax, HealthLag: DefaultHealthLag},
+		Daemon:  Daemon{Settle: DefaultSettle, MaxHold: DefaultMaxHold, BatchMax: DefaultBatchMax, BackoffMax: DefaultBackoffMax, HealthLag: DefaultHealthLag, Standby: DefaultStandby},
 	}}
 	p.head(root)
 	if p.err != nil {
@@ -226,7 +226,7 @@ func parse(name string, data []byte) (*Config, positions, error) {
 
 func (p *parser) head(root *node) {
 	c := p.cfg
-	var sersync *node
+	var sersync, daemon *node
 	for _, n := range root.kids {
 		switch n.name {
 		case "host":
@@ -255,14 +255,29 @@ func (p *parser) head(root *node) {
 			p.topPlugin(n)
 		case "sersyncd":
 			p.daemon(n)
+			daemon = n
 		}
 	}
 	if sersync == nil {
 		p.fail(root, "", "", "has no <sersync> section")
 	}
+	if d := &c.Daemon; d.Standby > 0 && c.Rsync.Timeout > 0 && d.Standby >= c.Rsync.Timeout {
+		if v, set := daemonAttr(daemon, "standby"); set {
+			p.fail(daemon, "standby", v, fmt.Sprintf("must be shorter than the rsync <timeout> (%s): rsync would end a waiting standby itself", c.Rsync.Timeout))
+		}
+		d.Standby = c.Rsync.Timeout / 2
+	}
 	if pl := c.Plugin; pl.Enabled && (pl.Name == "command" && c.Command == nil || pl.Name == "socket" && c.Socket == nil) {
 		p.warn("plugin", "plugin "+pl.Name+` is enabled but there is no top-level <plugin name="`+pl.Name+`"> section; ignored`)
 	}
+}
+
+// daemonAttr is an attribute of <sersyncd>, which may be absent (nil).
+func daemonAttr(n *node, name string) (string, bool) {
+	if n == nil {
+		return "", false
+	}
+	return n.attr(name)
 }
 
 func (p *parser) events(n *node) Events {
@@ -602,6 +617,11 @@ func (p *parser) daemon(n *node) {
 	d.MaxHold = p.duration(n, "maxHold", DefaultMaxHold)
 	d.BackoffMax = p.duration(n, "backoffMax", DefaultBackoffMax)
 	d.HealthLag = p.duration(n, "healthLag", DefaultHealthLag)
+	if v, ok := n.attr("standby"); ok && strings.TrimSpace(v) == "0" {
+		d.Standby = 0 // no rsync kept ready
+	} else {
+		d.Standby = p.duration(n, "standby", DefaultStandby)
+	}
 	d.BatchMax = DefaultBatchMax
 	if v, ok := n.attr("batchMax"); ok {
 		d.BatchMax = p.posInt(n, "batchMax", v)

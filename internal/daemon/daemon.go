@@ -91,6 +91,7 @@ func Start(opt Options) (*Daemon, error) {
 	hooks := func(t *pusher.RsyncTarget) {
 		t.OnBytesSent = m.BytesSent
 		t.OnProgress = func(target string, p pusher.Progress) { prog.update(target, p) }
+		t.Standby = c.Daemon.Standby
 	}
 	flt, targets, names, err := buildTargets(c, hooks)
 	if err != nil {
@@ -258,6 +259,7 @@ func (d *Daemon) reload(c *config.Config) error {
 	flt, targets, names, err := buildTargets(c, func(t *pusher.RsyncTarget) {
 		t.OnBytesSent = d.metrics.BytesSent
 		t.OnProgress = d.progress.update
+		t.Standby = c.Daemon.Standby
 	})
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)

@@ -209,8 +209,9 @@ func (p *Pool) Status() []TargetStatus {
 	return out
 }
 
-// Run pushes until stop ends, then waits for the pushes in flight. Those
-// run under hard: cancelling it kills them, and their records stay queued.
+// Run pushes until stop ends, then waits for the pushes in flight and
+// closes the targets. The pushes run under hard: cancelling it kills them,
+// and their records stay queued.
 func (p *Pool) Run(stop, hard context.Context) {
 	p.hardMu.Lock()
 	p.hard = hard
@@ -221,6 +222,8 @@ func (p *Pool) Run(stop, hard context.Context) {
 		go func() {
 			defer wg.Done()
 			tr.run(stop, hard)
+			// The pool owns its targets: a reload builds new ones.
+			_ = tr.target.Close()
 		}()
 	}
 	wg.Wait()

@@ -71,6 +71,8 @@ func (f *fakeTarget) FullPush(ctx context.Context, _ []string) error {
 	return nil
 }
 
+func (f *fakeTarget) Close() error { return nil }
+
 func (f *fakeTarget) snapshot() (calls, fullCalls, inflight, maxInflight int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -31,6 +33,9 @@ type Target interface {
 	// leaving alone what the filter and the extra rsync exclude patterns
 	// (the crontab filter's) exclude.
 	FullPush(ctx context.Context, extraExcludes []string) error
+	// Close ends what the target keeps between pushes; a push after it
+	// still works, and keeps nothing.
+	Close() error
 }
 
 var _ Target = (*RsyncTarget)(nil)
@@ -52,6 +57,13 @@ type RsyncTarget struct {
 	OnBytesSent func(target string, n int64)
 	// OnProgress, when set, gets rsync's progress during full pushes.
 	OnProgress func(target string, p Progress)
+	// Standby, when positive, keeps an rsync started ahead for the next
+	// push, for this long after each push that succeeded (see standby.go).
+	Standby time.Duration
+
+	mu      sync.Mutex
+	standby *rsyncProc // started ahead, waiting for its list
+	closed  bool
 }
 
 // Progress is one line of rsync's --info=progress2.
@@ -174,17 +186,30 @@ func (t *RsyncTarget) FullPushArgs(extraExcludes []string) []string {
 	return args
 }
 
-// Push runs one rsync for all paths.
+// Push runs one rsync for all paths: the standby one when there is one.
 func (t *RsyncTarget) Push(ctx context.Context, paths []string) error {
-	var stdin bytes.Buffer
+	var list bytes.Buffer
 	for _, p := range paths {
 		// rsync skips --files-from entries that start with ';' or '#' as
 		// comments, even with --from0; "./" keeps every name a name.
-		stdin.WriteString("./")
-		stdin.WriteString(p)
-		stdin.WriteByte(0)
+		list.WriteString("./")
+		list.WriteString(p)
+		list.WriteByte(0)
 	}
-	return t.run(ctx, t.PushArgs(), &stdin)
+	if p := t.takeStandby(); p != nil {
+		err := p.finish(ctx, list.Bytes())
+		var exitErr *ExitError
+		if !errors.As(err, &exitErr) || !cutOffCodes[exitErr.Code] || ctx.Err() != nil {
+			t.pushed(err)
+			return err
+		}
+		// Its connection can drop while it waits (the daemon restarted,
+		// or its timeout is shorter than Standby): one fresh rsync more,
+		// as the push would have been without a standby.
+	}
+	err := t.run(ctx, t.PushArgs(), &list)
+	t.pushed(err)
+	return err
 }
 
 // FullPush makes the target equal to the source. Without a filter that is
@@ -273,33 +298,97 @@ func escapePattern(rel string) string {
 }
 
 func (t *RsyncTarget) run(ctx context.Context, args []string, stdin *bytes.Buffer) error {
-	cmd := exec.CommandContext(ctx, t.binary(), args...)
-	cmd.Stdin = stdin
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	p, err := t.start(args)
+	if err != nil {
+		return err
+	}
+	return p.finish(ctx, stdin.Bytes())
+}
+
+// rsyncProc is a started rsync that reads its list (of files, or of
+// excludes) from a pipe.
+type rsyncProc struct {
+	t              *RsyncTarget
+	cmd            *exec.Cmd
+	list           *os.File // the write end of rsync's stdin
+	stdout, stderr bytes.Buffer
+	done           chan struct{} // closed once rsync has exited
+	waitErr        error         // cmd.Wait's, once done is closed
+	idle           *time.Timer   // a standby's: ends it when unused
+}
+
+// start runs rsync with args; it waits for its list on stdin, which an
+// rsync of a daemon or ssh target reads only once connected (see Standby).
+func (t *RsyncTarget) start(args []string) (*rsyncProc, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start rsync: %w", err)
+	}
+	p := &rsyncProc{t: t, list: w, done: make(chan struct{})}
+	p.cmd = exec.Command(t.binary(), args...)
+	p.cmd.Stdin = r
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	if t.OnProgress != nil && slices.Contains(args, "--info=progress2") {
-		cmd.Stdout = &progressWriter{target: t.Name(), fn: t.OnProgress, rest: &stdout}
+		p.cmd.Stdout = &progressWriter{target: t.Name(), fn: t.OnProgress, rest: &p.stdout}
 	}
 	// Its own process group, so a cancelled push kills ssh too; and killed
 	// with sersyncd, so no orphan races the next instance's pushes.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	// Kill rsync's whole process group (ssh included) when the push is cancelled.
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	p.cmd.WaitDelay = 5 * time.Second
+	err = p.cmd.Start()
+	r.Close()
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("start rsync: %w", err)
+	}
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// exited reports whether rsync has ended already.
+func (p *rsyncProc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill ends rsync's whole process group (ssh included).
+func (p *rsyncProc) kill() { _ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) }
+
+// finish hands rsync its list and waits for it to end; ctx ending kills it.
+func (p *rsyncProc) finish(ctx context.Context, list []byte) error {
+	stop := context.AfterFunc(ctx, p.kill)
+	defer stop()
+	// A large list fills the pipe: this write returns once rsync has read
+	// it all, or fails when rsync has died, which its exit status explains.
+	_, writeErr := p.list.Write(list)
+	p.list.Close()
+	<-p.done
+	t, err := p.t, p.waitErr
 	if t.OnBytesSent != nil {
-		if n, ok := bytesSent(stdout.Bytes()); ok {
+		if n, ok := bytesSent(p.stdout.Bytes()); ok {
 			t.OnBytesSent(t.Name(), n)
 		}
 	}
 	if err == nil {
+		if writeErr != nil {
+			// Never reached in practice; but a push is only done if rsync
+			// had its whole list.
+			return fmt.Errorf("write file list to rsync: %w", writeErr)
+		}
 		return nil
 	}
 	tail := t.StderrTail
 	if tail <= 0 {
 		tail = 2048
 	}
-	msg := stderr.Bytes()
+	msg := p.stderr.Bytes()
 	if len(msg) > tail {
 		msg = msg[len(msg)-tail:]
 	}

@@ -41,7 +41,7 @@ func TestArgs(t *testing.T) {
 
 	tests := []struct {
 		name     string
-		target   RsyncTarget
+		target   *RsyncTarget
 		excludes []string // FullPushArgs only
 		want     []string // options both argvs carry
 		wantFull []string // options only the full push carries
@@ -49,27 +49,27 @@ func TestArgs(t *testing.T) {
 	}{
 		{
 			name: "daemon with port and password",
-			target: RsyncTarget{Source: "/data", Dest: "10.0.0.1::mod", Params: []string{"-artuz"},
+			target: &RsyncTarget{Source: "/data", Dest: "10.0.0.1::mod", Params: []string{"-artuz"},
 				Port: 8873, PasswordFile: "/etc/rsync.pas", Timeout: 100 * time.Second},
 			want:   []string{"--timeout=100", conTimeout, "--sockopts=TCP_NODELAY", "--port=8873", "--password-file=/etc/rsync.pas"},
 			absent: []string{"--rsh"},
 		},
 		{
 			name:   "daemon defaults",
-			target: RsyncTarget{Source: "/data", Dest: "user@host::mod"},
+			target: &RsyncTarget{Source: "/data", Dest: "user@host::mod"},
 			want:   []string{defTimeout, conTimeout, "--sockopts=TCP_NODELAY"},
 			absent: []string{"--rsh", "--port", "--password-file"},
 		},
 		{
 			name: "ssh",
-			target: RsyncTarget{Source: "/srv/www", Dest: "host:/backup", Params: []string{"-a", "-z"},
+			target: &RsyncTarget{Source: "/srv/www", Dest: "host:/backup", Params: []string{"-a", "-z"},
 				Port: 2222, SSHCommand: "ssh -p 2222", Timeout: 7 * time.Second},
 			want:   []string{"--timeout=7", "--rsh=ssh -p 2222"},
 			absent: []string{"--sockopts", "--port", "--contimeout", "--password-file"},
 		},
 		{
 			name:     "full push with crontab excludes",
-			target:   RsyncTarget{Source: "/data", Dest: "h::m"},
+			target:   &RsyncTarget{Source: "/data", Dest: "h::m"},
 			excludes: []string{"*.php", "cache/"},
 			want:     []string{defTimeout},
 			wantFull: []string{"--exclude=*.php", "--exclude=cache/"},

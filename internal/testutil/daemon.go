@@ -48,6 +48,7 @@ type DaemonOptions struct {
 	Secrets  map[string]string // user -> password; enables auth users + secrets file
 	Port     int               // default: a free port
 	Address  string            // default 127.0.0.1; other loopback addresses let daemons share a port
+	Timeout  int               // the module's "timeout" in seconds; 0: none
 }
 
 // StartDaemon starts an rsync daemon and stops it in t.Cleanup. It skips the
@@ -135,6 +136,9 @@ func (d *Daemon) writeConf() error {
 	// Without chroot the daemon would otherwise prefix every symlink target
 	// with "/rsyncd-munged/", and trees would never compare equal.
 	b.WriteString("munge symlinks = no\n")
+	if d.opts.Timeout > 0 {
+		fmt.Fprintf(&b, "timeout = %d\n", d.opts.Timeout)
+	}
 	b.WriteString("list = yes\n")
 	b.WriteString("strict modes = yes\n")
 	// One "recv NAME" line per file received, for tests that count pushes.

@@ -1,0 +1,93 @@
+package pusher
+
+import (
+	"context"
+	"time"
+)
+
+// A push's fixed cost is mostly rsync starting: the process, its
+// connection to the daemon (or ssh's), the module's greeting and auth. An
+// rsync given --files-from=- does all of that before it reads its list, so
+// one started ahead and left waiting on stdin pushes the next change in
+// the time the transfer itself takes: 9 ms here, against 33 ms for an
+// rsync started when the change is due.
+//
+// One is kept per target, only while the target is in use: after a push
+// that succeeded, for RsyncTarget.Standby. Unused by then, it is given an
+// empty list and ends cleanly (the daemon logs a session that moved
+// nothing), well before rsync's own --timeout or a module's "timeout"
+// would cut it. One that lost its connection anyway is found dead and
+// replaced, or, when it dies in the moment it is handed its list, the push
+// is tried once more with a fresh rsync.
+
+// retireTimeout bounds the end of an unused standby rsync.
+var retireTimeout = 10 * time.Second
+
+// takeStandby hands over the standby rsync, if there is one still alive.
+func (t *RsyncTarget) takeStandby() *rsyncProc {
+	t.mu.Lock()
+	p := t.standby
+	t.standby = nil
+	t.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	p.idle.Stop()
+	if p.exited() {
+		return nil // it lost its connection while it waited; it pushed nothing
+	}
+	return p
+}
+
+// pushed starts the next standby after a push that succeeded; a failing
+// target gets none, so a dead one is not dialled twice per attempt.
+func (t *RsyncTarget) pushed(err error) {
+	if err != nil || t.Standby <= 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || t.standby != nil {
+		return
+	}
+	p, err := t.start(t.PushArgs())
+	if err != nil {
+		return // the next push starts its own rsync, and reports why it cannot
+	}
+	p.idle = time.AfterFunc(t.Standby, func() { t.retire(p) })
+	t.standby = p
+}
+
+// retire ends standby p if it is still unused.
+func (t *RsyncTarget) retire(p *rsyncProc) {
+	t.mu.Lock()
+	if t.standby != p {
+		t.mu.Unlock()
+		return
+	}
+	t.standby = nil
+	t.mu.Unlock()
+	p.end()
+}
+
+// end gives an unused rsync an empty list, so it ends without an error on
+// either side; one that does not end in time is killed.
+func (p *rsyncProc) end() {
+	ctx, cancel := context.WithTimeout(context.Background(), retireTimeout)
+	defer cancel()
+	_ = p.finish(ctx, nil)
+}
+
+// Close ends the standby rsync; no new one is started after it.
+func (t *RsyncTarget) Close() error {
+	t.mu.Lock()
+	t.closed = true
+	p := t.standby
+	t.standby = nil
+	t.mu.Unlock()
+	if p != nil {
+		p.idle.Stop()
+		p.end()
+	}
+	return nil
+}

@@ -1,0 +1,185 @@
+package pusher
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sersyncd/sersyncd/internal/testutil"
+)
+
+// standbyTarget is a target of d's module with a standby kept for keep.
+func standbyTarget(t *testing.T, d *testutil.Daemon, keep time.Duration) (*RsyncTarget, string) {
+	t.Helper()
+	src := t.TempDir()
+	tgt := &RsyncTarget{Source: src, Dest: "127.0.0.1::" + d.Module, Port: d.Port, Params: []string{"-a"}, Standby: keep}
+	t.Cleanup(func() { tgt.Close() })
+	return tgt, src
+}
+
+func (t *RsyncTarget) standbyNow() *rsyncProc {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.standby
+}
+
+func push(t *testing.T, tgt *RsyncTarget, paths ...string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return tgt.Push(ctx, paths)
+}
+
+func write(t *testing.T, dir, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func wantFile(t *testing.T, dir, name, content string) {
+	t.Helper()
+	got, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil || string(got) != content {
+		t.Fatalf("%s on the target = %q (%v), want %q", name, got, err, content)
+	}
+}
+
+func waitExited(t *testing.T, p *rsyncProc, what string) {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("%s: rsync %d still running", what, p.cmd.Process.Pid)
+	}
+}
+
+func TestStandbyCarriesTheNextPush(t *testing.T) {
+	d := testutil.StartDaemon(t, testutil.DaemonOptions{})
+	tgt, src := standbyTarget(t, d, time.Minute)
+	write(t, src, "a", "one")
+	if err := push(t, tgt, "a"); err != nil {
+		t.Fatal(err)
+	}
+	ready := tgt.standbyNow()
+	if ready == nil || ready.exited() {
+		t.Fatal("no rsync waiting after a push that succeeded")
+	}
+	// Same size, same second: only the listed path and --ignore-times
+	// get it across, through the rsync started before it was written.
+	write(t, src, "a", "two")
+	if err := push(t, tgt, "a"); err != nil {
+		t.Fatal(err)
+	}
+	wantFile(t, d.Dir, "a", "two")
+	if !ready.exited() || ready.waitErr != nil {
+		t.Errorf("the waiting rsync did not carry the push (exited %v, %v)", ready.exited(), ready.waitErr)
+	}
+	if next := tgt.standbyNow(); next == nil || next == ready {
+		t.Error("no new rsync waiting after the second push")
+	}
+}
+
+func TestStandbyRetiresCleanlyWhenUnused(t *testing.T) {
+	d := testutil.StartDaemon(t, testutil.DaemonOptions{})
+	tgt, src := standbyTarget(t, d, 300*time.Millisecond)
+	write(t, d.Dir, "kept", "only on the target")
+	write(t, src, "a", "x")
+	if err := push(t, tgt, "a"); err != nil {
+		t.Fatal(err)
+	}
+	ready := tgt.standbyNow()
+	if ready == nil {
+		t.Fatal("no rsync waiting after a push")
+	}
+	waitExited(t, ready, "an unused standby after its time")
+	if ready.waitErr != nil {
+		t.Errorf("the unused standby ended with %v, want a clean exit: %s", ready.waitErr, ready.stderr.String())
+	}
+	if tgt.standbyNow() != nil {
+		t.Error("a standby is still kept after it was retired")
+	}
+	// Its empty list pushed nothing and deleted nothing.
+	wantFile(t, d.Dir, "kept", "only on the target")
+	wantFile(t, d.Dir, "a", "x")
+	if log := d.Log(); strings.Contains(log, "error") {
+		t.Errorf("the daemon logged an error for a retired standby:\n%s", log)
+	}
+}
+
+// A standby whose daemon went away (restarted; or its module "timeout"
+// ended the wait) must not turn the next push into a failure.
+func TestStandbyLostConnection(t *testing.T) {
+	tests := []struct {
+		name string
+		opts testutil.DaemonOptions
+		lose func(d *testutil.Daemon)
+	}{
+		{"daemon restarted", testutil.DaemonOptions{}, func(d *testutil.Daemon) { d.Start() }},
+		{"module timeout", testutil.DaemonOptions{Timeout: 1}, func(*testutil.Daemon) { time.Sleep(2500 * time.Millisecond) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := testutil.StartDaemon(t, tc.opts)
+			tgt, src := standbyTarget(t, d, time.Minute)
+			write(t, src, "a", "one")
+			if err := push(t, tgt, "a"); err != nil {
+				t.Fatal(err)
+			}
+			ready := tgt.standbyNow()
+			if ready == nil {
+				t.Fatal("no rsync waiting after a push")
+			}
+			tc.lose(d)
+			write(t, src, "a", "two")
+			write(t, src, "b", "new")
+			if err := push(t, tgt, "a", "b"); err != nil {
+				t.Fatalf("push after the standby lost its connection: %v", err)
+			}
+			wantFile(t, d.Dir, "a", "two")
+			wantFile(t, d.Dir, "b", "new")
+		})
+	}
+}
+
+func TestNoStandbyForAFailingTarget(t *testing.T) {
+	d := testutil.StartDaemon(t, testutil.DaemonOptions{})
+	tgt, src := standbyTarget(t, d, time.Minute)
+	d.Stop()
+	write(t, src, "a", "x")
+	if err := push(t, tgt, "a"); err == nil {
+		t.Fatal("push to a stopped daemon succeeded")
+	}
+	if p := tgt.standbyNow(); p != nil {
+		t.Errorf("rsync %d kept waiting for a target that fails", p.cmd.Process.Pid)
+	}
+}
+
+func TestCloseEndsTheStandby(t *testing.T) {
+	d := testutil.StartDaemon(t, testutil.DaemonOptions{})
+	tgt, src := standbyTarget(t, d, time.Minute)
+	write(t, src, "a", "x")
+	if err := push(t, tgt, "a"); err != nil {
+		t.Fatal(err)
+	}
+	ready := tgt.standbyNow()
+	if ready == nil {
+		t.Fatal("no rsync waiting after a push")
+	}
+	tgt.Close()
+	waitExited(t, ready, "the standby after Close")
+	if ready.waitErr != nil {
+		t.Errorf("Close ended the standby with %v, want a clean exit", ready.waitErr)
+	}
+	write(t, src, "a", "y")
+	if err := push(t, tgt, "a"); err != nil {
+		t.Fatalf("push after Close: %v", err)
+	}
+	wantFile(t, d.Dir, "a", "y")
+	if p := tgt.standbyNow(); p != nil {
+		t.Errorf("rsync %d started after Close", p.cmd.Process.Pid)
+	}
+}
