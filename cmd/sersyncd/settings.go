@@ -41,6 +41,11 @@ func printSettings(w io.Writer, cfg *config.Config) {
 	}
 	fmt.Fprintf(w, "settle:    %s (max hold %s), batch max %d, backoff max %s\n",
 		cfg.Daemon.Settle, cfg.Daemon.MaxHold, cfg.Daemon.BatchMax, cfg.Daemon.BackoffMax)
+	if cfg.Daemon.Standby > 0 {
+		fmt.Fprintf(w, "standby:   an rsync per target started ahead after each push, kept %s\n", cfg.Daemon.Standby)
+	} else {
+		fmt.Fprintf(w, "standby:   off\n")
+	}
 	fmt.Fprintf(w, "failLog:   %s, replay every %s\n", cfg.FailLog.Path, cfg.FailLog.Interval)
 	if cfg.Crontab.Enabled {
 		fmt.Fprintf(w, "crontab:   full push every %s", cfg.Crontab.Interval)
