@@ -198,8 +198,7 @@ func (t *RsyncTarget) Push(ctx context.Context, paths []string) error {
 	}
 	if p := t.takeStandby(); p != nil {
 		err := p.finish(ctx, list.Bytes())
-		var exitErr *ExitError
-		if !errors.As(err, &exitErr) || !cutOffCodes[exitErr.Code] || ctx.Err() != nil {
+		if !lostConnection(err) || ctx.Err() != nil {
 			t.pushed(err)
 			return err
 		}

@@ -2,6 +2,7 @@ package pusher
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -34,9 +35,26 @@ func (t *RsyncTarget) takeStandby() *rsyncProc {
 	}
 	p.idle.Stop()
 	if p.exited() {
+		p.list.Close()
 		return nil // it lost its connection while it waited; it pushed nothing
 	}
 	return p
+}
+
+// lostConnection reports whether a push failed because its connection was
+// gone (socket error, protocol stream cut, ssh gone), as a standby's is
+// when the daemon dropped it during the wait; not a timeout, which a fresh
+// rsync would only wait for again.
+func lostConnection(err error) bool {
+	var exitErr *ExitError
+	if !errors.As(err, &exitErr) {
+		return false
+	}
+	switch exitErr.Code {
+	case 10, 12, 255:
+		return true
+	}
+	return false
 }
 
 // pushed starts the next standby after a push that succeeded; a failing

@@ -183,3 +183,26 @@ func TestCloseEndsTheStandby(t *testing.T) {
 		t.Errorf("rsync %d started after Close", p.cmd.Process.Pid)
 	}
 }
+
+func TestLostConnection(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"success", nil, false},
+		{"socket error", &ExitError{Code: 10}, true},
+		{"stream cut", &ExitError{Code: 12}, true},
+		{"ssh gone", &ExitError{Code: 255}, true},
+		{"timeout: a fresh rsync would wait as long again", &ExitError{Code: 30}, false},
+		{"partial transfer", &ExitError{Code: 23}, false},
+		{"cancelled", context.Canceled, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := lostConnection(tc.err); got != tc.want {
+				t.Errorf("lostConnection(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
+}
