@@ -17,12 +17,14 @@ import (
 // that succeeded, for RsyncTarget.Standby. Unused by then, it is given an
 // empty list and ends cleanly (the daemon logs a session that moved
 // nothing), well before rsync's own --timeout or a module's "timeout"
-// would cut it. One that lost its connection anyway is found dead and
-// replaced, or, when it dies in the moment it is handed its list, the push
-// is tried once more with a fresh rsync.
+// would cut it. One that lost its connection anyway (the daemon restarted)
+// mostly learns so only when it is handed its list and fails at once: the
+// push is then tried once more with a fresh rsync. One found dead before
+// that is dropped.
 
-// retireTimeout bounds the end of an unused standby rsync.
-var retireTimeout = 10 * time.Second
+// retireTimeout bounds the end of an unused standby rsync, which a healthy
+// daemon takes milliseconds for: a graceful stop waits for it.
+var retireTimeout = 2 * time.Second
 
 // takeStandby hands over the standby rsync, if there is one still alive.
 func (t *RsyncTarget) takeStandby() *rsyncProc {
