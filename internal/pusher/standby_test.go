@@ -20,6 +20,23 @@ func standbyTarget(t *testing.T, d *testutil.Daemon, keep time.Duration) (*Rsync
 	return tgt, src
 }
 
+// pushedOnce pushes file "a" (content) to a new daemon through a target
+// that keeps a standby for keep, and returns the standby that push left.
+func pushedOnce(t *testing.T, opts testutil.DaemonOptions, keep time.Duration, content string) (*testutil.Daemon, *RsyncTarget, string, *rsyncProc) {
+	t.Helper()
+	d := testutil.StartDaemon(t, opts)
+	tgt, src := standbyTarget(t, d, keep)
+	write(t, src, "a", content)
+	if err := push(t, tgt, "a"); err != nil {
+		t.Fatal(err)
+	}
+	ready := tgt.standbyNow()
+	if ready == nil || ready.exited() {
+		t.Fatal("no rsync waiting after a push that succeeded")
+	}
+	return d, tgt, src, ready
+}
+
 func (t *RsyncTarget) standbyNow() *rsyncProc {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -58,16 +75,7 @@ func waitExited(t *testing.T, p *rsyncProc, what string) {
 }
 
 func TestStandbyCarriesTheNextPush(t *testing.T) {
-	d := testutil.StartDaemon(t, testutil.DaemonOptions{})
-	tgt, src := standbyTarget(t, d, time.Minute)
-	write(t, src, "a", "one")
-	if err := push(t, tgt, "a"); err != nil {
-		t.Fatal(err)
-	}
-	ready := tgt.standbyNow()
-	if ready == nil || ready.exited() {
-		t.Fatal("no rsync waiting after a push that succeeded")
-	}
+	d, tgt, src, ready := pushedOnce(t, testutil.DaemonOptions{}, time.Minute, "one")
 	// Same size, same second: only the listed path and --ignore-times
 	// get it across, through the rsync started before it was written.
 	write(t, src, "a", "two")
@@ -84,17 +92,8 @@ func TestStandbyCarriesTheNextPush(t *testing.T) {
 }
 
 func TestStandbyRetiresCleanlyWhenUnused(t *testing.T) {
-	d := testutil.StartDaemon(t, testutil.DaemonOptions{})
-	tgt, src := standbyTarget(t, d, 300*time.Millisecond)
+	d, tgt, _, ready := pushedOnce(t, testutil.DaemonOptions{}, time.Second, "x")
 	write(t, d.Dir, "kept", "only on the target")
-	write(t, src, "a", "x")
-	if err := push(t, tgt, "a"); err != nil {
-		t.Fatal(err)
-	}
-	ready := tgt.standbyNow()
-	if ready == nil {
-		t.Fatal("no rsync waiting after a push")
-	}
 	waitExited(t, ready, "an unused standby after its time")
 	if ready.waitErr != nil {
 		t.Errorf("the unused standby ended with %v, want a clean exit: %s", ready.waitErr, ready.stderr.String())
@@ -123,16 +122,7 @@ func TestStandbyLostConnection(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := testutil.StartDaemon(t, tc.opts)
-			tgt, src := standbyTarget(t, d, time.Minute)
-			write(t, src, "a", "one")
-			if err := push(t, tgt, "a"); err != nil {
-				t.Fatal(err)
-			}
-			ready := tgt.standbyNow()
-			if ready == nil {
-				t.Fatal("no rsync waiting after a push")
-			}
+			d, tgt, src, _ := pushedOnce(t, tc.opts, time.Minute, "one")
 			tc.lose(d)
 			write(t, src, "a", "two")
 			write(t, src, "b", "new")
@@ -159,16 +149,7 @@ func TestNoStandbyForAFailingTarget(t *testing.T) {
 }
 
 func TestCloseEndsTheStandby(t *testing.T) {
-	d := testutil.StartDaemon(t, testutil.DaemonOptions{})
-	tgt, src := standbyTarget(t, d, time.Minute)
-	write(t, src, "a", "x")
-	if err := push(t, tgt, "a"); err != nil {
-		t.Fatal(err)
-	}
-	ready := tgt.standbyNow()
-	if ready == nil {
-		t.Fatal("no rsync waiting after a push")
-	}
+	d, tgt, src, ready := pushedOnce(t, testutil.DaemonOptions{}, time.Minute, "x")
 	tgt.Close()
 	waitExited(t, ready, "the standby after Close")
 	if ready.waitErr != nil {
