@@ -27,6 +27,7 @@ type Queue interface {
 	AddTarget(target string, paths []string) error
 	Notify(target string) <-chan struct{}
 	Pending(target string) int
+	Failing(target string) (failed, held int, err error)
 }
 
 var _ Queue = (*queue.Queue)(nil)
@@ -603,8 +604,31 @@ func (tr *targetRunner) replay(ctx context.Context) ReplayResult {
 			break
 		}
 	}
+	// A live push (its backoff over) may have held failures the replay
+	// could not take: wait for its outcome, then report every record that
+	// still fails, not only those the replay tried, or a replay that ran
+	// beside such a push would say all is well about a target still down.
+	for {
+		failed, held, err := p.q.Failing(name)
+		if err != nil {
+			res.Reason = err.Error()
+			break
+		}
+		if held == 0 || ctx.Err() != nil {
+			res.StillFailing = max(res.StillFailing, failed)
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(replayHeldPoll):
+		}
+	}
 	return res
 }
+
+// replayHeldPoll is how often a replay looks whether a live push still
+// holds failed records.
+var replayHeldPoll = 50 * time.Millisecond
 
 // afterLivePush makes sure a live push that overlapped a full push is
 // pushed again once no full push runs: the full push's --delete or its

@@ -646,6 +646,27 @@ func (q *Queue) Stats(target string) (Stats, error) {
 	return st, err
 }
 
+// Failing counts target's records whose last push failed, and how many of
+// those a push holds now (its outcome is not known yet). It walks them all.
+func (q *Queue) Failing(target string) (failed, held int, err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	ts, ok := q.targets[target]
+	if !ok {
+		return 0, 0, fmt.Errorf("read queue: unknown target %q", target)
+	}
+	err = q.Records(target, func(path string, rec Record) bool {
+		if rec.Failed() {
+			failed++
+			if _, ok := ts.inflight[path]; ok {
+				held++
+			}
+		}
+		return true
+	})
+	return failed, held, err
+}
+
 // OldestQueued returns when the oldest waiting change of target was first
 // queued, zero when none waits. It reads one record.
 func (q *Queue) OldestQueued(target string) (time.Time, error) {

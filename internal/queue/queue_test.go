@@ -676,3 +676,31 @@ func TestBigAddSpansTransactions(t *testing.T) {
 		equal(t, target+" claimed", claimPaths(t, q, target, 100), paths)
 	}
 }
+
+func TestFailing(t *testing.T) {
+	q, _ := openQueue(t)
+	mustAdd(t, q, "a", "b", "c")
+	count := func(what string, wantFailed, wantHeld int) {
+		t.Helper()
+		failed, held, err := q.Failing("t")
+		if err != nil || failed != wantFailed || held != wantHeld {
+			t.Fatalf("%s: Failing = %d failed, %d held (%v), want %d, %d", what, failed, held, err, wantFailed, wantHeld)
+		}
+	}
+	count("nothing pushed yet", 0, 0)
+	items := mustClaim(t, q, "t", 2) // a, b
+	count("first push under way", 0, 0)
+	if err := q.Fail("t", items, Failure{ExitCode: 10, Error: "socket"}); err != nil {
+		t.Fatal(err)
+	}
+	count("a and b failed", 2, 0)
+	items = mustClaim(t, q, "t", 10) // a, b, c
+	count("a push of them under way", 2, 2)
+	if err := q.Ack("t", items); err != nil {
+		t.Fatal(err)
+	}
+	count("all pushed", 0, 0)
+	if _, _, err := q.Failing("nope"); err == nil {
+		t.Error("Failing of an unknown target: no error")
+	}
+}
