@@ -521,15 +521,9 @@ func status(q *queue.Queue, pool *pusher.Pool, db string) (*control.Status, erro
 			ts.LagSeconds = now.Sub(qs.OldestQueued).Seconds()
 		}
 		if ts.LastError == "" && qs.Failed > 0 {
-			// Offline, or nothing tried since the start: the records
-			// still say why they failed.
-			_ = q.Records(ps.Name, func(_ string, rec queue.Record) bool {
-				if rec.Failed() {
-					ts.LastError = rec.Error
-					return false
-				}
-				return true
-			})
+			// Offline, or nothing tried since the start: the queue still
+			// says why they failed.
+			ts.LastError, _ = q.LastFailure(ps.Name)
 		}
 		st.Targets = append(st.Targets, ts)
 	}

@@ -25,12 +25,14 @@ import (
 const FullSync = "."
 
 var (
-	metaBucket   = []byte("meta")
-	stateKey     = []byte("state")
-	pathsBucket  = []byte("paths")
-	orderBucket  = []byte("order")
-	stateRunning = []byte("running")
-	stateClean   = []byte("clean")
+	metaBucket  = []byte("meta")
+	stateKey    = []byte("state")
+	pathsBucket = []byte("paths")
+	orderBucket = []byte("order")
+	// lastFailureKey, in a target's bucket: why its last failed push failed.
+	lastFailureKey = []byte("lastFailure")
+	stateRunning   = []byte("running")
+	stateClean     = []byte("clean")
 )
 
 // ErrLocked is returned by Open when another process holds the queue file.
@@ -465,7 +467,8 @@ func parentDir(p string) string {
 // concurrent pushes share one commit (bbolt's Batch).
 func (q *Queue) Ack(target string, items []Item) error {
 	removed := 0
-	err := q.updateClaimed(target, items, true, func(pb, ob *bolt.Bucket, recs []claimed) error {
+	err := q.updateClaimed(target, items, true, func(tb *bolt.Bucket, recs []claimed) error {
+		pb, ob := tb.Bucket(pathsBucket), tb.Bucket(orderBucket)
 		removed = 0 // Batch may run this again
 		for _, c := range recs {
 			if c.rec.Gen != c.item.Gen {
@@ -498,10 +501,17 @@ func (q *Queue) Ack(target string, items []Item) error {
 	return nil
 }
 
-// Fail keeps the records of a failed push with the reason and one more attempt.
+// Fail keeps the records of a failed push with one more attempt. The
+// reason is kept once per target (LastFailure), and in the record only for
+// a push of one path, whose own error it is: a target down for hours would
+// otherwise store the same line in every one of its records.
 func (q *Queue) Fail(target string, items []Item, f Failure) error {
 	now := time.Now()
-	err := q.updateClaimed(target, items, false, func(pb, _ *bolt.Bucket, recs []claimed) error {
+	err := q.updateClaimed(target, items, false, func(tb *bolt.Bucket, recs []claimed) error {
+		if err := tb.Put(lastFailureKey, []byte(f.Error)); err != nil {
+			return err
+		}
+		pb := tb.Bucket(pathsBucket)
 		for _, c := range recs {
 			rec := c.rec
 			rec.Attempts++
@@ -510,7 +520,10 @@ func (q *Queue) Fail(target string, items []Item, f Failure) error {
 			}
 			rec.LastFail = now
 			rec.ExitCode = f.ExitCode
-			rec.Error = f.Error
+			rec.Error = ""
+			if len(items) == 1 {
+				rec.Error = f.Error
+			}
 			rec.RetryAt = time.Time{}
 			if f.Park > 0 {
 				rec.RetryAt = now.Add(f.Park)
@@ -538,7 +551,7 @@ type claimed struct {
 // callers when batch is set: fn must then be idempotent), on the records
 // the claimed items still have, then releases the items. Released only
 // after the commit, so no claim can take a record this is about to remove.
-func (q *Queue) updateClaimed(target string, items []Item, batch bool, fn func(pb, ob *bolt.Bucket, recs []claimed) error) error {
+func (q *Queue) updateClaimed(target string, items []Item, batch bool, fn func(tb *bolt.Bucket, recs []claimed) error) error {
 	defer func() {
 		q.mu.Lock()
 		defer q.mu.Unlock()
@@ -553,7 +566,7 @@ func (q *Queue) updateClaimed(target string, items []Item, batch bool, fn func(p
 	}
 	return update(func(tx *bolt.Tx) error {
 		tb := tx.Bucket(targetBucketName(target))
-		pb, ob := tb.Bucket(pathsBucket), tb.Bucket(orderBucket)
+		pb := tb.Bucket(pathsBucket)
 		recs := make([]claimed, 0, len(items))
 		for _, it := range items {
 			key := []byte(it.Path)
@@ -567,7 +580,7 @@ func (q *Queue) updateClaimed(target string, items []Item, batch bool, fn func(p
 			}
 			recs = append(recs, c)
 		}
-		return fn(pb, ob, recs)
+		return fn(tb, recs)
 	})
 }
 
@@ -644,6 +657,29 @@ func (q *Queue) Stats(target string) (Stats, error) {
 		return true
 	})
 	return st, err
+}
+
+// LastFailure is why target's last failed push failed, as Fail stored it;
+// for a queue written before it kept one, the reason the first failed
+// record holds. Empty when nothing failed.
+func (q *Queue) LastFailure(target string) (string, error) {
+	var reason string
+	err := q.db.View(func(tx *bolt.Tx) error {
+		tb := tx.Bucket(targetBucketName(target))
+		if tb == nil {
+			return fmt.Errorf("read queue: unknown target %q", target)
+		}
+		reason = string(tb.Get(lastFailureKey))
+		return nil
+	})
+	if err != nil || reason != "" {
+		return reason, err
+	}
+	err = q.Records(target, func(_ string, rec Record) bool {
+		reason = rec.Error
+		return reason == ""
+	})
+	return reason, err
 }
 
 // Failing counts target's records whose last push failed, and how many of

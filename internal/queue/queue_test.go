@@ -242,8 +242,8 @@ func TestFailKeepsRecords(t *testing.T) {
 		switch {
 		case !ok:
 			t.Fatalf("record %q gone after Fail", p)
-		case r.Attempts != 1 || r.ExitCode != 23 || r.Error != "partial transfer" || !r.Failed():
-			t.Fatalf("record %q = %+v, want Attempts 1, ExitCode 23, Error stored", p, r)
+		case r.Attempts != 1 || r.ExitCode != 23 || r.Error != "" || !r.Failed():
+			t.Fatalf("record %q = %+v, want Attempts 1, ExitCode 23, the batch's error not repeated in it", p, r)
 		case r.FirstFail.IsZero() || !r.LastFail.Equal(r.FirstFail):
 			t.Fatalf("record %q: FirstFail %v LastFail %v, want equal and set", p, r.FirstFail, r.LastFail)
 		}
@@ -251,6 +251,7 @@ func TestFailKeepsRecords(t *testing.T) {
 	if got := q.Pending("t"); got != 2 {
 		t.Fatalf("Pending = %d, want 2", got)
 	}
+	lastFailure(t, q, "partial transfer")
 
 	items = mustClaim(t, q, "t", 10)
 	equal(t, "claim after Fail", paths(items), []string{"a", "b"})
@@ -259,9 +260,10 @@ func TestFailKeepsRecords(t *testing.T) {
 	}
 	_, recs = records(t, q, "t")
 	r := recs["a"]
-	if r.Attempts != 2 || r.ExitCode != 10 || r.Error != "socket" {
-		t.Fatalf("after second Fail: %+v, want Attempts 2 and the latest reason", r)
+	if r.Attempts != 2 || r.ExitCode != 10 {
+		t.Fatalf("after second Fail: %+v, want Attempts 2 and the latest exit code", r)
 	}
+	lastFailure(t, q, "socket")
 	if !r.FirstFail.Equal(first) || r.LastFail.Before(first) {
 		t.Fatalf("FirstFail moved (%v -> %v) or LastFail went back (%v)", first, r.FirstFail, r.LastFail)
 	}
@@ -270,8 +272,27 @@ func TestFailKeepsRecords(t *testing.T) {
 	q.Close()
 	q2 := reopen(t, path, "t")
 	_, recs = records(t, q2, "t")
-	if recs["b"].Attempts != 2 || recs["b"].Error != "socket" {
+	if recs["b"].Attempts != 2 {
 		t.Fatalf("after reopen: %+v", recs["b"])
+	}
+	lastFailure(t, q2, "socket")
+
+	// A path pushed alone keeps its own error.
+	items = mustClaim(t, q2, "t", 1)
+	if err := q2.Fail("t", items, Failure{ExitCode: 23, Error: "a: Permission denied (13)"}); err != nil {
+		t.Fatalf("Fail: %v", err)
+	}
+	_, recs = records(t, q2, "t")
+	if r := recs["a"]; r.Error != "a: Permission denied (13)" || recs["b"].Error != "" {
+		t.Fatalf("after a failure of one path: a %+v, b %+v", r, recs["b"])
+	}
+	lastFailure(t, q2, "a: Permission denied (13)")
+}
+
+func lastFailure(t *testing.T, q *Queue, want string) {
+	t.Helper()
+	if got, err := q.LastFailure("t"); err != nil || got != want {
+		t.Fatalf("LastFailure = %q (%v), want %q", got, err, want)
 	}
 }
 
