@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -685,16 +686,22 @@ func (q *Queue) LastFailure(target string) (string, error) {
 // Failing counts target's records whose last push failed, and how many of
 // those a push holds now (its outcome is not known yet). It walks them all.
 func (q *Queue) Failing(target string) (failed, held int, err error) {
+	// The walk runs without q.mu, which every claim and ack of every target
+	// takes: on a snapshot of what is in flight.
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	ts, ok := q.targets[target]
+	var inflight map[string]uint64
+	if ok {
+		inflight = maps.Clone(ts.inflight)
+	}
+	q.mu.Unlock()
 	if !ok {
 		return 0, 0, fmt.Errorf("read queue: unknown target %q", target)
 	}
 	err = q.Records(target, func(path string, rec Record) bool {
 		if rec.Failed() {
 			failed++
-			if _, ok := ts.inflight[path]; ok {
+			if _, ok := inflight[path]; ok {
 				held++
 			}
 		}
