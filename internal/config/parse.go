@@ -30,7 +30,11 @@ type node struct {
 	kids  []*node
 }
 
+// attr is an attribute of n; a missing element (nil) has none.
 func (n *node) attr(name string) (string, bool) {
+	if n == nil {
+		return "", false
+	}
 	for _, a := range n.attrs {
 		if a.Name.Local == name {
 			return a.Value, true
@@ -262,7 +266,7 @@ func (p *parser) head(root *node) {
 		p.fail(root, "", "", "has no <sersync> section")
 	}
 	if d := &c.Daemon; d.Standby > 0 && c.Rsync.Timeout > 0 && d.Standby >= c.Rsync.Timeout {
-		if v, set := daemonAttr(daemon, "standby"); set {
+		if v, set := daemon.attr("standby"); set {
 			p.fail(daemon, "standby", v, fmt.Sprintf("must be shorter than the rsync <timeout> (%s): rsync would end a waiting standby itself", c.Rsync.Timeout))
 		}
 		d.Standby = c.Rsync.Timeout / 2
@@ -270,14 +274,6 @@ func (p *parser) head(root *node) {
 	if pl := c.Plugin; pl.Enabled && (pl.Name == "command" && c.Command == nil || pl.Name == "socket" && c.Socket == nil) {
 		p.warn("plugin", "plugin "+pl.Name+` is enabled but there is no top-level <plugin name="`+pl.Name+`"> section; ignored`)
 	}
-}
-
-// daemonAttr is an attribute of <sersyncd>, which may be absent (nil).
-func daemonAttr(n *node, name string) (string, bool) {
-	if n == nil {
-		return "", false
-	}
-	return n.attr(name)
 }
 
 func (p *parser) events(n *node) Events {

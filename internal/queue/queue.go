@@ -26,14 +26,14 @@ import (
 const FullSync = "."
 
 var (
-	metaBucket  = []byte("meta")
-	stateKey    = []byte("state")
-	pathsBucket = []byte("paths")
-	orderBucket = []byte("order")
+	metaBucket   = []byte("meta")
+	stateKey     = []byte("state")
+	pathsBucket  = []byte("paths")
+	orderBucket  = []byte("order")
+	stateRunning = []byte("running")
+	stateClean   = []byte("clean")
 	// lastFailureKey, in a target's bucket: why its last failed push failed.
 	lastFailureKey = []byte("lastFailure")
-	stateRunning   = []byte("running")
-	stateClean     = []byte("clean")
 )
 
 // ErrLocked is returned by Open when another process holds the queue file.
