@@ -42,7 +42,8 @@ targets, reading sersync 2.5's confxml.xml unchanged.
 
 Usage:
   sersyncd [-d] [-r] [-n N] [-o FILE] [--db FILE]   run the daemon
-  sersyncd check -o FILE                           validate the config and print the effective settings
+  sersyncd check -o FILE [--path P]...             validate the config and print the effective settings,
+                                                   or say for each path whether it is pushed or excluded
   sersyncd retry -o FILE [--db FILE] [--target T]  push the failure records now; exit 1 if some still fail
   sersyncd status -o FILE [--db FILE] [--json]     pending and failed paths, lag, last success and error per target
   sersyncd --version | --help
@@ -262,6 +263,14 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sersyncd check", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	path := fs.String("o", defaultConfig, "the sersync `confxml.xml`")
+	var probes []string
+	fs.Func("path", "say whether `P` is pushed or excluded, and by which expression (repeatable)", func(p string) error {
+		if p == "" {
+			return errors.New("empty path")
+		}
+		probes = append(probes, p)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(stdout)
@@ -281,6 +290,9 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "sersyncd: %v\n", err)
 		return exitUsage
+	}
+	if len(probes) > 0 {
+		return checkPaths(cfg, probes, stdout, stderr)
 	}
 	printSettings(stdout, cfg)
 	return exitOK

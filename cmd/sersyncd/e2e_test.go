@@ -47,6 +47,8 @@ type envOptions struct {
 	ssh                    *testutil.SSHD    // set: one target, a plain directory reached over this sshd
 	// commandPrefix turns sersync's command plugin on with this prefix.
 	commandPrefix string
+	// keepDeleted is <delete start="false">: archive targets.
+	keepDeleted bool
 }
 
 var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0" encoding="ISO-8859-1"?>
@@ -58,7 +60,7 @@ var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0"
 {{- end}}
     </filter>
     <inotify>
-	<delete start="true"/>
+	<delete start="{{if .KeepDeleted}}false{{else}}true{{end}}"/>
 	<createFolder start="true"/>
 	<createFile start="false"/>
 	<closeWrite start="true"/>
@@ -143,7 +145,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		"Attrib": o.attrib, "BackoffMax": o.backoffMax, "Params": o.params,
 		"FailLogEvery": o.failLogEvery, "CrontabEvery": o.crontabEvery, "CrontabExcludes": o.crontabExcludes,
 		"AuthUser": o.authUser, "PasswordFile": o.passwordFile, "CommandPrefix": o.commandPrefix,
-		"Timeout": o.timeout, "SSH": sshCommand,
+		"Timeout": o.timeout, "SSH": sshCommand, "KeepDeleted": o.keepDeleted,
 	})
 	if err != nil {
 		t.Fatal(err)

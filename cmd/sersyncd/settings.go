@@ -3,10 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/sersyncd/sersyncd/internal/config"
+	"github.com/sersyncd/sersyncd/internal/filter"
 	"github.com/sersyncd/sersyncd/internal/pusher"
 )
 
@@ -15,9 +18,27 @@ import (
 func printSettings(w io.Writer, cfg *config.Config) {
 	fmt.Fprintf(w, "config:    %s\n", cfg.File)
 	fmt.Fprintf(w, "localpath: %s\n", cfg.LocalPath)
-	for _, t := range pusher.NewRsyncTargets(cfg, nil) {
+	flt, err := filter.New(activeExcludes(cfg))
+	if err != nil {
+		flt = nil // refused by config.Load already
+	}
+	for _, t := range pusher.NewRsyncTargets(cfg, flt) {
 		fmt.Fprintf(w, "target:    %s\n", t.Name())
-		fmt.Fprintf(w, "  rsync %s\n", quoteArgs(t.PushArgs()))
+		fmt.Fprintf(w, "  changes:   rsync %s\n", quoteArgs(t.PushArgs()))
+		if flt.Empty() {
+			fmt.Fprintf(w, "  full push: rsync %s\n", quoteArgs(t.FullPushArgs(nil)))
+		} else {
+			// See pusher.RsyncTarget.FullPush: the regular expressions
+			// cannot be rsync rules, so the walked tree goes as lists.
+			if !t.KeepDeleted {
+				fmt.Fprintf(w, "  full push: rsync %s  (stdin: every excluded path, anchored)\n",
+					quoteArgs(t.DeleteOnlyArgs(nil)))
+			}
+			fmt.Fprintf(w, "  full push: rsync %s  (stdin: every path not excluded)\n", quoteArgs(t.CopyListedArgs(nil)))
+		}
+	}
+	if !cfg.Events.Delete {
+		fmt.Fprintf(w, "delete:    off: nothing is ever deleted on a target, by any push\n")
 	}
 	e := cfg.Events
 	var on []string
@@ -34,8 +55,8 @@ func printSettings(w io.Writer, cfg *config.Config) {
 		}
 	}
 	fmt.Fprintf(w, "events:    %s\n", strings.Join(on, " "))
-	if cfg.Filter.Enabled && len(cfg.Filter.Excludes) > 0 {
-		fmt.Fprintf(w, "excludes:  %s (regular expressions on the path below localpath)\n", quoteArgs(cfg.Filter.Excludes))
+	if excl := activeExcludes(cfg); len(excl) > 0 {
+		fmt.Fprintf(w, "excludes:  %s (regular expressions matching a whole path below localpath, as sersync; try one with check --path)\n", quoteArgs(excl))
 	} else {
 		fmt.Fprintf(w, "excludes:  none\n")
 	}
@@ -57,6 +78,52 @@ func printSettings(w io.Writer, cfg *config.Config) {
 	for _, warn := range cfg.Warnings {
 		fmt.Fprintf(w, "warning:   %s\n", warn)
 	}
+}
+
+// activeExcludes are the filter's expressions when it is on.
+func activeExcludes(cfg *config.Config) []string {
+	if !cfg.Filter.Enabled {
+		return nil
+	}
+	return cfg.Filter.Excludes
+}
+
+// checkPaths answers `check --path`: for each path, pushed or excluded, and
+// by which expression of the file.
+func checkPaths(cfg *config.Config, paths []string, stdout, stderr io.Writer) int {
+	flt, err := filter.New(activeExcludes(cfg))
+	if err != nil {
+		fmt.Fprintf(stderr, "sersyncd: %s: %v\n", cfg.File, err)
+		return exitUsage
+	}
+	for _, p := range paths {
+		rel := p
+		if filepath.IsAbs(p) {
+			r, err := filepath.Rel(cfg.LocalPath, p)
+			if err != nil || r == ".." || strings.HasPrefix(r, "../") {
+				fmt.Fprintf(stderr, "sersyncd check: --path %q: not below localpath %s\n", p, cfg.LocalPath)
+				return exitUsage
+			}
+			rel = r
+		}
+		rel = strings.TrimSuffix(filepath.ToSlash(filepath.Clean(rel)), "/")
+		if rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
+			fmt.Fprintf(stderr, "sersyncd check: --path %q: not below localpath %s\n", p, cfg.LocalPath)
+			return exitUsage
+		}
+		// A directory is matched with a trailing slash too, as sersync did
+		// when it set its watches; a path that does not exist is a file.
+		fi, err := os.Lstat(filepath.Join(cfg.LocalPath, rel))
+		isDir := err == nil && fi.IsDir()
+		i, form, excluded := flt.Match(rel, isDir || strings.HasSuffix(p, "/"))
+		if !excluded {
+			fmt.Fprintf(stdout, "%s: pushed\n", strconv.Quote(rel))
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: excluded by <exclude expression=\"%s\"> (%s:%d), which matches %s\n",
+			strconv.Quote(rel), cfg.Filter.Excludes[i], cfg.File, cfg.Filter.Lines[i], strconv.Quote(form))
+	}
+	return exitOK
 }
 
 func quoteArgs(args []string) string {

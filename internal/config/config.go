@@ -39,10 +39,12 @@ type Host struct {
 	Port int
 }
 
-// Filter is <filter start>; Excludes are regular expression sources, in order.
+// Filter is <filter start>; Excludes are regular expression sources, in
+// order, matched as sersync matched them (see internal/filter).
 type Filter struct {
 	Enabled  bool
 	Excludes []string
+	Lines    []int // Lines[i]: the line of Excludes[i] in the file
 }
 
 // Events are the <inotify> switches.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mattn/go-shellwords"
+	"github.com/sersyncd/sersyncd/internal/filter"
 	"golang.org/x/net/html/charset"
 )
 
@@ -192,20 +193,26 @@ func (p *parser) duration(n *node, attr string, def time.Duration) time.Duration
 // regexps collects the expression attributes of n's children, compiling them
 // now so a typo fails at start-up rather than silently filtering nothing.
 func (p *parser) regexps(n *node, child string) []string {
-	var out []string
+	out, _ := p.regexpLines(n, child)
+	return out
+}
+
+// regexpLines is regexps with the line of each expression.
+func (p *parser) regexpLines(n *node, child string) (out []string, lines []int) {
 	for _, k := range n.children(child) {
 		v, _ := k.attr("expression")
 		if v == "" {
 			p.fail(k, "expression", v, "is empty")
 			continue
 		}
-		if _, err := regexp.Compile(v); err != nil {
-			p.fail(k, "expression", v, "is not a valid regular expression: "+err.Error())
+		if _, err := filter.Compile(v); err != nil {
+			p.fail(k, "expression", v, "is not a valid regular expression (Go RE2 syntax: no backreferences or lookaround): "+err.Error())
 			continue
 		}
 		out = append(out, v)
+		lines = append(lines, k.line)
 	}
-	return out
+	return out, lines
 }
 
 func parse(name string, data []byte) (*Config, positions, error) {
@@ -246,7 +253,8 @@ func (p *parser) head(root *node) {
 				p.warn(n.name, "xfs option has no effect in sersyncd")
 			}
 		case "filter":
-			c.Filter = Filter{Enabled: p.boolAttr(n, "start", false), Excludes: p.regexps(n, "exclude")}
+			c.Filter = Filter{Enabled: p.boolAttr(n, "start", false)}
+			c.Filter.Excludes, c.Filter.Lines = p.regexpLines(n, "exclude")
 		case "inotify":
 			c.Events = p.events(n)
 		case "sersync":

@@ -1,7 +1,25 @@
 // Package filter decides which paths sersyncd leaves alone: sersync's
-// <filter><exclude expression> regular expressions, matched anywhere in the
-// path relative to the watched root (sersync's meaning: "(.*)\.gz" excludes
-// every path containing ".gz").
+// <filter><exclude expression> regular expressions, with sersync's meaning.
+//
+// sersync (Inotify.cpp) tests an expression with boost::regex_match, which
+// succeeds only when the expression matches the WHOLE string, and it builds
+// that string three ways:
+//
+//   - an event in the watched root: the bare name, "info"
+//     (Inotify::FilterExclude, "pre = offset->name");
+//   - an event deeper down: "/" + the path below the root, "/a/b.gz"
+//     (the watch's path minus the root, which keeps its leading slash);
+//   - a directory found when the watches are first set: the path below the
+//     root with a trailing slash, "static/css/" (Inotify::AddWatch); such a
+//     directory gets no watch, so nothing below it is ever seen.
+//
+// An expression excludes a path when it matches the whole of any of those
+// forms of the path or of one of its parent directories, so "(.*)\.gz"
+// excludes "a.gz" and "logs/a.gz" but not "a.gzip", and "^info/*" excludes
+// "info" and all below it but not "information.txt". Every form is tried at
+// every depth: sersync's choice of form depended on when a directory
+// appeared (at start or later), and a user's expression was written for
+// whichever form they saw work.
 package filter
 
 import (
@@ -15,11 +33,22 @@ type Filter struct {
 	excludes []*regexp.Regexp
 }
 
+// Compile compiles expr for a whole-string match, as boost::regex_match
+// does; '.' matches a newline too, as in boost's default Perl syntax (a file
+// name may hold one).
+func Compile(expr string) (*regexp.Regexp, error) {
+	// Alone first: "a)|(b" would compile once wrapped, meaning something else.
+	if _, err := regexp.Compile(expr); err != nil {
+		return nil, err
+	}
+	return regexp.Compile(`^(?s:` + expr + `)$`)
+}
+
 // New compiles the expressions; the error names the one that does not compile.
 func New(expressions []string) (*Filter, error) {
 	f := &Filter{}
 	for _, expr := range expressions {
-		re, err := regexp.Compile(expr)
+		re, err := Compile(expr)
 		if err != nil {
 			return nil, fmt.Errorf("compile exclude expression %q: %w", expr, err)
 		}
@@ -29,36 +58,56 @@ func New(expressions []string) (*Filter, error) {
 }
 
 // Excluded reports whether rel (relative to the root, '/'-separated, no
-// leading slash) or one of its parent directories is excluded. A nil Filter
-// excludes nothing.
+// leading slash) or one of its parent directories is excluded. rel itself is
+// taken for a file; see ExcludedDir. A nil Filter excludes nothing.
 func (f *Filter) Excluded(rel string) bool {
+	_, _, ok := f.Match(rel, false)
+	return ok
+}
+
+// ExcludedDir is Excluded for a directory, which sersync also matched with a
+// trailing slash.
+func (f *Filter) ExcludedDir(rel string) bool {
+	_, _, ok := f.Match(rel, true)
+	return ok
+}
+
+// Match reports which expression (its index in New's list) excludes rel, and
+// the form of rel or of its parent that it matched. isDir says rel is a
+// directory (its parents always are).
+func (f *Filter) Match(rel string, isDir bool) (index int, form string, ok bool) {
 	if f == nil || len(f.excludes) == 0 || rel == "" || rel == "." {
-		return false
+		return 0, "", false
 	}
-	// Checking every ancestor keeps a path below an excluded directory out
-	// even when the expression is anchored at the directory's end ("^tmp$").
-	for end := 0; end < len(rel); {
-		i := strings.IndexByte(rel[end:], '/')
-		if i < 0 {
-			end = len(rel)
+	// Parents first: a path below an excluded directory is excluded by it,
+	// and that is the answer a user checking a path wants to see. Every form
+	// of every prefix is a slice of one string: this runs for every event.
+	full := "/" + rel + "/"
+	for end := 1; end < len(full)-1; {
+		i := strings.IndexByte(full[end:len(full)-1], '/')
+		last := i < 0
+		if last {
+			end = len(full) - 1
 		} else {
 			end += i
 		}
-		if f.match(rel[:end]) {
-			return true
+		// full[1:end] is the prefix, full[0:end] with its leading slash,
+		// full[1:end+1] with its trailing one.
+		forms := [3]string{full[1:end], full[:end], full[1 : end+1]}
+		n := 2
+		if !last || isDir {
+			n = 3
+		}
+		for index, re := range f.excludes {
+			for _, form := range forms[:n] {
+				if re.MatchString(form) {
+					return index, form, true
+				}
+			}
 		}
 		end++
 	}
-	return false
-}
-
-func (f *Filter) match(p string) bool {
-	for _, re := range f.excludes {
-		if re.MatchString(p) {
-			return true
-		}
-	}
-	return false
+	return 0, "", false
 }
 
 // Empty reports whether the filter excludes nothing.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,7 +39,7 @@ type commandRunner struct {
 	root        string
 	prefix      []string // argv before the path, "sersyncd" ($0) appended when needed
 	suffix      []string
-	include     *filter.Filter // nil: every path
+	include     []*regexp.Regexp // whole-path matches; nil: every path
 	ignoreError bool
 
 	ctx    context.Context // cancelled by close: kills running commands
@@ -113,10 +114,16 @@ func newCommandRunner(cfg *config.Config, log logrus.FieldLogger) (*commandRunne
 	}
 	c := &commandRunner{log: log, root: cfg.LocalPath, prefix: prefix, suffix: suffix, ignoreError: cp.IgnoreError}
 	if cp.FilterEnabled {
-		// The include expressions mean what the main filter's excludes
-		// mean: a match anywhere in the path or one of its parents.
-		if c.include, err = filter.New(cp.Includes); err != nil {
-			return nil, fmt.Errorf(`<plugin name="command"><filter>: %w`, err)
+		// sersync's CommandInterface::Execute runs the command for a path
+		// when an include expression matches the whole absolute path
+		// (boost::regex_match on event->path).
+		c.include = []*regexp.Regexp{}
+		for _, expr := range cp.Includes {
+			re, err := filter.Compile(expr)
+			if err != nil {
+				return nil, fmt.Errorf(`<plugin name="command"><filter><include expression=%q>: %w`, expr, err)
+			}
+			c.include = append(c.include, re)
 		}
 		if len(cp.Includes) == 0 {
 			log.Warn(`<plugin name="command"><filter start="true"> has no <include expression>: the command never runs`)
@@ -136,7 +143,16 @@ func newCommandRunner(cfg *config.Config, log logrus.FieldLogger) (*commandRunne
 }
 
 func (c *commandRunner) accepts(rel string) bool {
-	return c.include == nil || c.include.Excluded(rel)
+	if c.include == nil {
+		return true
+	}
+	abs := c.root + "/" + rel
+	for _, re := range c.include {
+		if re.MatchString(abs) {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *commandRunner) enqueue(rel []string) {

@@ -227,9 +227,10 @@ func TestCommandIncludeFilter(t *testing.T) {
 		want     []string
 	}{
 		{"filter off: every path", false, []string{`\.php$`}, []string{"a.php", "b.txt", "lib/c.php", "lib.php/d.txt", "x.sh"}},
-		// lib.php/d.txt: through its parent directory, as in the main filter.
-		{"php and sh", true, []string{`(.*)\.php$`, `\.sh$`}, []string{"a.php", "lib/c.php", "lib.php/d.txt", "x.sh"}},
-		{"directory and below", true, []string{`^lib$`}, []string{"lib/c.php"}},
+		// sersync's stock includes, matched against the whole absolute path.
+		{"stock php and sh", true, []string{`(.*)\.php`, `(.*)\.sh`}, []string{"a.php", "lib/c.php", "x.sh"}},
+		{"whole path, not a search", true, []string{`\.php`, `lib`}, nil},
+		{"absolute path below a directory", true, []string{`/r/lib/.*`}, []string{"lib/c.php"}},
 		{"no includes: nothing", true, nil, nil},
 	}
 	pushed := []string{"a.php", "b.txt", "lib/c.php", "lib.php/d.txt", "x.sh"}

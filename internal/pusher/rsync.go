@@ -27,7 +27,7 @@ type Target interface {
 	Name() string
 	// Push makes the listed paths (relative to the source root) on the
 	// target equal to the source: existing ones are copied, missing ones
-	// are deleted there.
+	// are deleted there (unless the target keeps what the source deleted).
 	Push(ctx context.Context, paths []string) error
 	// FullPush makes the whole tree on the target equal to the source,
 	// leaving alone what the filter and the extra rsync exclude patterns
@@ -51,6 +51,12 @@ type RsyncTarget struct {
 	Timeout      time.Duration // rsync --timeout: I/O silence that ends a push
 	SSHCommand   string        // non-empty: push over ssh with this -e command
 	Filter       *filter.Filter
+	// KeepDeleted is <delete start="false">: an archive target that keeps
+	// what the source deleted. No push deletes anything there: a listed
+	// path gone from the source is skipped, a full push has no --delete,
+	// and without --force a directory the source replaced by a file fails
+	// the push (loudly, kept as a failure) instead of being removed.
+	KeepDeleted bool
 	// StderrTail bounds how much of rsync's stderr is kept with an error.
 	StderrTail int
 	// OnBytesSent, when set, gets what each push sent (rsync --stats).
@@ -96,6 +102,9 @@ func NewRsyncTargets(c *config.Config, flt *filter.Filter) []*RsyncTarget {
 			Port:    c.Rsync.Port,
 			Timeout: c.Rsync.Timeout,
 			Filter:  flt,
+			// sersync (FileSynchronize.cpp) passes --delete only when
+			// <delete start="true">, on event pushes and full pushes alike.
+			KeepDeleted: !c.Events.Delete,
 		}
 		if c.Rsync.Auth.Enabled {
 			t.PasswordFile = c.Rsync.Auth.PasswordFile
@@ -166,10 +175,13 @@ func (t *RsyncTarget) PushArgs() []string {
 		// A listed directory is the directory alone: with the -r of the
 		// user's "-artuz" rsync would copy all below it, excluded files too.
 		"--no-recursive",
-		"--relative", "--from0", "--files-from=-",
-		"--delete-missing-args", "--force",
-		"--", t.Source+"/", t.Dest+"/")
-	return args
+		"--relative", "--from0", "--files-from=-")
+	if t.KeepDeleted {
+		args = append(args, "--ignore-missing-args")
+	} else {
+		args = append(args, "--delete-missing-args", "--force")
+	}
+	return append(args, "--", t.Source+"/", t.Dest+"/")
 }
 
 // FullPushArgs is the argv of a push of the whole tree; the paths the filter
@@ -179,11 +191,11 @@ func (t *RsyncTarget) FullPushArgs(extraExcludes []string) []string {
 	for _, pat := range extraExcludes {
 		args = append(args, "--exclude="+pat)
 	}
-	args = append(args,
-		"--recursive", "--delete", "--force",
-		"--from0", "--exclude-from=-",
-		"--", t.Source+"/", t.Dest+"/")
-	return args
+	args = append(args, "--recursive")
+	if !t.KeepDeleted {
+		args = append(args, "--delete", "--force")
+	}
+	return append(args, "--from0", "--exclude-from=-", "--", t.Source+"/", t.Dest+"/")
 }
 
 // Push runs one rsync for all paths: the standby one when there is one.
@@ -218,7 +230,8 @@ func (t *RsyncTarget) Push(ctx context.Context, paths []string) error {
 // excluded path as an exact anchored exclude, which protects those paths on
 // the target, then a copy of exactly the walked, wanted paths. An excluded
 // file made after the walk is in neither list, so it never reaches the
-// target, as a single recursive call would have let it.
+// target, as a single recursive call would have let it. A target that keeps
+// deleted files gets the copy alone.
 func (t *RsyncTarget) FullPush(ctx context.Context, extraExcludes []string) error {
 	if t.Filter.Empty() {
 		return t.run(ctx, t.withProgress(t.FullPushArgs(extraExcludes)), &bytes.Buffer{})
@@ -229,7 +242,7 @@ func (t *RsyncTarget) FullPush(ctx context.Context, extraExcludes []string) erro
 			return nil // vanished or unreadable: rsync reports it itself
 		}
 		rel := p[len(t.Source)+1:]
-		if t.Filter.Excluded(rel) {
+		if _, _, ok := t.Filter.Match(rel, d.IsDir()); ok {
 			excluded.WriteString("/" + escapePattern(rel))
 			excluded.WriteByte(0)
 			if d.IsDir() {
@@ -244,11 +257,12 @@ func (t *RsyncTarget) FullPush(ctx context.Context, extraExcludes []string) erro
 	if err != nil {
 		return fmt.Errorf("walk %s: %w", t.Source, err)
 	}
-	deleteOnly := insertBeforeDashes(t.FullPushArgs(extraExcludes), "--existing", "--ignore-existing")
-	if err := t.run(ctx, deleteOnly, &excluded); err != nil {
-		return err
+	if !t.KeepDeleted {
+		if err := t.run(ctx, t.DeleteOnlyArgs(extraExcludes), &excluded); err != nil {
+			return err
+		}
 	}
-	return t.run(ctx, t.withProgress(t.copyListedArgs(extraExcludes)), &wanted)
+	return t.run(ctx, t.withProgress(t.CopyListedArgs(extraExcludes)), &wanted)
 }
 
 func (t *RsyncTarget) withProgress(args []string) []string {
@@ -258,15 +272,24 @@ func (t *RsyncTarget) withProgress(args []string) []string {
 	return insertBeforeDashes(args, "--info=progress2")
 }
 
-// copyListedArgs is the copy pass of a filtered full push: the listed paths
+// DeleteOnlyArgs is the deletion pass of a filtered full push: every
+// excluded path goes on stdin as an anchored exclude rule.
+func (t *RsyncTarget) DeleteOnlyArgs(extraExcludes []string) []string {
+	return insertBeforeDashes(t.FullPushArgs(extraExcludes), "--existing", "--ignore-existing")
+}
+
+// CopyListedArgs is the copy pass of a filtered full push: the listed paths
 // with rsync's quick check (most of a tree has not changed).
-func (t *RsyncTarget) copyListedArgs(extraExcludes []string) []string {
+func (t *RsyncTarget) CopyListedArgs(extraExcludes []string) []string {
 	args := t.commonArgs()
 	for _, pat := range extraExcludes {
 		args = append(args, "--exclude="+pat)
 	}
-	return append(args, "--no-recursive", "--relative", "--from0", "--files-from=-", "--force",
-		"--", t.Source+"/", t.Dest+"/")
+	args = append(args, "--no-recursive", "--relative", "--from0", "--files-from=-")
+	if !t.KeepDeleted {
+		args = append(args, "--force")
+	}
+	return append(args, "--", t.Source+"/", t.Dest+"/")
 }
 
 func insertBeforeDashes(args []string, extra ...string) []string {

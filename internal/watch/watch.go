@@ -402,7 +402,7 @@ func (w *Watcher) watchTree(rel string, record bool) error {
 			w.opt.Log.WithError(err).Warnf("scan %q", r)
 			return nil
 		}
-		if r != "" && w.opt.Filter.Excluded(r) {
+		if _, _, excluded := w.opt.Filter.Match(r, d.IsDir()); r != "" && excluded {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
