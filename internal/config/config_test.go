@@ -207,7 +207,7 @@ func TestParseErrors(t *testing.T) {
 		{"unclosed", string(mustRead(t, "testdata/bad_unclosed.xml")), []string{"bad.xml:6: malformed XML: element <localpath> closed by </sersync>"}},
 		{"two roots", "<head/><head/>", []string{"more than one root element"}},
 		{"unknown encoding", `<?xml version="1.0" encoding="x-nope"?><head/>`, []string{"malformed XML", "x-nope"}},
-		{"two localpaths", string(mustRead(t, "testdata/bad_two_localpaths.xml")), []string{"bad.xml:7: <localpath>: only one <localpath> is supported (the first is on line 4)"}},
+		{"two localpaths", string(mustRead(t, "testdata/bad_two_localpaths.xml")), []string{"bad.xml:7: <localpath>: a second <localpath>: several source trees are not supported yet (sersync silently used only the first, line 4"}},
 		{"no sersync", "<head/>", []string{"<head>: has no <sersync> section"}},
 		{"no localpath", "<head><sersync/></head>", []string{"<sersync>: has no <localpath"}},
 		{"watch missing", "<head><sersync><localpath><remote ip='a' name='b'/></localpath></sersync></head>", []string{`<localpath watch="">: is missing`}},
@@ -342,6 +342,9 @@ func TestWarnings(t *testing.T) {
 		{"xfs", doc("", "", `<fileSystem xfs="true"/>`), []string{"w.xml: <fileSystem>: xfs option has no effect in sersyncd"}},
 		{"command plugin", doc("", `<plugin start="true" name="command"/>`, ""), []string{"w.xml: <plugin>: plugin command is enabled but there is no top-level <plugin name=\"command\"> section; ignored"}},
 		{"refreshCDN plugin", doc("", `<plugin start="true" name="refreshCDN"/>`, ""), []string{"w.xml: <plugin>: plugin refreshCDN is not implemented yet; ignored"}},
+		{"--delete in params with delete off", doc(`<commonParams params="-artuz --delete-after"/>`, "", `<inotify><delete start="false"/></inotify>`),
+			[]string{`w.xml: <commonParams>: --delete-after deletes on the targets although <delete start="false"> (sersync passed it too); remove it to keep what the source deleted`}},
+		{"--delete in params with delete on", doc(`<commonParams params="-artuz --delete"/>`, "", `<inotify><delete start="true"/></inotify>`), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -279,6 +279,14 @@ func (p *parser) head(root *node) {
 		}
 		d.Standby = c.Rsync.Timeout / 2
 	}
+	if !c.Events.Delete {
+		for _, w := range c.Rsync.CommonParams {
+			if strings.HasPrefix(w, "--del") {
+				p.warn("commonParams", fmt.Sprintf("%s deletes on the targets although <delete start=\"false\"> (sersync passed it too); remove it to keep what the source deleted", w))
+				break
+			}
+		}
+	}
 	if pl := c.Plugin; pl.Enabled && (pl.Name == "command" && c.Command == nil || pl.Name == "socket" && c.Socket == nil) {
 		p.warn("plugin", "plugin "+pl.Name+` is enabled but there is no top-level <plugin name="`+pl.Name+`"> section; ignored`)
 	}
@@ -321,7 +329,7 @@ func (p *parser) sersync(s *node) {
 		switch n.name {
 		case "localpath":
 			if local != nil {
-				p.fail(n, "", "", fmt.Sprintf("only one <localpath> is supported (the first is on line %d); run one sersyncd per directory", local.line))
+				p.fail(n, "", "", fmt.Sprintf("a second <localpath>: several source trees are not supported yet (sersync silently used only the first, line %d, and ignored the rest); run one sersyncd per directory, each with its own config and --db", local.line))
 				continue
 			}
 			local = n
