@@ -17,6 +17,7 @@ STATICCHECK ?= $(shell $(GO) env GOPATH)/bin/staticcheck
 test: lint
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=150000x ./internal/config/
 	$(GO) test -run='^$$' -fuzz=FuzzExcluded -fuzztime=120000x ./internal/filter/
+	$(GO) test -run='^$$' -fuzz=FuzzParseRules -fuzztime=100000x ./internal/filter/
 	$(GO) test -run='^$$' -fuzz=FuzzRecordDecode -fuzztime=500000x ./internal/queue/
 	$(GO) test -race -count=1 -timeout 12m ./...
 
@@ -35,6 +36,7 @@ lint:
 fuzz:
 	$(GO) test -run=^$$ -fuzz=FuzzParse -fuzztime=300000x ./internal/config/
 	$(GO) test -run=^$$ -fuzz=FuzzExcluded -fuzztime=240000x ./internal/filter/
+	$(GO) test -run=^$$ -fuzz=FuzzParseRules -fuzztime=200000x ./internal/filter/
 	$(GO) test -run=^$$ -fuzz=FuzzRecordDecode -fuzztime=1000000x ./internal/queue/
 
 # Benchmarks against lsyncd, the inotifywait|rsync script and the limit

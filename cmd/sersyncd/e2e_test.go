@@ -49,6 +49,8 @@ type envOptions struct {
 	commandPrefix string
 	// keepDeleted is <delete start="false">: archive targets.
 	keepDeleted bool
+	// rules turns <rsyncFilter> on with these lines as the rules file.
+	rules []string
 }
 
 var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0" encoding="ISO-8859-1"?>
@@ -95,6 +97,9 @@ var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0"
     <plugin name="command">
 	<param prefix="{{html .CommandPrefix}}" suffix="" ignoreError="false"/>
     </plugin>
+{{- if .RulesFile}}
+    <rsyncFilter start="true" file="{{.RulesFile}}"/>
+{{- end}}
     <sersyncd settle="20ms" backoffMax="{{.BackoffMax}}"/>
 </head>
 `))
@@ -139,13 +144,18 @@ func newEnv(t *testing.T, o envOptions) *env {
 		e.targets = append(e.targets, d)
 		remotes = append(remotes, remote{ip, d.Module})
 	}
+	rulesFile := ""
+	if o.rules != nil {
+		rulesFile = filepath.Join(e.dir, "filter.rules")
+		must(t, os.WriteFile(rulesFile, []byte(strings.Join(o.rules, "\n")+"\n"), 0o644))
+	}
 	var conf bytes.Buffer
 	err := confTemplate.Execute(&conf, map[string]any{
 		"Src": e.src, "Dir": e.dir, "Port": port, "Targets": remotes, "Excludes": o.excludes,
 		"Attrib": o.attrib, "BackoffMax": o.backoffMax, "Params": o.params,
 		"FailLogEvery": o.failLogEvery, "CrontabEvery": o.crontabEvery, "CrontabExcludes": o.crontabExcludes,
 		"AuthUser": o.authUser, "PasswordFile": o.passwordFile, "CommandPrefix": o.commandPrefix,
-		"Timeout": o.timeout, "SSH": sshCommand, "KeepDeleted": o.keepDeleted,
+		"Timeout": o.timeout, "SSH": sshCommand, "KeepDeleted": o.keepDeleted, "RulesFile": rulesFile,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -18,15 +18,19 @@ import (
 func printSettings(w io.Writer, cfg *config.Config) {
 	fmt.Fprintf(w, "config:    %s\n", cfg.File)
 	fmt.Fprintf(w, "localpath: %s\n", cfg.LocalPath)
-	flt, err := filter.New(activeExcludes(cfg))
+	flt, err := filter.NewWithRules(activeExcludes(cfg), cfg.RsyncRules.Rules)
 	if err != nil {
 		flt = nil // refused by config.Load already
 	}
 	for _, t := range pusher.NewRsyncTargets(cfg, flt) {
 		fmt.Fprintf(w, "target:    %s\n", t.Name())
 		fmt.Fprintf(w, "  changes:   rsync %s\n", quoteArgs(t.PushArgs()))
-		if flt.Empty() {
-			fmt.Fprintf(w, "  full push: rsync %s\n", quoteArgs(t.FullPushArgs(nil)))
+		if !flt.HasExpressions() {
+			stdin := ""
+			if !flt.Rules().Empty() {
+				stdin = "  (stdin: the rules of " + flt.Rules().File + ")"
+			}
+			fmt.Fprintf(w, "  full push: rsync %s%s\n", quoteArgs(t.FullPushArgs(nil)), stdin)
 		} else {
 			// See pusher.RsyncTarget.FullPush: the regular expressions
 			// cannot be rsync rules, so the walked tree goes as lists.
@@ -60,6 +64,9 @@ func printSettings(w io.Writer, cfg *config.Config) {
 	} else {
 		fmt.Fprintf(w, "excludes:  none\n")
 	}
+	if cfg.RsyncRules.Enabled {
+		fmt.Fprintf(w, "rules:     %s (rsync filter rules; a path is pushed iff rsync would transfer it)\n", cfg.RsyncRules.File)
+	}
 	fmt.Fprintf(w, "settle:    %s (max hold %s), batch max %d, backoff max %s\n",
 		cfg.Daemon.Settle, cfg.Daemon.MaxHold, cfg.Daemon.BatchMax, cfg.Daemon.BackoffMax)
 	if cfg.Daemon.Standby > 0 {
@@ -91,7 +98,7 @@ func activeExcludes(cfg *config.Config) []string {
 // checkPaths answers `check --path`: for each path, pushed or excluded, and
 // by which expression of the file.
 func checkPaths(cfg *config.Config, paths []string, stdout, stderr io.Writer) int {
-	flt, err := filter.New(activeExcludes(cfg))
+	flt, err := filter.NewWithRules(activeExcludes(cfg), cfg.RsyncRules.Rules)
 	if err != nil {
 		fmt.Fprintf(stderr, "sersyncd: %s: %v\n", cfg.File, err)
 		return exitUsage
@@ -115,9 +122,14 @@ func checkPaths(cfg *config.Config, paths []string, stdout, stderr io.Writer) in
 		// when it set its watches; a path that does not exist is a file.
 		fi, err := os.Lstat(filepath.Join(cfg.LocalPath, rel))
 		isDir := err == nil && fi.IsDir()
-		i, form, excluded := flt.Match(rel, isDir || strings.HasSuffix(p, "/"))
+		isDir = isDir || strings.HasSuffix(p, "/")
+		i, form, excluded := flt.Match(rel, isDir)
 		if !excluded {
-			fmt.Fprintf(stdout, "%s: pushed\n", strconv.Quote(rel))
+			if rule, ok := flt.Rules().Match(rel, isDir); ok {
+				fmt.Fprintf(stdout, "%s: excluded by the rsync rule %s\n", strconv.Quote(rel), rule)
+			} else {
+				fmt.Fprintf(stdout, "%s: pushed\n", strconv.Quote(rel))
+			}
 			continue
 		}
 		fmt.Fprintf(stdout, "%s: excluded by <exclude expression=\"%s\"> (%s:%d), which matches %s\n",

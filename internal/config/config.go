@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sersyncd/sersyncd/internal/filter"
 )
 
 // Config is the parsed and validated confxml.xml.
@@ -19,6 +21,7 @@ type Config struct {
 	Debug      bool              // <debug start>
 	XFS        bool              // <fileSystem xfs>
 	Filter     Filter            // <filter start> with <exclude expression> children: regular expressions
+	RsyncRules RsyncRules        // sersyncd-only <rsyncFilter start file>: rules in rsync's syntax
 	Events     Events            // <inotify> switches
 	LocalPath  string            // <sersync><localpath watch>: absolute, cleaned, no trailing slash
 	Remotes    []Remote          // <remote ip name> children of localpath, in file order
@@ -45,6 +48,14 @@ type Filter struct {
 	Enabled  bool
 	Excludes []string
 	Lines    []int // Lines[i]: the line of Excludes[i] in the file
+}
+
+// RsyncRules is the sersyncd-only <rsyncFilter start file>: include and
+// exclude rules in rsync's filter syntax, read from File by Load.
+type RsyncRules struct {
+	Enabled bool
+	File    string
+	Rules   *filter.Rules // nil until Load has read File
 }
 
 // Events are the <inotify> switches.
@@ -222,7 +233,7 @@ func Parse(name string, data []byte) (*Config, error) {
 
 // positions remembers where checked elements were, for Load's later errors.
 type positions struct {
-	localpath, auth int
+	localpath, auth, rsyncFilter int
 }
 
 func (c *Config) fsCheck(pos positions) error {
@@ -237,6 +248,13 @@ func (c *Config) fsCheck(pos positions) error {
 		if err := checkPasswordFile(a.PasswordFile); err != "" {
 			return &Error{File: c.File, Line: pos.auth, Element: "auth", Attr: "passwordfile", Value: a.PasswordFile, Msg: err}
 		}
+	}
+	if rf := &c.RsyncRules; rf.Enabled {
+		rules, err := filter.LoadRules(rf.File)
+		if err != nil {
+			return &Error{File: c.File, Line: pos.rsyncFilter, Element: "rsyncFilter", Attr: "file", Value: rf.File, Msg: err.Error()}
+		}
+		rf.Rules = rules
 	}
 	if _, err := LookPath("rsync"); err != nil {
 		return &Error{File: c.File, Element: "rsync", Msg: "no rsync binary on PATH; install rsync"}

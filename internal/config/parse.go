@@ -257,6 +257,13 @@ func (p *parser) head(root *node) {
 			c.Filter.Excludes, c.Filter.Lines = p.regexpLines(n, "exclude")
 		case "inotify":
 			c.Events = p.events(n)
+		case "rsyncFilter":
+			p.pos.rsyncFilter = n.line
+			c.RsyncRules.Enabled = p.boolAttr(n, "start", false)
+			c.RsyncRules.File, _ = n.attr("file")
+			if c.RsyncRules.Enabled && !filepath.IsAbs(c.RsyncRules.File) {
+				p.fail(n, "file", c.RsyncRules.File, "must be an absolute path to a file of rsync filter rules")
+			}
 		case "sersync":
 			if sersync != nil {
 				p.fail(n, "", "", "only one <sersync> section is supported")

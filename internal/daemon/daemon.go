@@ -2,6 +2,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -290,7 +291,7 @@ func (d *Daemon) reload(c *config.Config) error {
 	if err := <-oldDone; err != nil {
 		d.log.WithError(err).Warn("reload: old watcher")
 	}
-	if !slices.Equal(filterOf(c), filterOf(old)) {
+	if !slices.Equal(filterOf(c), filterOf(old)) || !bytes.Equal(c.RsyncRules.Rules.NULList(), old.RsyncRules.Rules.NULList()) {
 		// Paths the old filter excluded may now be wanted.
 		if err := d.queue.AddFullSync(); err != nil {
 			d.log.WithError(err).Error("reload: queue full push for the new filter")
@@ -471,12 +472,9 @@ func (s countingSink) Add(paths []string) error {
 // buildTargets makes the filter and one target per remote; hook, when not
 // nil, connects each target to the daemon's metrics and progress.
 func buildTargets(c *config.Config, hook func(*pusher.RsyncTarget)) (*filter.Filter, []pusher.Target, []string, error) {
-	var flt *filter.Filter
-	if c.Filter.Enabled {
-		var err error
-		if flt, err = filter.New(c.Filter.Excludes); err != nil {
-			return nil, nil, nil, fmt.Errorf("build filter: %w", err)
-		}
+	flt, err := filter.NewWithRules(filterOf(c), c.RsyncRules.Rules)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("build filter: %w", err)
 	}
 	rsyncTargets := pusher.NewRsyncTargets(c, flt)
 	targets := make([]pusher.Target, len(rsyncTargets))

@@ -28,9 +28,12 @@ import (
 	"strings"
 )
 
-// Filter is immutable after New and safe for concurrent use.
+// Filter is immutable after New and safe for concurrent use. It holds
+// sersync's expressions and, optionally, rules in rsync's syntax (rules.go):
+// a path is left alone when either excludes it.
 type Filter struct {
 	excludes []*regexp.Regexp
+	rules    *Rules
 }
 
 // Compile compiles expr for a whole-string match, as boost::regex_match
@@ -45,8 +48,11 @@ func Compile(expr string) (*regexp.Regexp, error) {
 }
 
 // New compiles the expressions; the error names the one that does not compile.
-func New(expressions []string) (*Filter, error) {
-	f := &Filter{}
+func New(expressions []string) (*Filter, error) { return NewWithRules(expressions, nil) }
+
+// NewWithRules is New with rsync-style rules as well (nil: none).
+func NewWithRules(expressions []string, rules *Rules) (*Filter, error) {
+	f := &Filter{rules: rules}
 	for _, expr := range expressions {
 		re, err := Compile(expr)
 		if err != nil {
@@ -59,22 +65,34 @@ func New(expressions []string) (*Filter, error) {
 
 // Excluded reports whether rel (relative to the root, '/'-separated, no
 // leading slash) or one of its parent directories is excluded. rel itself is
-// taken for a file; see ExcludedDir. A nil Filter excludes nothing.
-func (f *Filter) Excluded(rel string) bool {
-	_, _, ok := f.Match(rel, false)
-	return ok
+// taken for a file; see ExcludedAs. A nil Filter excludes nothing.
+func (f *Filter) Excluded(rel string) bool { return f.ExcludedAs(rel, false) }
+
+// ExcludedAs is Excluded where isDir says whether rel is a directory, which
+// sersync also matched with a trailing slash and rsync rules may single out.
+func (f *Filter) ExcludedAs(rel string, isDir bool) bool {
+	if _, _, ok := f.Match(rel, isDir); ok {
+		return true
+	}
+	return f != nil && f.rules.Excluded(rel, isDir)
 }
 
-// ExcludedDir is Excluded for a directory, which sersync also matched with a
-// trailing slash.
-func (f *Filter) ExcludedDir(rel string) bool {
-	_, _, ok := f.Match(rel, true)
-	return ok
+// Rules are the rsync-style rules, nil when there are none.
+func (f *Filter) Rules() *Rules {
+	if f == nil {
+		return nil
+	}
+	return f.rules
 }
 
-// Match reports which expression (its index in New's list) excludes rel, and
-// the form of rel or of its parent that it matched. isDir says rel is a
-// directory (its parents always are).
+// HasExpressions reports whether there are sersync expressions, which rsync
+// cannot be given as rules.
+func (f *Filter) HasExpressions() bool { return f != nil && len(f.excludes) > 0 }
+
+// Match reports which of sersync's expressions (its index in New's list)
+// excludes rel, and the form of rel or of its parent that it matched. isDir
+// says rel is a directory (its parents always are). The rsync rules are not
+// consulted: see Rules().Match.
 func (f *Filter) Match(rel string, isDir bool) (index int, form string, ok bool) {
 	if f == nil || len(f.excludes) == 0 || rel == "" || rel == "." {
 		return 0, "", false
@@ -111,4 +129,4 @@ func (f *Filter) Match(rel string, isDir bool) (index int, form string, ok bool)
 }
 
 // Empty reports whether the filter excludes nothing.
-func (f *Filter) Empty() bool { return f == nil || len(f.excludes) == 0 }
+func (f *Filter) Empty() bool { return !f.HasExpressions() && f.Rules().Empty() }

@@ -94,11 +94,11 @@ func FuzzExcluded(f *testing.F) {
 			return
 		}
 		// A path below an excluded directory must be excluded too.
-		if flt.ExcludedDir(path) && !flt.Excluded(path+"/child") {
+		if flt.ExcludedAs(path, true) && !flt.Excluded(path+"/child") {
 			t.Fatalf("%q excluded but %q/child is not", path, path)
 		}
 		// A directory is excluded whenever the same name as a file is.
-		if flt.Excluded(path) && !flt.ExcludedDir(path) {
+		if flt.Excluded(path) && !flt.ExcludedAs(path, true) {
 			t.Fatalf("%q excluded as a file but not as a directory", path)
 		}
 	})

@@ -195,7 +195,13 @@ func (t *RsyncTarget) FullPushArgs(extraExcludes []string) []string {
 	if !t.KeepDeleted {
 		args = append(args, "--delete", "--force")
 	}
-	return append(args, "--from0", "--exclude-from=-", "--", t.Source+"/", t.Dest+"/")
+	stdin := "--exclude-from=-"
+	if !t.Filter.HasExpressions() && !t.Filter.Rules().Empty() {
+		// rsync applies the rsync-style rules itself: the very rules
+		// sersyncd decided live pushes with go on stdin (Rules.NULList).
+		stdin = "--filter=merge -"
+	}
+	return append(args, "--from0", stdin, "--", t.Source+"/", t.Dest+"/")
 }
 
 // Push runs one rsync for all paths: the standby one when there is one.
@@ -223,8 +229,9 @@ func (t *RsyncTarget) Push(ctx context.Context, paths []string) error {
 	return err
 }
 
-// FullPush makes the target equal to the source. Without a filter that is
-// one recursive rsync with --delete. The filter's regular expressions cannot
+// FullPush makes the target equal to the source. Without sersync's
+// expressions that is one recursive rsync with --delete (and the rsync-style
+// rules, if any, on stdin). The filter's regular expressions cannot
 // be written as rsync patterns, so with one the tree is walked and pushed in
 // two calls: a deletion-only pass (--existing --ignore-existing) with every
 // excluded path as an exact anchored exclude, which protects those paths on
@@ -233,8 +240,8 @@ func (t *RsyncTarget) Push(ctx context.Context, paths []string) error {
 // target, as a single recursive call would have let it. A target that keeps
 // deleted files gets the copy alone.
 func (t *RsyncTarget) FullPush(ctx context.Context, extraExcludes []string) error {
-	if t.Filter.Empty() {
-		return t.run(ctx, t.withProgress(t.FullPushArgs(extraExcludes)), &bytes.Buffer{})
+	if !t.Filter.HasExpressions() {
+		return t.run(ctx, t.withProgress(t.FullPushArgs(extraExcludes)), bytes.NewBuffer(t.Filter.Rules().NULList()))
 	}
 	var excluded, wanted bytes.Buffer
 	err := filepath.WalkDir(t.Source, func(p string, d fs.DirEntry, err error) error {
@@ -242,7 +249,7 @@ func (t *RsyncTarget) FullPush(ctx context.Context, extraExcludes []string) erro
 			return nil // vanished or unreadable: rsync reports it itself
 		}
 		rel := p[len(t.Source)+1:]
-		if _, _, ok := t.Filter.Match(rel, d.IsDir()); ok {
+		if t.Filter.ExcludedAs(rel, d.IsDir()) {
 			excluded.WriteString("/" + escapePattern(rel))
 			excluded.WriteByte(0)
 			if d.IsDir() {

@@ -402,7 +402,7 @@ func (w *Watcher) watchTree(rel string, record bool) error {
 			w.opt.Log.WithError(err).Warnf("scan %q", r)
 			return nil
 		}
-		if _, _, excluded := w.opt.Filter.Match(r, d.IsDir()); r != "" && excluded {
+		if r != "" && w.opt.Filter.ExcludedAs(r, d.IsDir()) {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
@@ -480,6 +480,21 @@ func (w *Watcher) isDir(rel string) bool {
 	defer w.dirMu.Unlock()
 	_, ok := w.dirs[rel]
 	return ok
+}
+
+// excluded is the filter's answer for an event's path. Whether it is a
+// directory matters (sersync matched "dir/", rsync rules such as "+ */"
+// single directories out): a watched one is known, one just made is asked.
+func (w *Watcher) excluded(rel string, ev fsnotify.Event) bool {
+	if w.opt.Filter.Empty() {
+		return false
+	}
+	isDir := w.isDir(rel)
+	if !isDir && ev.Has(fsnotify.Create) {
+		fi, err := os.Lstat(ev.Name)
+		isDir = err == nil && fi.IsDir()
+	}
+	return w.opt.Filter.ExcludedAs(rel, isDir)
 }
 
 // How an event bears on a file's size (sizeQuiet).
@@ -698,7 +713,7 @@ func (w *Watcher) handle(ev fsnotify.Event) error {
 		}
 		return nil
 	}
-	if w.opt.Filter.Excluded(rel) {
+	if w.excluded(rel, ev) {
 		return nil
 	}
 	if w.opt.OnEvent != nil {
