@@ -138,6 +138,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sersyncd: unexpected argument %q (see sersyncd --help)\n", fs.Arg(0))
 		return exitUsage
 	}
+	if err := emptyFlag(fs); err != nil {
+		fmt.Fprintf(stderr, "sersyncd: %v\n", err)
+		return exitUsage
+	}
 	if f.workers < 1 {
 		fmt.Fprintf(stderr, "sersyncd: -n %d: the worker count must be at least 1\n", f.workers)
 		return exitUsage
@@ -162,6 +166,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return detach(f, stderr)
 	}
 	return runDaemon(f, cfg, stderr)
+}
+
+// emptyFlag refuses a file or address flag given as "": each of them falls
+// back to the config's value or a default when left out, so an empty one
+// would silently mean a file or address the operator did not write (`--db
+// ""` used /var/lib/sersyncd/queue.db and created it).
+func emptyFlag(fs *flag.FlagSet) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "o", "db", "log-file", "pid-file", "metrics":
+			if f.Value.String() == "" && err == nil {
+				dash := "--"
+				if len(f.Name) == 1 {
+					dash = "-"
+				}
+				err = fmt.Errorf("%s%s \"\": empty; leave the flag out for the default, or name a file or address", dash, f.Name)
+			}
+		}
+	})
+	return err
 }
 
 func firstNonEmpty(s ...string) string {
@@ -272,6 +297,10 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "sersyncd check: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	if err := emptyFlag(fs); err != nil {
+		fmt.Fprintf(stderr, "sersyncd check: %v\n", err)
 		return exitUsage
 	}
 	cfg, err := config.Load(*path)

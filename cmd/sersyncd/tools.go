@@ -54,6 +54,10 @@ func parseToolFlags(name string, args []string, stdout, stderr io.Writer, withTa
 		fmt.Fprintf(stderr, "sersyncd %s: unexpected argument %q\n", name, fs.Arg(0))
 		return nil, nil, exitUsage
 	}
+	if err := emptyFlag(fs); err != nil {
+		fmt.Fprintf(stderr, "sersyncd %s: %v\n", name, err)
+		return nil, nil, exitUsage
+	}
 	cfg, err := config.Load(f.config)
 	if err != nil {
 		fmt.Fprintf(stderr, "sersyncd: %v\n", err)
