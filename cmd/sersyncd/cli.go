@@ -18,6 +18,8 @@ import (
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/daemon"
 	"github.com/sersyncd/sersyncd/internal/plugin"
+	"github.com/sersyncd/sersyncd/internal/retry"
+	"github.com/sersyncd/sersyncd/internal/safefile"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -162,6 +164,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	f.logFile = firstNonEmpty(f.logFile, cfg.Daemon.LogFile, defaultLogFile)
 	f.pidFile = firstNonEmpty(f.pidFile, cfg.Daemon.PidFile, defaultPidFile)
 	f.metrics = firstNonEmpty(f.metrics, cfg.Daemon.Metrics)
+	if err := checkWrittenFiles(cfg, f.logFile, f.pidFile, f.detach); err != nil {
+		fmt.Fprintf(stderr, "sersyncd: %v\n", err)
+		return exitUsage
+	}
 	if f.detach && os.Getenv(detachedEnv) == "" {
 		return detach(f, stderr)
 	}
@@ -187,6 +193,27 @@ func emptyFlag(fs *flag.FlagSet) error {
 		}
 	})
 	return err
+}
+
+// checkWrittenFiles refuses a failLog, and with -d a log or pid file, that
+// is a symbolic link or sits where someone else could make it one (see
+// safefile): as root, sersyncd would write wherever such a link points.
+func checkWrittenFiles(cfg *config.Config, logFile, pidFile string, detach bool) error {
+	if cfg.FailLog.Path != "" {
+		if err := retry.CheckFailLog(cfg.FailLog.Path); err != nil {
+			return err
+		}
+	}
+	if !detach {
+		return nil
+	}
+	if err := safefile.Check(logFile); err != nil {
+		return fmt.Errorf("log file %w", err)
+	}
+	if err := safefile.Check(pidFile); err != nil {
+		return fmt.Errorf("pid file %w", err)
+	}
+	return nil
 }
 
 func firstNonEmpty(s ...string) string {
@@ -306,6 +333,10 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(*path)
 	if err == nil {
 		err = plugin.Check(cfg)
+	}
+	if err == nil {
+		// The files -d would write, as the config names them.
+		err = checkWrittenFiles(cfg, firstNonEmpty(cfg.Daemon.LogFile, defaultLogFile), firstNonEmpty(cfg.Daemon.PidFile, defaultPidFile), true)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sersyncd: %v\n", err)

@@ -86,6 +86,11 @@ func Start(opt Options) (*Daemon, error) {
 	for _, w := range c.Warnings {
 		log.Warn(w)
 	}
+	if c.FailLog.Path != "" {
+		if err := retry.CheckFailLog(c.FailLog.Path); err != nil {
+			return nil, err
+		}
+	}
 	m := metrics.New(nil)
 	var prog *progress
 	hooks := func(t *pusher.RsyncTarget) {
@@ -181,7 +186,7 @@ func (d *Daemon) newPool(c *config.Config, targets []pusher.Target) *pusher.Pool
 	obs := pusher.Observers{d.metrics, d.progress}
 	if c.FailLog.Path != "" {
 		if d.failLog == nil || d.cfg.FailLog.Path != c.FailLog.Path {
-			d.failLog = retry.OpenFailLog(c.FailLog.Path)
+			d.failLog = retry.OpenFailLog(c.FailLog.Path, d.log)
 			d.failLogs = append(d.failLogs, d.failLog)
 		}
 		obs = append(obs, d.failLog)
@@ -266,6 +271,11 @@ func (d *Daemon) reload(c *config.Config) error {
 	}
 	if err := plugin.Check(c); err != nil {
 		return fmt.Errorf("reload: %w", err)
+	}
+	if c.FailLog.Path != "" {
+		if err := retry.CheckFailLog(c.FailLog.Path); err != nil {
+			return fmt.Errorf("reload: %w", err)
+		}
 	}
 	for _, w := range c.Warnings {
 		d.log.Warn(w)
@@ -551,7 +561,7 @@ func OpenTool(c *config.Config, db string, log logrus.FieldLogger) (*Tool, error
 	}
 	var obs pusher.Observers
 	if c.FailLog.Path != "" {
-		obs = append(obs, retry.OpenFailLog(c.FailLog.Path))
+		obs = append(obs, retry.OpenFailLog(c.FailLog.Path, log))
 	}
 	return &Tool{queue: q, pool: newPool(c, q, targets, 1, obs, log), db: db}, nil
 }
