@@ -75,6 +75,10 @@ func openOffline(cfg *config.Config, f *toolFlags, stderr io.Writer) (*daemon.To
 	log := logrus.New()
 	log.SetOutput(stderr)
 	tool, err := daemon.OpenTool(cfg, f.db, log)
+	var damaged *queue.DamagedError
+	if errors.As(err, &damaged) {
+		return nil, fmt.Errorf("%w; left as it is: start sersyncd to move it aside and push the whole tree to every target", damaged)
+	}
 	if errors.Is(err, queue.ErrLocked) {
 		return nil, fmt.Errorf("queue file %s is locked by another process, but no daemon answers on %s", f.db, control.SocketPath(f.db))
 	}

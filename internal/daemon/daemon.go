@@ -103,14 +103,12 @@ func Start(opt Options) (*Daemon, error) {
 		return nil, err
 	}
 	prog = newProgress(log, log.Out, opt.Terminal && opt.FullPushAtStart, names)
-	q, err := queue.Open(opt.DBPath, names)
+	q, err := openQueue(opt.DBPath, names, log)
 	if err != nil {
 		return nil, err
 	}
-	fullPush := opt.FullPushAtStart
-	if q.Unclean() {
-		log.Warn("the last run did not stop cleanly: changes it saw but had not queued may be lost; pushing the whole tree")
-		fullPush = true
+	if why := q.Missed(); why != "" {
+		log.Warnf("changes may have been missed: %s; pushing the whole tree to every target", why)
 	}
 	for _, name := range names {
 		if n := q.Pending(name); n > 0 {
@@ -126,8 +124,9 @@ func Start(opt Options) (*Daemon, error) {
 		return nil, err
 	}
 	// Queued only now that every watch is set, so nothing changed during
-	// the full push is missed.
-	if fullPush {
+	// the full push is missed. (One owed for missed changes was queued with
+	// its mark; no push runs before Run.)
+	if opt.FullPushAtStart {
 		if err := q.AddFullSync(); err != nil {
 			q.Close()
 			return nil, err
