@@ -6,6 +6,7 @@ package main
 import (
 	"bytes"
 	"crypto/rand"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
 // pathsRoot returns the page that holds the root of the first target's
@@ -160,5 +163,73 @@ func TestDamagedQueueFile(t *testing.T) {
 			}
 			t.Log(line)
 		})
+	}
+}
+
+// TestDegradedStopLeavesFullPushOwed: a daemon short of inotify watches
+// stops cleanly after a change in a directory it could not watch. Before,
+// the next start, with watches enough, never pushed that change: the
+// periodic full push of the degraded mode lived in memory only. Now the
+// stop leaves the mark of missed changes and the next start, without -r,
+// pushes the tree.
+func TestDegradedStopLeavesFullPushOwed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	onTmpfs(t)
+	e := newEnv(t, envOptions{targets: 1})
+	for i := 0; i < 30; i++ {
+		must(t, os.Mkdir(e.path(fmt.Sprintf("d%02d", i)), 0o755))
+	}
+	restore := setSysctl(t, "/proc/sys/fs/inotify/max_user_watches", testutil.InotifyWatchesInUse()+5)
+	p := e.start()
+	restore()
+	if !strings.Contains(p.Output(), "some directories cannot be watched") {
+		t.Skipf("the daemon found watches enough (freed by other processes meanwhile?):\n%s", p.Output())
+	}
+	// The empty directories arrive only by the full push of a degraded start.
+	e.converge(10*time.Second, "the full push at a degraded start")
+	e.write("d29/f", "in a directory without a watch")
+	must(t, p.Signal(syscall.SIGTERM))
+	if code, err := p.Wait(20 * time.Second); err != nil || code != 0 {
+		t.Fatalf("stop: exit %d, %v:\n%s", code, err, tail(p.Output(), 3000))
+	}
+	p = e.start() // without -r, and with watches enough
+	e.converge(10*time.Second, "after a clean stop in degraded mode")
+	if !strings.Contains(p.Output(), "changes may have been missed: some directories have no inotify watch") {
+		t.Errorf("the start does not say why it pushes the whole tree:\n%s", tail(p.Output(), 3000))
+	}
+}
+
+// TestOverflowWhileTargetDownThenRestart: the kernel's event queue
+// overflows while the target is down, and the daemon is stopped cleanly
+// before it could push anything: the mark of missed changes outlives the
+// stop, and a start without -r brings the target equal to the source.
+func TestOverflowWhileTargetDownThenRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	onTmpfs(t)
+	e := newEnv(t, envOptions{targets: 1, backoffMax: "10m"})
+	e.targets[0].Stop()
+	restore := setSysctl(t, "/proc/sys/fs/inotify/max_queued_events", 64)
+	p := e.start()
+	restore()
+	for i := 0; i < 20; i++ {
+		must(t, os.MkdirAll(e.path(fmt.Sprintf("flood/d%02d", i)), 0o755))
+		for j := 0; j < 100; j++ {
+			e.write(fmt.Sprintf("flood/d%02d/f%03d", i, j), fmt.Sprint(i, j))
+		}
+	}
+	waitLog(t, e, 15*time.Second, "overflowed")
+	must(t, p.Signal(syscall.SIGTERM))
+	if code, err := p.Wait(20 * time.Second); err != nil || code != 0 {
+		t.Fatalf("stop: exit %d, %v:\n%s", code, err, tail(p.Output(), 3000))
+	}
+	e.targets[0].Start()
+	p = e.start() // without -r
+	e.converge(30*time.Second, "after the overflow and a restart")
+	if !strings.Contains(p.Output(), "changes may have been missed: the inotify queue overflowed") {
+		t.Errorf("the start does not say why it pushes the whole tree:\n%s", tail(p.Output(), 3000))
 	}
 }

@@ -395,6 +395,16 @@ loop:
 		<-allDone
 	}
 	d.progress.close()
+	if errors.Is(runErr, watch.ErrRootGone) {
+		// Whatever is put in its place is unknown to the queue: the next
+		// start pushes all of it (the pushes have stopped, so none runs
+		// now against the missing root).
+		if err := d.queue.MarkMissed("the watched directory was removed or renamed"); err != nil {
+			runErr = fmt.Errorf("%w; restore it and start sersyncd again with -r (recording that a full push is owed failed: %v)", runErr, err)
+		} else {
+			runErr = fmt.Errorf("%w; restore it and start sersyncd again: a full push will run at start", runErr)
+		}
+	}
 	if d.httpSrv != nil {
 		d.httpSrv.Close()
 	}
