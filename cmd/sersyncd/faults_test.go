@@ -858,6 +858,9 @@ func TestRootRemoved(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		e.write(fmt.Sprintf("new/deep/f%02d", i), strings.Repeat("r", i))
 	}
+	if code, text := e.tool("status"); code != 0 || !strings.Contains(text, "owed:    a full push of every target, since changes may have been missed: the watched directory was removed") {
+		t.Fatalf("status after the removal: exit %d:\n%s", code, text)
+	}
 	p = e.start() // without -r
 	e.converge(15*time.Second, "after the root was recreated")
 	if !strings.Contains(p.Output(), "changes may have been missed: the watched directory was removed") {

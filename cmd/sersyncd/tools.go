@@ -187,6 +187,9 @@ func printStatus(w io.Writer, st *control.Status) {
 		fmt.Fprintln(w, "daemon:  not running")
 	}
 	fmt.Fprintf(w, "queue:   %s\n", st.Queue)
+	if st.Missed != "" {
+		fmt.Fprintf(w, "owed:    a full push of every target, since changes may have been missed: %s\n", st.Missed)
+	}
 	for _, t := range st.Targets {
 		fmt.Fprintf(w, "target:  %s\n", t.Name)
 		fmt.Fprintf(w, "  pending %d, failed %d, lag %s\n", t.Pending, t.Failed, (time.Duration(t.LagSeconds * float64(time.Second))).Round(time.Millisecond))

@@ -524,7 +524,11 @@ func newPool(c *config.Config, q *queue.Queue, targets []pusher.Target, workers 
 }
 
 func status(q *queue.Queue, pool *pusher.Pool, db string) (*control.Status, error) {
-	st := &control.Status{Queue: db}
+	missed, err := q.MissedNow()
+	if err != nil {
+		return nil, err
+	}
+	st := &control.Status{Queue: db, Missed: missed}
 	now := time.Now()
 	for _, ps := range pool.Status() {
 		qs, err := q.Stats(ps.Name)

@@ -119,6 +119,12 @@ func decodeAll(path string) error {
 	}
 	defer db.Close()
 	return db.View(func(tx *bolt.Tx) error {
+		c := tx.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if v != nil {
+				return fmt.Errorf("its top level holds %q, which is not a bucket", k)
+			}
+		}
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 			if !bytes.HasPrefix(name, []byte("t:")) {
 				return nil
