@@ -181,7 +181,7 @@ func TestEveryPageDamaged(t *testing.T) {
 	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
 		t.Setenv("TMPDIR", "/dev/shm") // the opens fsync: seconds on a disk
 	}
-	intact := fullQueue(t, 2000)
+	intact := fullQueue(t, 1000)
 	orig, err := os.ReadFile(intact)
 	must(t, err)
 	used := reachable(t, intact)
@@ -208,7 +208,7 @@ func TestEveryPageDamaged(t *testing.T) {
 		}
 	}
 	t.Logf("%d pages, %d in use, each found damaged when overwritten (%s)", pages, damagedUsed, time.Since(start).Round(time.Millisecond))
-	seeds := 200
+	seeds := 150
 	if testing.Short() {
 		seeds = 50
 	}
