@@ -16,22 +16,34 @@ import (
 )
 
 // Check says why path must not be written, or nil: it is a symbolic link
-// or not a regular file; its directory is writable by everyone without the
-// sticky bit (anyone could replace the file by a link between a check and
-// an open); or, in a world-writable directory, the file belongs to another
-// user (who would read what the daemon writes, and choose where it goes
-// next). A path that does not exist yet is fine when its directory is.
+// or not a regular file; a directory above it is writable by everyone
+// without the sticky bit, or its own directory belongs to another user than
+// root and the daemon's (either could replace the file by a link between a
+// check and an open, or the directory itself); or, in a world-writable
+// directory, the file belongs to another user (who would read what the
+// daemon writes). A path that does not exist yet is fine when its
+// directories are.
 func Check(path string) error {
 	dir := filepath.Dir(path)
-	if di, err := os.Stat(dir); err == nil {
-		if !di.IsDir() {
-			return fmt.Errorf("%s: %s is not a directory", path, dir)
+	for d := dir; ; d = filepath.Dir(d) {
+		di, err := os.Stat(d)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			// Made by MkdirAll, by us.
+		case err != nil:
+			return fmt.Errorf("%s: %w", path, err)
+		case !di.IsDir():
+			return fmt.Errorf("%s: %s is not a directory", path, d)
+		case di.Mode().Perm()&0o002 != 0 && di.Mode()&fs.ModeSticky == 0:
+			return fmt.Errorf("%s: refusing to write below %s: it is writable by everyone without the sticky bit (chmod +t or o-w it, or choose another directory)", path, d)
+		case d == dir:
+			if uid := owner(di); uid != 0 && uid != os.Geteuid() {
+				return fmt.Errorf("%s: refusing to write in %s: it belongs to uid %d, who could put a link in the file's place (choose a directory of root's or this user's)", path, d, uid)
+			}
 		}
-		if di.Mode().Perm()&0o002 != 0 && di.Mode()&fs.ModeSticky == 0 {
-			return fmt.Errorf("%s: refusing to write in %s: it is writable by everyone without the sticky bit (chmod +t or o-w it, or choose another directory)", path, dir)
+		if d == filepath.Dir(d) {
+			break
 		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%s: %w", path, err)
 	}
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -43,6 +55,14 @@ func Check(path string) error {
 	return checkFile(path, fi)
 }
 
+// owner returns the uid that owns fi's file, or -1.
+func owner(fi fs.FileInfo) int {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int(st.Uid)
+	}
+	return -1
+}
+
 func checkFile(path string, fi fs.FileInfo) error {
 	switch {
 	case fi.Mode()&fs.ModeSymlink != 0:
@@ -50,9 +70,9 @@ func checkFile(path string, fi fs.FileInfo) error {
 	case !fi.Mode().IsRegular():
 		return fmt.Errorf("%s is not a regular file (%s): refusing to write to it", path, fi.Mode().Type())
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+	if uid := owner(fi); uid != os.Geteuid() {
 		if di, err := os.Stat(filepath.Dir(path)); err == nil && di.Mode().Perm()&0o002 != 0 {
-			return fmt.Errorf("%s belongs to uid %d in a directory everyone may write to: refusing to write to it (remove it, or choose another path)", path, st.Uid)
+			return fmt.Errorf("%s belongs to uid %d in a directory everyone may write to: refusing to write to it (remove it, or choose another path)", path, uid)
 		}
 	}
 	return nil

@@ -82,6 +82,33 @@ func TestCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Another user's: nobody's, as root makes them; skipped otherwise.
+	othersDir := filepath.Join(dir, "others")
+	othersSticky := filepath.Join(dir, "others-sticky")
+	othersFile := filepath.Join(sticky, "theirs")
+	for _, d := range []string{othersDir, othersSticky} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(othersSticky, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(othersFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	asRoot := os.Geteuid() == 0
+	if asRoot {
+		for _, p := range []string{othersDir, othersSticky, othersFile} {
+			if err := os.Chown(p, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	openAbove := filepath.Join(open, "sub")
+	if err := os.Mkdir(openAbove, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -98,6 +125,14 @@ func TestCheck(t *testing.T) {
 		{"a FIFO", filepath.Join(dir, "fifo"), "not a regular file"},
 		{"a directory", dir, "not a regular file"},
 		{"missing directory", filepath.Join(dir, "no/such/file"), ""},
+		{"world-writable directory without the sticky bit further up", filepath.Join(openAbove, "new"), "sticky bit"},
+	}
+	if asRoot {
+		cases = append(cases, []struct{ name, path, refusal string }{
+			{"another user's directory", filepath.Join(othersDir, "new"), "belongs to uid 65534"},
+			{"another user's sticky world-writable directory", filepath.Join(othersSticky, "new"), "belongs to uid 65534"},
+			{"another user's file in a sticky world-writable directory", othersFile, "belongs to uid 65534"},
+		}...)
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
