@@ -18,6 +18,8 @@ import (
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/daemon"
 	"github.com/sersyncd/sersyncd/internal/plugin"
+	"github.com/sersyncd/sersyncd/internal/retry"
+	"github.com/sersyncd/sersyncd/internal/safefile"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -139,6 +141,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sersyncd: unexpected argument %q (see sersyncd --help)\n", fs.Arg(0))
 		return exitUsage
 	}
+	if err := emptyFlag(fs); err != nil {
+		fmt.Fprintf(stderr, "sersyncd: %v\n", err)
+		return exitUsage
+	}
 	if f.workers < 1 {
 		fmt.Fprintf(stderr, "sersyncd: -n %d: the worker count must be at least 1\n", f.workers)
 		return exitUsage
@@ -159,10 +165,56 @@ func run(args []string, stdout, stderr io.Writer) int {
 	f.logFile = firstNonEmpty(f.logFile, cfg.Daemon.LogFile, defaultLogFile)
 	f.pidFile = firstNonEmpty(f.pidFile, cfg.Daemon.PidFile, defaultPidFile)
 	f.metrics = firstNonEmpty(f.metrics, cfg.Daemon.Metrics)
+	if err := checkWrittenFiles(cfg, f.logFile, f.pidFile, f.detach); err != nil {
+		fmt.Fprintf(stderr, "sersyncd: %v\n", err)
+		return exitUsage
+	}
 	if f.detach && os.Getenv(detachedEnv) == "" {
 		return detach(f, stderr)
 	}
 	return runDaemon(f, cfg, stderr)
+}
+
+// emptyFlag refuses a file or address flag given as "": each of them falls
+// back to the config's value or a default when left out, so an empty one
+// would silently mean a file or address the operator did not write (`--db
+// ""` used /var/lib/sersyncd/queue.db and created it).
+func emptyFlag(fs *flag.FlagSet) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "o", "db", "log-file", "pid-file", "metrics":
+			if f.Value.String() == "" && err == nil {
+				dash := "--"
+				if len(f.Name) == 1 {
+					dash = "-"
+				}
+				err = fmt.Errorf("%s%s \"\": empty; leave the flag out for the default, or name a file or address", dash, f.Name)
+			}
+		}
+	})
+	return err
+}
+
+// checkWrittenFiles refuses a failLog, and with -d a log or pid file, that
+// is a symbolic link or sits where someone else could make it one (see
+// safefile): as root, sersyncd would write wherever such a link points.
+func checkWrittenFiles(cfg *config.Config, logFile, pidFile string, detach bool) error {
+	if cfg.FailLog.Path != "" {
+		if err := retry.CheckFailLog(cfg.FailLog.Path); err != nil {
+			return err
+		}
+	}
+	if !detach {
+		return nil
+	}
+	if err := safefile.Check(logFile); err != nil {
+		return fmt.Errorf("log file %w", err)
+	}
+	if err := safefile.Check(pidFile); err != nil {
+		return fmt.Errorf("pid file %w", err)
+	}
+	return nil
 }
 
 func firstNonEmpty(s ...string) string {
@@ -283,9 +335,17 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sersyncd check: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
+	if err := emptyFlag(fs); err != nil {
+		fmt.Fprintf(stderr, "sersyncd check: %v\n", err)
+		return exitUsage
+	}
 	cfg, err := config.Load(*path)
 	if err == nil {
 		err = plugin.Check(cfg)
+	}
+	if err == nil {
+		// The files -d would write, as the config names them.
+		err = checkWrittenFiles(cfg, firstNonEmpty(cfg.Daemon.LogFile, defaultLogFile), firstNonEmpty(cfg.Daemon.PidFile, defaultPidFile), true)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sersyncd: %v\n", err)

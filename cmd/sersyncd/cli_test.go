@@ -71,3 +71,48 @@ func TestCommandLine(t *testing.T) {
 		})
 	}
 }
+
+// TestEmptyPathFlags: an empty file or address flag is a bad flag. Each of
+// them falls back to the config or a default when left out, so an empty
+// one meant a file the operator did not write (--db "" created
+// /var/lib/sersyncd/queue.db).
+func TestEmptyPathFlags(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "confxml.xml")
+	xml := `<head version="2.5"><sersync><localpath watch="` + dir + `"><remote ip="127.0.0.1" name="m"/></localpath></sersync></head>`
+	if err := os.WriteFile(conf, []byte(xml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string // substring expected in the one stderr line
+	}{
+		// An empty file or address flag would fall back to a default the
+		// operator did not write (--db "" created /var/lib/sersyncd/queue.db).
+		{"empty --db", []string{"-o", conf, "--db", ""}, 2, "", `--db ""`},
+		{"empty --db=", []string{"-o", conf, "--db="}, 2, "", `--db ""`},
+		{"empty -o", []string{"-o", ""}, 2, "", `-o ""`},
+		{"empty --log-file", []string{"-o", conf, "-d", "--log-file", ""}, 2, "", `--log-file ""`},
+		{"empty --pid-file", []string{"-o", conf, "-d", "--pid-file", ""}, 2, "", `--pid-file ""`},
+		{"empty --metrics", []string{"-o", conf, "--metrics", ""}, 2, "", `--metrics ""`},
+		{"check with empty -o", []string{"check", "-o", ""}, 2, "", `-o ""`},
+		{"status with empty --db", []string{"status", "-o", conf, "--db", ""}, 2, "", `--db ""`},
+		{"retry with empty --db", []string{"retry", "-o", conf, "--db", ""}, 2, "", `--db ""`},
+		{"status with empty -o", []string{"status", "-o", ""}, 2, "", `-o ""`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if code := run(tc.args, &out, &errb); code != tc.code {
+				t.Fatalf("exit %d, want %d\nstderr: %s", code, tc.code, errb.String())
+			}
+			msg := strings.TrimRight(errb.String(), "\n")
+			if strings.Contains(msg, "\n") || !strings.Contains(msg, tc.stderr) {
+				t.Fatalf("want one stderr line naming %q, got:\n%s", tc.stderr, errb.String())
+			}
+		})
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/sersyncd/sersyncd/internal/safefile"
 )
 
 // detachedEnv marks the re-executed child of -d: Go cannot fork, so -d
@@ -17,11 +19,7 @@ import (
 const detachedEnv = "SERSYNCD_DETACHED"
 
 func detach(f daemonFlags, stderr io.Writer) int {
-	if err := os.MkdirAll(filepath.Dir(f.logFile), 0o755); err != nil {
-		fmt.Fprintf(stderr, "sersyncd: create log directory: %v\n", err)
-		return exitRuntime
-	}
-	logf, err := os.OpenFile(f.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	logf, err := safefile.OpenAppend(f.logFile, 0o640)
 	if err != nil {
 		fmt.Fprintf(stderr, "sersyncd: open log file: %v\n", err)
 		return exitRuntime
@@ -69,9 +67,23 @@ func writePidFile(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create pid directory: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+	// Checked at start; a link planted since is refused here. The rename
+	// replaces whatever is at path, a link too, never what it points to.
+	if err := safefile.Check(path); err != nil {
 		return fmt.Errorf("write pid file: %w", err)
+	}
+	tmp := path + ".tmp"
+	_ = os.Remove(tmp) // left by a crash, or planted: a link is removed, not followed
+	f, err := safefile.Create(tmp, 0o644)
+	if err != nil {
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	_, err = f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return errors.Join(fmt.Errorf("write pid file: %w", err), os.Remove(tmp))
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return errors.Join(fmt.Errorf("write pid file: %w", err), os.Remove(tmp))

@@ -810,7 +810,11 @@ func cpuTicks(t *testing.T, pid int) int {
 // daemon runs. It must not spin, and it stops with exit code 1 and a
 // message that names the directory (a new directory of that name would
 // not be watched, and pushing an empty or missing root is no backup);
-// the next start refuses the missing directory as a config error.
+// the next start refuses the missing directory as a config error. The
+// removal leaves the mark of missed changes in the queue: once the root is
+// recreated, with other files, a start without -r pushes all of it (before,
+// only the deletions queued before the exit were pushed, and the files of
+// the recreated tree never arrived).
 func TestRootRemoved(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
@@ -831,7 +835,7 @@ func TestRootRemoved(t *testing.T) {
 	cpu := p.Cmd.ProcessState.UserTime() + p.Cmd.ProcessState.SystemTime()
 	out := p.Output()
 	t.Logf("exit %d, %s of CPU in all", code, cpu)
-	if code != 1 || !strings.Contains(out, "watched directory was removed or renamed: "+e.src) {
+	if code != 1 || !strings.Contains(out, "watched directory was removed or renamed: "+e.src) || !strings.Contains(out, "a full push will run at start") {
 		t.Fatalf("exit %d; want 1 and a message naming %s:\n%s", code, e.src, tail(out, 3000))
 	}
 	if cpu > 2*time.Second {
@@ -845,6 +849,22 @@ func TestRootRemoved(t *testing.T) {
 	code, err = again.Wait(10 * time.Second)
 	if err != nil || code != 2 || !strings.Contains(again.Output(), "does not exist") {
 		t.Fatalf("start without the root: exit %d, %v:\n%s", code, err, again.Output())
+	}
+	// Restored from elsewhere, as an operator would: other files, one of
+	// the old ones with other content, none of it ever seen by a watch.
+	must(t, os.MkdirAll(e.path("a/b"), 0o755))
+	e.write("a/b/f", "restored, other content")
+	must(t, os.MkdirAll(e.path("new/deep"), 0o755))
+	for i := 0; i < 50; i++ {
+		e.write(fmt.Sprintf("new/deep/f%02d", i), strings.Repeat("r", i))
+	}
+	if code, text := e.tool("status"); code != 0 || !strings.Contains(text, "owed:    a full push of every target, since changes may have been missed: the watched directory was removed") {
+		t.Fatalf("status after the removal: exit %d:\n%s", code, text)
+	}
+	p = e.start() // without -r
+	e.converge(15*time.Second, "after the root was recreated")
+	if !strings.Contains(p.Output(), "changes may have been missed: the watched directory was removed") {
+		t.Errorf("the start does not say why it pushes the whole tree:\n%s", tail(p.Output(), 3000))
 	}
 }
 

@@ -54,6 +54,10 @@ func parseToolFlags(name string, args []string, stdout, stderr io.Writer, withTa
 		fmt.Fprintf(stderr, "sersyncd %s: unexpected argument %q\n", name, fs.Arg(0))
 		return nil, nil, exitUsage
 	}
+	if err := emptyFlag(fs); err != nil {
+		fmt.Fprintf(stderr, "sersyncd %s: %v\n", name, err)
+		return nil, nil, exitUsage
+	}
 	cfg, err := config.Load(f.config)
 	if err != nil {
 		fmt.Fprintf(stderr, "sersyncd: %v\n", err)
@@ -71,6 +75,10 @@ func openOffline(cfg *config.Config, f *toolFlags, stderr io.Writer) (*daemon.To
 	log := logrus.New()
 	log.SetOutput(stderr)
 	tool, err := daemon.OpenTool(cfg, f.db, log)
+	var damaged *queue.DamagedError
+	if errors.As(err, &damaged) {
+		return nil, fmt.Errorf("%w; left as it is: start sersyncd to move it aside and push the whole tree to every target", damaged)
+	}
 	if errors.Is(err, queue.ErrLocked) {
 		return nil, fmt.Errorf("queue file %s is locked by another process, but no daemon answers on %s", f.db, control.SocketPath(f.db))
 	}
@@ -179,6 +187,9 @@ func printStatus(w io.Writer, st *control.Status) {
 		fmt.Fprintln(w, "daemon:  not running")
 	}
 	fmt.Fprintf(w, "queue:   %s\n", st.Queue)
+	if st.Missed != "" {
+		fmt.Fprintf(w, "owed:    a full push of every target, since changes may have been missed: %s\n", st.Missed)
+	}
 	for _, t := range st.Targets {
 		fmt.Fprintf(w, "target:  %s\n", t.Name)
 		fmt.Fprintf(w, "  pending %d, failed %d, lag %s\n", t.Pending, t.Failed, (time.Duration(t.LagSeconds * float64(time.Second))).Round(time.Millisecond))

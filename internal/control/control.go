@@ -39,13 +39,16 @@ type Response struct {
 
 // Status is what `sersyncd status` shows.
 type Status struct {
-	Running     bool           `json:"running"`
-	PID         int            `json:"pid,omitempty"`
-	Queue       string         `json:"queue"`
-	WatchedDirs int            `json:"watched_dirs,omitempty"`
-	Overflows   int            `json:"overflows,omitempty"`
-	Degraded    string         `json:"degraded,omitempty"` // why some directories have no watch
-	Targets     []TargetStatus `json:"targets"`
+	Running     bool   `json:"running"`
+	PID         int    `json:"pid,omitempty"`
+	Queue       string `json:"queue"`
+	WatchedDirs int    `json:"watched_dirs,omitempty"`
+	Overflows   int    `json:"overflows,omitempty"`
+	Degraded    string `json:"degraded,omitempty"` // why some directories have no watch
+	// Missed is why changes may have been missed, while a full push of
+	// every target is owed for it.
+	Missed  string         `json:"missed,omitempty"`
+	Targets []TargetStatus `json:"targets"`
 }
 
 // TargetStatus is one target's part of Status.

@@ -87,6 +87,11 @@ func Start(opt Options) (*Daemon, error) {
 	for _, w := range c.Warnings {
 		log.Warn(w)
 	}
+	if c.FailLog.Path != "" {
+		if err := retry.CheckFailLog(c.FailLog.Path); err != nil {
+			return nil, err
+		}
+	}
 	m := metrics.New(nil)
 	var prog *progress
 	hooks := func(t *pusher.RsyncTarget) {
@@ -99,14 +104,12 @@ func Start(opt Options) (*Daemon, error) {
 		return nil, err
 	}
 	prog = newProgress(log, log.Out, opt.Terminal && opt.FullPushAtStart, names)
-	q, err := queue.Open(opt.DBPath, names)
+	q, err := openQueue(opt.DBPath, names, log)
 	if err != nil {
 		return nil, err
 	}
-	fullPush := opt.FullPushAtStart
-	if q.Unclean() {
-		log.Warn("the last run did not stop cleanly: changes it saw but had not queued may be lost; pushing the whole tree")
-		fullPush = true
+	if why := q.Missed(); why != "" {
+		log.Warnf("changes may have been missed: %s; pushing the whole tree to every target", why)
 	}
 	for _, name := range names {
 		if n := q.Pending(name); n > 0 {
@@ -122,8 +125,9 @@ func Start(opt Options) (*Daemon, error) {
 		return nil, err
 	}
 	// Queued only now that every watch is set, so nothing changed during
-	// the full push is missed.
-	if fullPush {
+	// the full push is missed. (One owed for missed changes was queued with
+	// its mark; no push runs before Run.)
+	if opt.FullPushAtStart {
 		if err := q.AddFullSync(); err != nil {
 			q.Close()
 			return nil, err
@@ -182,7 +186,7 @@ func (d *Daemon) newPool(c *config.Config, targets []pusher.Target) *pusher.Pool
 	obs := pusher.Observers{d.metrics, d.progress}
 	if c.FailLog.Path != "" {
 		if d.failLog == nil || d.cfg.FailLog.Path != c.FailLog.Path {
-			d.failLog = retry.OpenFailLog(c.FailLog.Path)
+			d.failLog = retry.OpenFailLog(c.FailLog.Path, d.log)
 			d.failLogs = append(d.failLogs, d.failLog)
 		}
 		obs = append(obs, d.failLog)
@@ -267,6 +271,11 @@ func (d *Daemon) reload(c *config.Config) error {
 	}
 	if err := plugin.Check(c); err != nil {
 		return fmt.Errorf("reload: %w", err)
+	}
+	if c.FailLog.Path != "" {
+		if err := retry.CheckFailLog(c.FailLog.Path); err != nil {
+			return fmt.Errorf("reload: %w", err)
+		}
 	}
 	for _, w := range c.Warnings {
 		d.log.Warn(w)
@@ -387,6 +396,16 @@ loop:
 		<-allDone
 	}
 	d.progress.close()
+	if errors.Is(runErr, watch.ErrRootGone) {
+		// Whatever is put in its place is unknown to the queue: the next
+		// start pushes all of it (the pushes have stopped, so none runs
+		// now against the missing root).
+		if err := d.queue.MarkMissed("the watched directory was removed or renamed"); err != nil {
+			runErr = fmt.Errorf("%w; restore it and start sersyncd again with -r (recording that a full push is owed failed: %v)", runErr, err)
+		} else {
+			runErr = fmt.Errorf("%w; restore it and start sersyncd again: a full push will run at start", runErr)
+		}
+	}
 	if d.httpSrv != nil {
 		d.httpSrv.Close()
 	}
@@ -503,7 +522,11 @@ func newPool(c *config.Config, q *queue.Queue, targets []pusher.Target, workers 
 }
 
 func status(q *queue.Queue, pool *pusher.Pool, db string) (*control.Status, error) {
-	st := &control.Status{Queue: db}
+	missed, err := q.MissedNow()
+	if err != nil {
+		return nil, err
+	}
+	st := &control.Status{Queue: db, Missed: missed}
 	now := time.Now()
 	for _, ps := range pool.Status() {
 		qs, err := q.Stats(ps.Name)
@@ -549,7 +572,7 @@ func OpenTool(c *config.Config, db string, log logrus.FieldLogger) (*Tool, error
 	}
 	var obs pusher.Observers
 	if c.FailLog.Path != "" {
-		obs = append(obs, retry.OpenFailLog(c.FailLog.Path))
+		obs = append(obs, retry.OpenFailLog(c.FailLog.Path, log))
 	}
 	return &Tool{queue: q, pool: newPool(c, q, targets, 1, obs, log), db: db}, nil
 }

@@ -32,6 +32,10 @@ var (
 	orderBucket  = []byte("order")
 	stateRunning = []byte("running")
 	stateClean   = []byte("clean")
+	// missedKey, in the meta bucket: why changes may have been missed; set
+	// with a full push for every target, removed when every target has
+	// pushed the whole tree since.
+	missedKey = []byte("missed")
 	// lastFailureKey, in a target's bucket: why its last failed push failed.
 	lastFailureKey = []byte("lastFailure")
 )
@@ -83,7 +87,8 @@ type Queue struct {
 	targets  map[string]*targetState
 	active   []string // the targets Add records changes for
 	unclean  bool
-	tool     bool // opened by OpenTool: the state marker is not ours
+	missed   string // why changes may have been missed, as found at open
+	tool     bool   // opened by OpenTool: the state marker is not ours
 	closed   bool
 	closeErr error
 }
@@ -97,9 +102,10 @@ type targetState struct {
 }
 
 // Open opens (creating it and its parent directories) the queue file and
-// makes sure every target has its buckets. Unclean reports whether the
-// previous process stopped without Close: changes it had seen but not yet
-// committed are lost, so the caller should push the whole tree.
+// makes sure every target has its buckets. An existing file is read whole
+// first: a damaged one is a *DamagedError, and left as it is. When the
+// previous process stopped without Close (Unclean), changes it had seen but
+// not yet committed are lost: Open marks them missed (see MarkMissed).
 func Open(path string, targets []string) (*Queue, error) {
 	return open(path, targets, true)
 }
@@ -111,42 +117,73 @@ func OpenTool(path string, targets []string) (*Queue, error) {
 	return open(path, targets, false)
 }
 
+// missedUnclean is why changes may have been missed after a crash.
+const missedUnclean = "a run did not stop cleanly (killed, crashed, power lost): changes it saw but had not queued are lost"
+
 func open(path string, targets []string, daemon bool) (*Queue, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create queue directory: %w", err)
 	}
-	// The freelist is rebuilt at open instead of written at every commit:
-	// commits are the queue's hot path, opens are rare.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: OpenTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
-	if err != nil {
-		if errors.Is(err, boltErrors.ErrTimeout) {
-			return nil, fmt.Errorf("open queue %s: %w", path, ErrLocked)
+	if _, err := os.Lstat(path); err == nil {
+		if err := verify(path); err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("open queue %s: %w", path, err)
+	}
+	var db *bolt.DB
+	q := &Queue{targets: map[string]*targetState{}, tool: !daemon}
+	added := map[string]int{}
+	// verify found the file whole; a panic here would be damage done since,
+	// and is an error too.
+	err := protect(func() error {
+		var err error
+		// The freelist is rebuilt at open instead of written at every
+		// commit: commits are the queue's hot path, opens are rare.
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: OpenTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+		if err != nil {
+			if errors.Is(err, boltErrors.ErrTimeout) {
+				return fmt.Errorf("open queue %s: %w", path, ErrLocked)
+			}
+			return fmt.Errorf("open queue %s: %w", path, err)
+		}
+		q.db = db
+		err = db.Update(func(tx *bolt.Tx) error {
+			meta, err := tx.CreateBucketIfNotExists(metaBucket)
+			if err != nil {
+				return err
+			}
+			q.missed = string(meta.Get(missedKey))
+			if s := meta.Get(stateKey); s != nil && string(s) != string(stateClean) {
+				q.unclean = true
+			}
+			if err := q.createTargets(tx, targets); err != nil {
+				return err
+			}
+			if !daemon {
+				return nil
+			}
+			if q.unclean && q.missed == "" {
+				q.missed = missedUnclean
+				if err := markMissedTx(tx, q.missed, targets, time.Now(), added); err != nil {
+					return err
+				}
+			}
+			return meta.Put(stateKey, stateRunning)
+		})
+		if err != nil {
+			return fmt.Errorf("initialise queue %s: %w", path, err)
+		}
+		return nil
+	})
+	if err != nil {
+		if db != nil {
+			db.Close()
+		}
+		return nil, err
 	}
 	// Acks of several targets' pushes share a commit if they come within
 	// this; short, since the target's next push waits for its ack.
 	db.MaxBatchDelay = 2 * time.Millisecond
-	q := &Queue{db: db, targets: map[string]*targetState{}, tool: !daemon}
-	err = db.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists(metaBucket)
-		if err != nil {
-			return err
-		}
-		if s := meta.Get(stateKey); s != nil && string(s) != string(stateClean) {
-			q.unclean = true
-		}
-		if daemon {
-			if err := meta.Put(stateKey, stateRunning); err != nil {
-				return err
-			}
-		}
-		return q.createTargets(tx, targets)
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("initialise queue %s: %w", path, err)
-	}
+	q.counted(targets, added) // a full push queued for an unclean stop
 	return q, nil
 }
 
@@ -196,6 +233,53 @@ func targetBucketName(target string) []byte { return []byte("t:" + target) }
 
 // Unclean reports whether the previous run ended without a clean Close.
 func (q *Queue) Unclean() bool { return q.unclean }
+
+// Missed says why changes may have been missed before this open ("" when
+// none were): a full push of every target is queued for it, and the mark
+// stays in the file until each has succeeded.
+func (q *Queue) Missed() string { return q.missed }
+
+// MarkMissed records, durably, that changes may have been missed, and why
+// (the first reason is kept until the mark is cleared), and queues a push of
+// the whole tree for every target; a full push already running for a target
+// does not count, since it may have read the tree before what was missed.
+// The mark is removed once every target has pushed the whole tree since
+// (Ack), so a stop before that, clean or not, leaves the full push owed.
+func (q *Queue) MarkMissed(why string) error {
+	q.mu.Lock()
+	targets := q.active
+	q.mu.Unlock()
+	added := map[string]int{}
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		clear(added)
+		return markMissedTx(tx, why, targets, time.Now(), added)
+	})
+	if err != nil {
+		return fmt.Errorf("record that changes may have been missed: %w", err)
+	}
+	q.counted(targets, added)
+	return nil
+}
+
+func markMissedTx(tx *bolt.Tx, why string, targets []string, now time.Time, added map[string]int) error {
+	meta := tx.Bucket(metaBucket)
+	if meta.Get(missedKey) == nil {
+		if err := meta.Put(missedKey, []byte(why)); err != nil {
+			return err
+		}
+	}
+	return putPaths(tx, targets, []string{FullSync}, now, added)
+}
+
+// MissedNow reads the mark as it is in the file now ("" when none).
+func (q *Queue) MissedNow() (string, error) {
+	var why string
+	err := q.db.View(func(tx *bolt.Tx) error {
+		why = string(tx.Bucket(metaBucket).Get(missedKey))
+		return nil
+	})
+	return why, err
+}
 
 // Path returns the queue file's path.
 func (q *Queue) Path() string { return q.db.Path() }
@@ -282,45 +366,56 @@ func (q *Queue) addTx(targets []string, paths []string, now time.Time) error {
 	added := map[string]int{}
 	err := q.db.Update(func(tx *bolt.Tx) error {
 		clear(added)
-		for _, name := range targets {
-			tb := tx.Bucket(targetBucketName(name))
-			pb, ob := tb.Bucket(pathsBucket), tb.Bucket(orderBucket)
-			// Sequence keys only ever append, and each batch of paths comes
-			// sorted: pages split full, not half full, so a backlog of
-			// 100,000 records takes a third less file and mapped memory.
-			ob.FillPercent, pb.FillPercent = 1.0, 0.9
-			for _, p := range paths {
-				key := []byte(p)
-				var rec Record
-				if v := pb.Get(key); v != nil {
-					if err := rec.decode(v); err != nil {
-						return fmt.Errorf("decode record %q: %w", p, err)
-					}
-					rec.Gen++
-					// A new change is pushed as such, not after the old
-					// failure's park.
-					rec.RetryAt = time.Time{}
-				} else {
-					seq, err := tb.NextSequence()
-					if err != nil {
-						return err
-					}
-					rec = Record{Seq: seq, Gen: 1, Queued: now}
-					if err := ob.Put(seqKey(seq), key); err != nil {
-						return err
-					}
-					added[name]++
-				}
-				if err := pb.Put(key, rec.encode()); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+		return putPaths(tx, targets, paths, now, added)
 	})
 	if err != nil {
 		return fmt.Errorf("add %d paths to queue: %w", len(paths), err)
 	}
+	q.counted(targets, added)
+	return nil
+}
+
+// putPaths records paths for targets in tx, counting new records in added.
+func putPaths(tx *bolt.Tx, targets []string, paths []string, now time.Time, added map[string]int) error {
+	for _, name := range targets {
+		tb := tx.Bucket(targetBucketName(name))
+		pb, ob := tb.Bucket(pathsBucket), tb.Bucket(orderBucket)
+		// Sequence keys only ever append, and each batch of paths comes
+		// sorted: pages split full, not half full, so a backlog of
+		// 100,000 records takes a third less file and mapped memory.
+		ob.FillPercent, pb.FillPercent = 1.0, 0.9
+		for _, p := range paths {
+			key := []byte(p)
+			var rec Record
+			if v := pb.Get(key); v != nil {
+				if err := rec.decode(v); err != nil {
+					return fmt.Errorf("decode record %q: %w", p, err)
+				}
+				rec.Gen++
+				// A new change is pushed as such, not after the old
+				// failure's park.
+				rec.RetryAt = time.Time{}
+			} else {
+				seq, err := tb.NextSequence()
+				if err != nil {
+					return err
+				}
+				rec = Record{Seq: seq, Gen: 1, Queued: now}
+				if err := ob.Put(seqKey(seq), key); err != nil {
+					return err
+				}
+				added[name]++
+			}
+			if err := pb.Put(key, rec.encode()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// counted adds what a commit added to the targets' counts and wakes them.
+func (q *Queue) counted(targets []string, added map[string]int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, name := range targets {
@@ -331,7 +426,6 @@ func (q *Queue) addTx(targets []string, paths []string, now time.Time) error {
 		default:
 		}
 	}
-	return nil
 }
 
 func seqKey(seq uint64) []byte {
@@ -467,10 +561,14 @@ func parentDir(p string) string {
 // again since they were claimed: those stay to be pushed once more. Acks of
 // concurrent pushes share one commit (bbolt's Batch).
 func (q *Queue) Ack(target string, items []Item) error {
+	q.mu.Lock()
+	active := q.active
+	q.mu.Unlock()
 	removed := 0
 	err := q.updateClaimed(target, items, true, func(tb *bolt.Bucket, recs []claimed) error {
 		pb, ob := tb.Bucket(pathsBucket), tb.Bucket(orderBucket)
 		removed = 0 // Batch may run this again
+		full := false
 		for _, c := range recs {
 			if c.rec.Gen != c.item.Gen {
 				continue
@@ -482,6 +580,10 @@ func (q *Queue) Ack(target string, items []Item) error {
 				return err
 			}
 			removed++
+			full = full || c.item.Path == FullSync
+		}
+		if full {
+			return clearMissed(tb.Tx(), active)
 		}
 		return nil
 	})
@@ -539,6 +641,22 @@ func (q *Queue) Fail(target string, items []Item, f Failure) error {
 		return fmt.Errorf("record failure of %d paths for %s: %w", len(items), target, err)
 	}
 	return nil
+}
+
+// clearMissed removes the mark of missed changes once no target changes are
+// recorded for still owes a full push. A target dropped from the config
+// keeps its own record, to be pushed if it comes back.
+func clearMissed(tx *bolt.Tx, active []string) error {
+	meta := tx.Bucket(metaBucket)
+	if meta.Get(missedKey) == nil {
+		return nil
+	}
+	for _, name := range active {
+		if tb := tx.Bucket(targetBucketName(name)); tb != nil && tb.Bucket(pathsBucket).Get([]byte(FullSync)) != nil {
+			return nil
+		}
+	}
+	return meta.Delete(missedKey)
 }
 
 // claimed is a claimed item with its record as the transaction found it.

@@ -492,18 +492,31 @@ func TestDurabilityAndUncleanMarker(t *testing.T) {
 			if got := q2.Unclean(); got != tc.wantUnclean {
 				t.Fatalf("Unclean = %v, want %v", got, tc.wantUnclean)
 			}
-			if got := q2.Pending("t"); got != 2 {
-				t.Fatalf("Pending = %d, want 2", got)
+			// A crash marks changes missed: a full push is queued.
+			want := []string{"a", "b"}
+			if tc.wantUnclean {
+				want = append(want, FullSync)
 			}
-			equal(t, "claim", claimPaths(t, q2, "t", 10), []string{"a", "b"})
+			if got := q2.Missed() != ""; got != tc.wantUnclean {
+				t.Fatalf("Missed = %q after %s", q2.Missed(), tc.name)
+			}
+			if got := q2.Pending("t"); got != len(want) {
+				t.Fatalf("Pending = %d, want %d", got, len(want))
+			}
+			got, _ := records(t, q2, "t")
+			equal(t, "records", got, want)
 			if err := q2.Close(); err != nil {
 				t.Fatal(err)
 			}
 
-			// One clean run clears the marker.
+			// One clean run clears the unclean marker; the full push it
+			// asked for stays owed until it has been pushed.
 			q3 := reopen(t, path, "t")
 			if q3.Unclean() {
 				t.Fatal("Unclean after a clean Close")
+			}
+			if got := q3.Missed() != ""; got != tc.wantUnclean {
+				t.Fatalf("Missed = %q after a clean run", q3.Missed())
 			}
 		})
 	}
@@ -723,5 +736,73 @@ func TestFailing(t *testing.T) {
 	count("all pushed", 0, 0)
 	if _, _, err := q.Failing("nope"); err == nil {
 		t.Error("Failing of an unknown target: no error")
+	}
+}
+
+// TestMissedMark: MarkMissed queues a full push for every target, and the
+// mark stays, across clean stops, until every target has pushed the whole
+// tree after it; a full push that was running when changes were missed
+// does not count.
+func TestMissedMark(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	q := reopen(t, path, "A", "B")
+	if q.Missed() != "" {
+		t.Fatalf("a new queue has Missed = %q", q.Missed())
+	}
+	if err := q.MarkMissed("overflow"); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.MarkMissed("root removed"); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := q.Pending("A"), q.Pending("B"); a != 1 || b != 1 {
+		t.Fatalf("Pending A=%d B=%d, want one full push each", a, b)
+	}
+	q.Close()
+	q = reopen(t, path, "A", "B")
+	if q.Missed() != "overflow" {
+		t.Fatalf("after a clean stop Missed = %q, want the first reason", q.Missed())
+	}
+	missedNow := func() string {
+		t.Helper()
+		why, err := q.MissedNow()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return why
+	}
+	a := mustClaim(t, q, "A", 10)
+	equal(t, "claim A", paths(a), []string{FullSync})
+	if err := q.Ack("A", a); err != nil {
+		t.Fatal(err)
+	}
+	if missedNow() == "" {
+		t.Fatal("cleared while B still owes its full push")
+	}
+	b := mustClaim(t, q, "B", 10)
+	// Missed again while B's full push runs: it may have read the tree
+	// before, so it does not clear the mark.
+	if err := q.MarkMissed("overflow again"); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Ack("B", b); err != nil {
+		t.Fatal(err)
+	}
+	if missedNow() == "" {
+		t.Fatal("cleared by a full push that started before the changes were missed")
+	}
+	for _, target := range []string{"A", "B"} {
+		items := mustClaim(t, q, target, 10)
+		equal(t, "claim "+target, paths(items), []string{FullSync})
+		if err := q.Ack(target, items); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if why := missedNow(); why != "" {
+		t.Fatalf("still marked (%q) after every target pushed the tree", why)
+	}
+	q.Close()
+	if q = reopen(t, path, "A", "B"); q.Missed() != "" || q.Pending("A")+q.Pending("B") != 0 {
+		t.Fatalf("reopened: Missed %q, pending %d", q.Missed(), q.Pending("A")+q.Pending("B"))
 	}
 }

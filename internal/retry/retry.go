@@ -17,10 +17,10 @@ import (
 
 	"github.com/robfig/cron/v3"
 	"github.com/sirupsen/logrus"
-	"gopkg.in/natefinch/lumberjack.v2"
 
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/pusher"
+	"github.com/sersyncd/sersyncd/internal/safefile"
 )
 
 // FailLogMaxMB is the size at which the failLog is rotated; three old files
@@ -35,15 +35,28 @@ type FailLog struct {
 	mu  sync.Mutex
 	out io.WriteCloser
 	now func() time.Time
+	log logrus.FieldLogger
 }
 
 var _ pusher.Observer = (*FailLog)(nil)
 
-// OpenFailLog appends to path, rotating it by size.
-func OpenFailLog(path string) *FailLog {
+// CheckFailLog says why path must not be the failLog (a symbolic link, a
+// directory anyone may replace it in, ...), or nil.
+func CheckFailLog(path string) error {
+	if err := safefile.Check(path); err != nil {
+		return fmt.Errorf("failLog %w", err)
+	}
+	return nil
+}
+
+// OpenFailLog appends to path from the first failure on, rotating it by
+// size; it never writes through a symbolic link (see safefile). A line it
+// cannot write is reported to log.
+func OpenFailLog(path string, log logrus.FieldLogger) *FailLog {
 	return &FailLog{
-		out: &lumberjack.Logger{Filename: path, MaxSize: FailLogMaxMB, MaxBackups: 3},
+		out: &safefile.Rotating{Path: path, MaxBytes: int64(FailLogMaxMB) << 20, Backups: 3, Perm: 0o600},
 		now: time.Now,
+		log: log,
 	}
 }
 
@@ -86,7 +99,9 @@ func (f *FailLog) Pushed(target string, paths []string, _ time.Duration, err err
 	b.WriteByte('\n')
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	_, _ = io.WriteString(f.out, b.String())
+	if _, err := io.WriteString(f.out, b.String()); err != nil {
+		f.log.WithError(err).Error("write failLog")
+	}
 }
 
 // quote writes s as a Go string literal (strconv.Unquote reads it back)

@@ -34,7 +34,8 @@ const fixedStamp = "2026-11-22T03:40:00Z"
 func writeFailLog(t *testing.T, write func(f *FailLog)) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "fail.log")
-	f := OpenFailLog(path)
+	log, _ := logtest.NewNullLogger()
+	f := OpenFailLog(path, log)
 	f.now = func() time.Time { return fixedNow }
 	write(f)
 	if err := f.Close(); err != nil {
@@ -426,7 +427,8 @@ func TestFailLogRotates(t *testing.T) {
 	FailLogMaxMB = 1
 	t.Cleanup(func() { FailLogMaxMB = old })
 	dir := t.TempDir()
-	f := OpenFailLog(filepath.Join(dir, "fail.log"))
+	log, hook := logtest.NewNullLogger()
+	f := OpenFailLog(filepath.Join(dir, "fail.log"), log)
 	long := strings.Repeat("y", 10<<10)
 	for range 150 { // 1.5 MB
 		f.Pushed("t", []string{long}, 0, errors.New("x"))
@@ -451,6 +453,56 @@ func TestFailLogRotates(t *testing.T) {
 	}
 	if len(names) < 2 || !contains(names, "fail.log") {
 		t.Errorf("files %q: want fail.log and a rotated backup", names)
+	}
+	if len(hook.AllEntries()) > 0 {
+		t.Errorf("logged %q", hook.LastEntry().Message)
+	}
+}
+
+// TestFailLogNeverFollowsSymlinks: sersync's stock failLog is in /tmp; a
+// link planted there, to a file or dangling, is refused by the check at
+// start, and a link planted after it is never written through: the file it
+// points to stays untouched, or is never created, and the failure is
+// logged instead.
+func TestFailLogNeverFollowsSymlinks(t *testing.T) {
+	cases := []struct {
+		name     string
+		dangling bool
+	}{
+		{"link to a file", false},
+		{"dangling link", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			victim := filepath.Join(t.TempDir(), "victim")
+			if !tc.dangling {
+				if err := os.WriteFile(victim, []byte("precious\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			path := filepath.Join(dir, "fail.log")
+			if err := os.Symlink(victim, path); err != nil {
+				t.Fatal(err)
+			}
+			if err := CheckFailLog(path); err == nil || !strings.Contains(err.Error(), "symbolic link") || !strings.Contains(err.Error(), path) {
+				t.Fatalf("CheckFailLog = %v; want a refusal naming %s", err, path)
+			}
+			log, hook := logtest.NewNullLogger()
+			f := OpenFailLog(path, log)
+			f.Pushed("t", []string{"a"}, 0, errors.New("x"))
+			f.Close()
+			b, err := os.ReadFile(victim)
+			switch {
+			case tc.dangling && !errors.Is(err, os.ErrNotExist):
+				t.Fatalf("the dangling link's target was created (%v): %q", err, b)
+			case !tc.dangling && string(b) != "precious\n":
+				t.Fatalf("the link's target was written: %q, %v", b, err)
+			}
+			if e := hook.LastEntry(); e == nil || !strings.Contains(e.Message, "failLog") {
+				t.Fatalf("the refused write was not logged: %v", hook.AllEntries())
+			}
+		})
 	}
 }
 

@@ -34,8 +34,10 @@ import (
 // durable before it returns.
 type Sink interface {
 	Add(paths []string) error
-	// AddFullSync asks for a push of the whole tree to every target.
-	AddFullSync() error
+	// MarkMissed records, durably, that changes may have been missed and
+	// why, and asks for a push of the whole tree to every target; the mark
+	// stays until that push has succeeded everywhere, across restarts.
+	MarkMissed(why string) error
 }
 
 // EventBuffer is the size of fsnotify's channel; a large one rides out
@@ -60,6 +62,12 @@ type Options struct {
 	// missing watches are tried again each time. Default 1 minute.
 	DegradedFullSyncEvery time.Duration
 }
+
+// Why changes may have been missed, as the watcher tells its sink.
+const (
+	missedUnwatched = "some directories have no inotify watch (fs.inotify.max_user_watches reached)"
+	missedOverflow  = "the inotify queue overflowed"
+)
 
 // DefaultDegradedFullSyncEvery is Options.DegradedFullSyncEvery's default.
 const DefaultDegradedFullSyncEvery = time.Minute
@@ -95,7 +103,7 @@ type Watcher struct {
 	overflowUnlogged int       // overflows since then
 	resyncQueued     bool      // an opResync waits in dirOps: another adds nothing
 	degraded         *WatchLimitError
-	fullSyncOwed     bool // the sink refused a full sync: flushLoop asks again
+	fullSyncOwed     string // why changes were missed, which the sink refused: flushLoop tells it again
 }
 
 // Times in change and handedOn are offsets from Watcher.epoch (since): a
@@ -305,6 +313,7 @@ func New(opt Options) (*Watcher, error) {
 		// silently. So run, say how to fix it, and push the whole tree
 		// periodically until every directory is watched.
 		w.enterDegraded(limit)
+		w.requestFullSync(missedUnwatched)
 	}
 	return w, nil
 }
@@ -375,6 +384,14 @@ func (w *Watcher) watchTree(rel string, record bool) error {
 	root := w.abs(rel)
 	var limit *WatchLimitError
 	seen := 0
+	// A directory whose watch the kernel refused for another reason than
+	// the limit: neither its changes nor what is in it are seen.
+	var unwatched string
+	defer func() {
+		if unwatched != "" {
+			w.requestFullSync(unwatched)
+		}
+	}()
 	// What the scan finds is recorded in chunks, each under one lock and one
 	// time, so the flush goroutine cannot hand on a directory moved in ahead
 	// of the files in it: one move is one commit, and one push.
@@ -434,7 +451,10 @@ func (w *Watcher) watchTree(rel string, record bool) error {
 			if p == w.opt.Root {
 				return fmt.Errorf("watch %s: %w", p, err)
 			}
-			w.opt.Log.WithError(err).Warnf("watch directory %q", r)
+			w.opt.Log.WithError(err).Errorf("watch directory %q: its changes are not seen; pushing the whole tree", r)
+			if unwatched == "" {
+				unwatched = fmt.Sprintf("directory %q could not be watched: %v", r, err)
+			}
 			return filepath.SkipDir
 		}
 		w.dirMu.Lock()
@@ -599,6 +619,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if err := w.flush(time.Now(), true); err != nil && flushErr == nil {
 		flushErr = err
 	}
+	if w.Degraded() != nil {
+		// Changes in the unwatched directories since the last periodic
+		// full push are unseen: the next start pushes the tree.
+		w.requestFullSync(missedUnwatched)
+	}
+	if err := w.retryFullSync(); err != nil && flushErr == nil {
+		flushErr = err
+	}
 	return flushErr
 }
 
@@ -709,7 +737,7 @@ func (w *Watcher) handle(ev fsnotify.Event) error {
 			// Its watch is gone with it; a directory made again under the
 			// name would not be watched, and pushing a missing or new root
 			// could empty the backups. Stop and say so.
-			return fmt.Errorf("%w: %s: changes below it can no longer be seen; restore it and start sersyncd again", ErrRootGone, w.opt.Root)
+			return fmt.Errorf("%w: %s: changes below it can no longer be seen", ErrRootGone, w.opt.Root)
 		}
 		return nil
 	}
@@ -814,7 +842,7 @@ func (w *Watcher) degradedTick() {
 	default:
 		w.opt.Log.WithError(err).Error("re-watch tree")
 	}
-	w.requestFullSync()
+	w.requestFullSync(missedUnwatched)
 }
 
 func (w *Watcher) doDirOp(op dirOp) {
@@ -828,11 +856,11 @@ func (w *Watcher) doDirOp(op dirOp) {
 			// What the new directories hold now is recorded; later changes
 			// in them are caught by the periodic full push.
 			if w.enterDegraded(limit) {
-				w.requestFullSync()
+				w.requestFullSync(missedUnwatched)
 			}
 		default:
 			w.opt.Log.WithError(err).Errorf("watch new directory %q; pushing the whole tree instead", op.rel)
-			w.requestFullSync()
+			w.requestFullSync(fmt.Sprintf("new directory %q could not be watched: %v", op.rel, err))
 		}
 	case opUnwatch:
 		w.unwatchTree(op.rel)
@@ -849,17 +877,20 @@ func (w *Watcher) doDirOp(op dirOp) {
 		default:
 			w.opt.Log.WithError(err).Error("re-watch tree after overflow")
 		}
-		w.requestFullSync()
+		w.requestFullSync(missedOverflow)
 	}
 }
 
-// requestFullSync asks the sink for a push of the whole tree; when the sink
-// refuses (the queue's disk is full), flushLoop asks again until it takes it.
-func (w *Watcher) requestFullSync() {
-	if err := w.opt.Sink.AddFullSync(); err != nil {
+// requestFullSync tells the sink that changes may have been missed, and
+// why, which asks for a push of the whole tree; when the sink refuses (the
+// queue's disk is full), flushLoop asks again until it takes it.
+func (w *Watcher) requestFullSync(why string) {
+	if err := w.opt.Sink.MarkMissed(why); err != nil {
 		w.opt.Log.WithError(err).Error("queue full push; trying again every second")
 		w.statMu.Lock()
-		w.fullSyncOwed = true
+		if w.fullSyncOwed == "" {
+			w.fullSyncOwed = why
+		}
 		w.statMu.Unlock()
 		select {
 		case w.wake <- struct{}{}:
@@ -873,14 +904,14 @@ func (w *Watcher) retryFullSync() error {
 	w.statMu.Lock()
 	owed := w.fullSyncOwed
 	w.statMu.Unlock()
-	if !owed {
+	if owed == "" {
 		return nil
 	}
-	if err := w.opt.Sink.AddFullSync(); err != nil {
+	if err := w.opt.Sink.MarkMissed(owed); err != nil {
 		return fmt.Errorf("queue full push: %w", err)
 	}
 	w.statMu.Lock()
-	w.fullSyncOwed = false
+	w.fullSyncOwed = ""
 	w.statMu.Unlock()
 	w.opt.Log.Info("full push queued")
 	return nil
@@ -961,11 +992,11 @@ func (w *Watcher) held() int {
 // changed.
 func (w *Watcher) fallBackToFullSync(held int) {
 	before := time.Now()
-	if err := w.opt.Sink.AddFullSync(); err != nil {
+	if err := w.opt.Sink.MarkMissed(fmt.Sprintf("the queue refused changes for %s", CommitFallbackAfter)); err != nil {
 		return
 	}
 	w.statMu.Lock()
-	w.fullSyncOwed = false
+	w.fullSyncOwed = ""
 	w.statMu.Unlock()
 	w.mu.Lock()
 	for p, c := range w.pending {

@@ -46,7 +46,7 @@ func (s *sink) Add(paths []string) error {
 	return nil
 }
 
-func (s *sink) AddFullSync() error {
+func (s *sink) MarkMissed(string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
@@ -369,7 +369,7 @@ func TestSinkFailureKeepsChangesAndFullSync(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r.w.requestFullSync()
+	r.w.requestFullSync("test")
 	// Longer than the old ten retries of a full sync took.
 	time.Sleep(6 * time.Second)
 	if n := strings.Count(r.log.String(), "commit changes to queue"); n != 1 {
