@@ -471,7 +471,9 @@ func (tr *targetRunner) pushBatch(ctx context.Context, items []queue.Item, budge
 		log = log.WithField("exit", exitErr.Code)
 	}
 	if partial && len(items) == 1 {
-		f.Park = p.opt.BackoffMax
+		// On the backoff of its own failures in a row: a file made
+		// readable a moment later is not left for BackoffMax.
+		f.Park = p.backoff(items[0].Attempts + 1)
 		if ferr := p.q.Fail(name, items, f); ferr != nil {
 			log.WithError(ferr).Error("record failure")
 		}

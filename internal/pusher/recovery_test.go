@@ -303,3 +303,46 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A path that fails on its own is parked on the backoff of its own
+// failures in a row (BackoffMin, doubling, up to BackoffMax), not for
+// BackoffMax each time; and a change of it ends its park at once.
+func TestPoolParkFollowsTheBackoff(t *testing.T) {
+	setBackoffMin(t, 40*time.Millisecond)
+	var fixed atomic.Bool
+	tg := &fakeTarget{name: "t", push: func(_ context.Context, paths []string) error {
+		if !fixed.Load() && len(paths) == 1 && paths[0] == "bad" {
+			return &ExitError{Code: 23, Stderr: `rsync: [sender] send_files failed to open "bad": Permission denied (13)`}
+		}
+		return nil
+	}}
+	q := openQueue(t, tg)
+	p := newPool(q, []*fakeTarget{tg}, Options{Workers: 1, BackoffMax: time.Hour})
+	start(t, p)
+	if err := q.Add([]string{"bad"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "retried on the backoff, not after BackoffMax", func() bool {
+		return recordsOf(t, q, "t")["bad"].Attempts >= 4
+	})
+	tg.mu.Lock()
+	starts := append([]time.Time(nil), tg.starts...)
+	tg.mu.Unlock()
+	for i := 1; i < len(starts); i++ {
+		if gap, want := starts[i].Sub(starts[i-1]), BackoffMin<<(i-1); gap < want {
+			t.Errorf("retry %d came %v after the previous push, want at least %v", i, gap, want)
+		}
+	}
+	if p.Status()[0].ConsecutiveFailures != 0 {
+		t.Error("a path failing on its own counted as a failure of the target")
+	}
+	// Its park is long now; the change that fixes it is pushed at once.
+	eventually(t, 5*time.Second, "parked for 320ms at least", func() bool {
+		return time.Until(recordsOf(t, q, "t")["bad"].RetryAt) > 200*time.Millisecond
+	})
+	fixed.Store(true)
+	if err := q.Add([]string{"bad"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 150*time.Millisecond, "the change pushed before the park ends", func() bool { return q.Pending("t") == 0 })
+}

@@ -44,9 +44,10 @@ var OpenTimeout = 2 * time.Second
 
 // Item is one claimed record: the path and the generation that was claimed.
 type Item struct {
-	Path string
-	Seq  uint64
-	Gen  uint64
+	Path     string
+	Seq      uint64
+	Gen      uint64
+	Attempts int // failed pushes of the record so far
 }
 
 // Record is what the queue keeps per (target, path).
@@ -93,7 +94,8 @@ type targetState struct {
 	ancestors map[string]int    // directory -> in-flight paths below it
 	pending   int
 	notify    chan struct{}
-	unparkAt  time.Time // records that failed before this are no longer parked
+	unparkAt  time.Time           // records that failed before this are no longer parked
+	parked    map[string]struct{} // paths parked by this process, until pushed or changed again
 }
 
 // Open opens (creating it and its parent directories) the queue file and
@@ -172,6 +174,7 @@ func (q *Queue) createTargets(tx *bolt.Tx, targets []string) error {
 		q.targets[name] = &targetState{
 			inflight:  map[string]uint64{},
 			ancestors: map[string]int{},
+			parked:    map[string]struct{}{},
 			pending:   paths.Stats().KeyN,
 			notify:    make(chan struct{}, 1),
 		}
@@ -326,6 +329,11 @@ func (q *Queue) addTx(targets []string, paths []string, now time.Time) error {
 	for _, name := range targets {
 		ts := q.targets[name]
 		ts.pending += added[name]
+		if len(ts.parked) > 0 {
+			for _, p := range paths {
+				delete(ts.parked, p) // its park ended with the change
+			}
+		}
 		select {
 		case ts.notify <- struct{}{}:
 		default:
@@ -405,7 +413,7 @@ func (q *Queue) claim(target string, max int, ready func(*targetState, *Record) 
 				continue
 			}
 			batch[p] = true
-			items = append(items, Item{Path: p, Seq: rec.Seq, Gen: rec.Gen})
+			items = append(items, Item{Path: p, Seq: rec.Seq, Gen: rec.Gen, Attempts: rec.Attempts})
 			if full {
 				break
 			}
@@ -492,6 +500,11 @@ func (q *Queue) Ack(target string, items []Item) error {
 	defer q.mu.Unlock()
 	ts := q.targets[target]
 	ts.pending -= removed
+	if len(ts.parked) > 0 {
+		for _, it := range items {
+			delete(ts.parked, it.Path)
+		}
+	}
 	if removed < len(items) {
 		// Some paths changed during the push; wake the pusher for them.
 		select {
@@ -538,7 +551,33 @@ func (q *Queue) Fail(target string, items []Item, f Failure) error {
 	if err != nil {
 		return fmt.Errorf("record failure of %d paths for %s: %w", len(items), target, err)
 	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	ts := q.targets[target]
+	for _, it := range items {
+		if f.Park > 0 {
+			ts.parked[it.Path] = struct{}{}
+		} else {
+			delete(ts.parked, it.Path)
+		}
+	}
 	return nil
+}
+
+// Parked reports whether path's record is parked for some target: its
+// last push failed on its own (rsync exit 23: unreadable, say) and it
+// waits out its park. Any change of it may be the fix (a chmod, whatever
+// the attrib switch says), so the watcher queues it again. Only parks made
+// by this process are known; older ones end with their park.
+func (q *Queue) Parked(path string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, ts := range q.targets {
+		if _, ok := ts.parked[path]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // claimed is a claimed item with its record as the transaction found it.
