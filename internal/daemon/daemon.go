@@ -171,6 +171,7 @@ func (d *Daemon) newWatcher(c *config.Config, flt *filter.Filter) (*watch.Watche
 		DegradedFullSyncEvery: degradedEvery,
 		OnEvent:               d.metrics.Event,
 		Sink:                  countingSink{d.queue, d.metrics},
+		Parked:                d.queue.Parked,
 		Log:                   d.log,
 	})
 	if err != nil {

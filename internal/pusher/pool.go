@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -78,8 +79,23 @@ type Options struct {
 	Workers    int           // rsyncs running at once over all targets
 	BatchMax   int           // paths per rsync
 	BackoffMax time.Duration // cap of a failing target's wait, and of a failing path's park
+	// ProbeEvery: while a target that did not answer backs off, a Prober
+	// target is probed this often, and pushed as soon as it answers again.
+	// Default DefaultProbeEvery; negative: never.
+	ProbeEvery time.Duration
 	Log        logrus.FieldLogger
 	Observer   Observer // may be nil
+}
+
+// DefaultProbeEvery is Options.ProbeEvery's default: a target that comes
+// back is pushed within this (and a push) of answering again, however long
+// its backoff, while one still down sees a TCP connect, not an rsync.
+const DefaultProbeEvery = 2 * time.Second
+
+// Prober is a target that can tell cheaply whether it is reachable at all.
+type Prober interface {
+	// Probe returns nil when the target accepts a connection.
+	Probe(ctx context.Context) error
 }
 
 // Pool runs the pushes of every target.
@@ -101,6 +117,9 @@ type targetRunner struct {
 
 	mu          sync.Mutex
 	failures    int
+	failSeq     uint64    // failures ever counted: a push started before the last one failed with it
+	probeAt     time.Time // when to probe a target in backoff next (zero: not at all)
+	probeDown   bool      // a probe since the last failure found the target unreachable
 	lastErr     error
 	lastOK      time.Time
 	retryAt     time.Time
@@ -123,6 +142,9 @@ func New(q Queue, targets []Target, opt Options) *Pool {
 	}
 	if opt.BackoffMax < BackoffMin {
 		opt.BackoffMax = BackoffMin
+	}
+	if opt.ProbeEvery == 0 {
+		opt.ProbeEvery = DefaultProbeEvery
 	}
 	p := &Pool{opt: opt, q: q, sem: make(chan struct{}, opt.Workers), hard: context.Background()}
 	share := (opt.Workers + len(targets) - 1) / max(len(targets), 1)
@@ -243,6 +265,12 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 	defer wg.Wait()
 	for {
 		if wait := tr.backoffLeft(); wait > 0 {
+			if probe := tr.probeLeft(); probe <= 0 {
+				tr.probe(stop)
+				continue
+			} else if probe < wait {
+				wait = probe
+			}
 			if !tr.pause(stop, wait, done, finished) {
 				return
 			}
@@ -291,6 +319,9 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 					go func() {
 						defer wg.Done()
 						tr.fullPush(hard, items, nil)
+						// Its outcome (a backoff, or records to retry)
+						// is the loop's to act on: nothing else wakes it.
+						tr.wake()
 					}()
 					break
 				}
@@ -353,6 +384,11 @@ func (tr *targetRunner) wakeBy(t time.Time) {
 		tr.wakeAt = t
 	}
 	tr.mu.Unlock()
+	tr.wake()
+}
+
+// wake makes the target's loop look at its state and the queue again.
+func (tr *targetRunner) wake() {
 	select {
 	case tr.kick <- struct{}{}:
 	default:
@@ -397,7 +433,7 @@ func (tr *targetRunner) pushBatch(ctx context.Context, items []queue.Item, budge
 		paths[i] = it.Path
 	}
 	tr.mu.Lock()
-	fullAtStart, fullStartsAtStart := tr.fullRunning > 0, tr.fullStarts
+	fullAtStart, fullStartsAtStart, failSeq := tr.fullRunning > 0, tr.fullStarts, tr.failSeq
 	tr.mu.Unlock()
 	start := time.Now()
 	err := tr.target.Push(ctx, paths)
@@ -435,7 +471,9 @@ func (tr *targetRunner) pushBatch(ctx context.Context, items []queue.Item, budge
 		log = log.WithField("exit", exitErr.Code)
 	}
 	if partial && len(items) == 1 {
-		f.Park = p.opt.BackoffMax
+		// On the backoff of its own failures in a row: a file made
+		// readable a moment later is not left for BackoffMax.
+		f.Park = p.backoff(items[0].Attempts + 1)
 		if ferr := p.q.Fail(name, items, f); ferr != nil {
 			log.WithError(ferr).Error("record failure")
 		}
@@ -447,7 +485,7 @@ func (tr *targetRunner) pushBatch(ctx context.Context, items []queue.Item, budge
 	if ferr := p.q.Fail(name, items, f); ferr != nil {
 		log.WithError(ferr).Error("record failure")
 	}
-	tr.failed(log, err)
+	tr.failed(log, err, failSeq)
 	return len(items), err
 }
 
@@ -460,6 +498,7 @@ func (tr *targetRunner) fullPush(ctx context.Context, items []queue.Item, extraE
 	tr.mu.Lock()
 	tr.fullRunning++
 	tr.fullStarts++
+	failSeq := tr.failSeq
 	tr.mu.Unlock()
 	log := p.opt.Log.WithField("target", name)
 	log.Info("full push started")
@@ -494,7 +533,7 @@ func (tr *targetRunner) fullPush(ctx context.Context, items []queue.Item, extraE
 	if ferr := p.q.Fail(name, items, f); ferr != nil {
 		log.WithError(ferr).Error("record failure")
 	}
-	tr.failed(log, err)
+	tr.failed(log, err, failSeq)
 	return err
 }
 
@@ -677,21 +716,93 @@ func (tr *targetRunner) succeeded(log logrus.FieldLogger) {
 	tr.lastErr = nil
 	tr.lastOK = time.Now()
 	tr.retryAt = time.Time{}
+	tr.probeAt, tr.probeDown = time.Time{}, false
 }
 
-func (tr *targetRunner) failed(log logrus.FieldLogger, err error) {
+// failed counts a failed push that started when failSeq failures had been
+// counted. Pushes that were in flight together (parallel batches, a full
+// push beside live ones) found the target in one state: their failures are
+// one failure in a row, not one each, or four batches failing in the same
+// second took the backoff from 1 s to 8 s, and a minute of it to the cap.
+func (tr *targetRunner) failed(log logrus.FieldLogger, err error, failSeq uint64) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	var exitErr *ExitError
 	if !errors.As(err, &exitErr) || cutOffCodes[exitErr.Code] {
 		tr.cutOff = true
 	}
-	tr.failures++
 	tr.lastErr = err
-	wait := BackoffMin << min(tr.failures-1, 20)
-	if wait > tr.pool.opt.BackoffMax || wait <= 0 {
-		wait = tr.pool.opt.BackoffMax
+	if failSeq != tr.failSeq && tr.failures > 0 {
+		log.WithError(err).Warnf("push failed (%d in a row, counted once with a push beside it); retrying in %s",
+			tr.failures, time.Until(tr.retryAt).Round(time.Millisecond))
+		return
 	}
-	tr.retryAt = time.Now().Add(wait)
+	tr.failSeq++
+	tr.failures++
+	wait := tr.pool.backoff(tr.failures)
+	now := time.Now()
+	tr.retryAt = now.Add(wait)
+	// Probe at once: whether the target is unreachable now decides whether
+	// its return, seen by a later probe, ends the backoff early.
+	tr.probeAt, tr.probeDown = now, false
 	log.WithError(err).Warnf("push failed (%d in a row); retrying in %s", tr.failures, wait)
+}
+
+// backoff is the wait after the n-th failure in a row: BackoffMin doubled
+// with every further one, capped by BackoffMax.
+func (p *Pool) backoff(n int) time.Duration {
+	wait := BackoffMin << min(max(n, 1)-1, 20)
+	if wait > p.opt.BackoffMax || wait <= 0 {
+		wait = p.opt.BackoffMax
+	}
+	return wait
+}
+
+// probeLeft is how long until the target in backoff is probed next; a
+// large value when it is not to be probed.
+func (tr *targetRunner) probeLeft() time.Duration {
+	if _, ok := tr.target.(Prober); !ok || tr.pool.opt.ProbeEvery < 0 {
+		return time.Duration(math.MaxInt64)
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.probeAt.IsZero() {
+		return time.Duration(math.MaxInt64)
+	}
+	return time.Until(tr.probeAt)
+}
+
+// ProbeTimeout bounds one probe.
+var ProbeTimeout = time.Second
+
+// probe looks whether a target in backoff is reachable. A target that
+// answers a probe after one found it unreachable has come back: its
+// backoff ends now, however long it was. One that answers from the start
+// failed for another reason (auth, a full disk, a module that hangs): its
+// backoff runs its course, and it is not probed again until its next
+// failure, so an rsync daemon that is up sees no stream of connections.
+func (tr *targetRunner) probe(stop context.Context) {
+	ctx, cancel := context.WithTimeout(stop, ProbeTimeout)
+	defer cancel()
+	err := tr.target.(Prober).Probe(ctx)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.probeAt.IsZero() {
+		return // a push succeeded meanwhile
+	}
+	log := tr.pool.opt.Log.WithField("target", tr.target.Name())
+	switch {
+	case err != nil:
+		if !tr.probeDown {
+			log.WithError(err).Debug("target unreachable; probing it until it answers")
+		}
+		tr.probeDown = true
+		tr.probeAt = time.Now().Add(tr.pool.opt.ProbeEvery)
+	case tr.probeDown:
+		log.Infof("target answers again after %d failed pushes; pushing now instead of in %s",
+			tr.failures, time.Until(tr.retryAt).Round(time.Second))
+		tr.retryAt, tr.probeAt, tr.probeDown = time.Time{}, time.Time{}, false
+	default:
+		tr.probeAt = time.Time{}
+	}
 }

@@ -451,7 +451,7 @@ func TestPoolBisectsPartialTransfer(t *testing.T) {
 	}
 }
 
-// A lone path that failed is parked for BackoffMax, and pool.go logs that it
+// A lone path that failed is parked on the backoff, and pool.go logs that it
 // "is retried in" that time: it must be pushed again then, without waiting
 // for another change to wake the target.
 func TestPoolRetriesParkedPath(t *testing.T) {

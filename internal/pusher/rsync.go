@@ -207,7 +207,7 @@ func (t *RsyncTarget) FullPushArgs(extraExcludes []string) []string {
 // Push runs one rsync for all paths: the standby one when there is one.
 func (t *RsyncTarget) Push(ctx context.Context, paths []string) error {
 	var list bytes.Buffer
-	for _, p := range paths {
+	for _, p := range underTypeChanges(t.Source, paths) {
 		// rsync skips --files-from entries that start with ';' or '#' as
 		// comments, even with --from0; "./" keeps every name a name.
 		list.WriteString("./")

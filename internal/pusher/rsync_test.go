@@ -250,7 +250,13 @@ func TestPushRunsBinary(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			bin, argsFile, stdinFile := fakeRsync(t, tc.body)
-			tgt := &RsyncTarget{Binary: bin, Source: "/src", Dest: "h::m"}
+			// "sp ace" a directory: a path below a missing one goes out as
+			// that one (typechange.go).
+			src := t.TempDir()
+			if err := os.Mkdir(filepath.Join(src, "sp ace"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			tgt := &RsyncTarget{Binary: bin, Source: src, Dest: "h::m"}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err := tgt.Push(ctx, paths)

@@ -48,9 +48,10 @@ var OpenTimeout = 2 * time.Second
 
 // Item is one claimed record: the path and the generation that was claimed.
 type Item struct {
-	Path string
-	Seq  uint64
-	Gen  uint64
+	Path     string
+	Seq      uint64
+	Gen      uint64
+	Attempts int // failed pushes of the record so far
 }
 
 // Record is what the queue keeps per (target, path).
@@ -98,7 +99,8 @@ type targetState struct {
 	ancestors map[string]int    // directory -> in-flight paths below it
 	pending   int
 	notify    chan struct{}
-	unparkAt  time.Time // records that failed before this are no longer parked
+	unparkAt  time.Time           // records that failed before this are no longer parked
+	parked    map[string]struct{} // paths parked by this process, until pushed or changed again
 }
 
 // Open opens (creating it and its parent directories) the queue file and
@@ -183,7 +185,7 @@ func open(path string, targets []string, daemon bool) (*Queue, error) {
 	// Acks of several targets' pushes share a commit if they come within
 	// this; short, since the target's next push waits for its ack.
 	db.MaxBatchDelay = 2 * time.Millisecond
-	q.counted(targets, added) // a full push queued for an unclean stop
+	q.counted(targets, added, nil) // a full push queued for an unclean stop
 	return q, nil
 }
 
@@ -209,6 +211,7 @@ func (q *Queue) createTargets(tx *bolt.Tx, targets []string) error {
 		q.targets[name] = &targetState{
 			inflight:  map[string]uint64{},
 			ancestors: map[string]int{},
+			parked:    map[string]struct{}{},
 			pending:   paths.Stats().KeyN,
 			notify:    make(chan struct{}, 1),
 		}
@@ -257,7 +260,7 @@ func (q *Queue) MarkMissed(why string) error {
 	if err != nil {
 		return fmt.Errorf("record that changes may have been missed: %w", err)
 	}
-	q.counted(targets, added)
+	q.counted(targets, added, nil)
 	return nil
 }
 
@@ -371,7 +374,7 @@ func (q *Queue) addTx(targets []string, paths []string, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("add %d paths to queue: %w", len(paths), err)
 	}
-	q.counted(targets, added)
+	q.counted(targets, added, paths)
 	return nil
 }
 
@@ -414,13 +417,19 @@ func putPaths(tx *bolt.Tx, targets []string, paths []string, now time.Time, adde
 	return nil
 }
 
-// counted adds what a commit added to the targets' counts and wakes them.
-func (q *Queue) counted(targets []string, added map[string]int) {
+// counted adds what a commit added to the targets' counts and wakes them;
+// the parks of the changed paths end.
+func (q *Queue) counted(targets []string, added map[string]int, paths []string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, name := range targets {
 		ts := q.targets[name]
 		ts.pending += added[name]
+		if len(ts.parked) > 0 {
+			for _, p := range paths {
+				delete(ts.parked, p) // its park ended with the change
+			}
+		}
 		select {
 		case ts.notify <- struct{}{}:
 		default:
@@ -499,7 +508,7 @@ func (q *Queue) claim(target string, max int, ready func(*targetState, *Record) 
 				continue
 			}
 			batch[p] = true
-			items = append(items, Item{Path: p, Seq: rec.Seq, Gen: rec.Gen})
+			items = append(items, Item{Path: p, Seq: rec.Seq, Gen: rec.Gen, Attempts: rec.Attempts})
 			if full {
 				break
 			}
@@ -594,6 +603,11 @@ func (q *Queue) Ack(target string, items []Item) error {
 	defer q.mu.Unlock()
 	ts := q.targets[target]
 	ts.pending -= removed
+	if len(ts.parked) > 0 {
+		for _, it := range items {
+			delete(ts.parked, it.Path)
+		}
+	}
 	if removed < len(items) {
 		// Some paths changed during the push; wake the pusher for them.
 		select {
@@ -640,6 +654,16 @@ func (q *Queue) Fail(target string, items []Item, f Failure) error {
 	if err != nil {
 		return fmt.Errorf("record failure of %d paths for %s: %w", len(items), target, err)
 	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	ts := q.targets[target]
+	for _, it := range items {
+		if f.Park > 0 {
+			ts.parked[it.Path] = struct{}{}
+		} else {
+			delete(ts.parked, it.Path)
+		}
+	}
 	return nil
 }
 
@@ -657,6 +681,22 @@ func clearMissed(tx *bolt.Tx, active []string) error {
 		}
 	}
 	return meta.Delete(missedKey)
+}
+
+// Parked reports whether path's record is parked for some target: its
+// last push failed on its own (rsync exit 23: unreadable, say) and it
+// waits out its park. Any change of it may be the fix (a chmod, whatever
+// the attrib switch says), so the watcher queues it again. Only parks made
+// by this process are known; older ones end with their park.
+func (q *Queue) Parked(path string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, ts := range q.targets {
+		if _, ok := ts.parked[path]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // claimed is a claimed item with its record as the transaction found it.

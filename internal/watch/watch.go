@@ -61,6 +61,11 @@ type Options struct {
 	// not seen, so the whole tree is pushed this often instead, and the
 	// missing watches are tried again each time. Default 1 minute.
 	DegradedFullSyncEvery time.Duration
+	// Parked, when set, tells whether a path's last push failed on its own
+	// and waits to be retried (the queue's Parked): a write or chmod of it
+	// is recorded whatever the switches say, since it may be the fix (a
+	// chmod 644 of the file rsync could not read).
+	Parked func(rel string) bool
 }
 
 // Why changes may have been missed, as the watcher tells its sink.
@@ -772,15 +777,19 @@ func (w *Watcher) handle(ev fsnotify.Event) error {
 			w.record(rel, now, sizeKept)
 		}
 	case ev.Has(fsnotify.Write):
-		if e.CloseWrite || e.Modify {
+		if e.CloseWrite || e.Modify || w.parked(rel) {
 			w.record(rel, now, sizeWritten)
 		}
 	case ev.Has(fsnotify.Chmod):
-		if e.Attrib {
+		if e.Attrib || w.parked(rel) {
 			w.record(rel, now, sizeKept)
 		}
 	}
 	return nil
+}
+
+func (w *Watcher) parked(rel string) bool {
+	return w.opt.Parked != nil && w.opt.Parked(rel)
 }
 
 // runDirOps does the directory operations queued so far, in order.

@@ -1,0 +1,62 @@
+package pusher
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// underTypeChanges maps each listed path below a directory that is no
+// longer one on the source (now a file, a symlink, or gone) to that
+// ancestor, the topmost such one, and drops the duplicates this makes.
+//
+// Such a path was deleted by the change of its ancestor, and the push of
+// the ancestor itself (--delete-missing-args, --force) is what makes the
+// target right: rsync -R sends the implied directories of a listed path as
+// real directories, following a symlink on the source, so "current/x" with
+// "current" now a symlink kept "current" a directory on the target; and
+// with "a/b" now a file, "a/b/f" ended in exit 23 ("Not a directory") and
+// was parked forever. The ancestor's own event queues it too, but it may be
+// in a later batch. The source is never looked at through a symlink: the
+// path is checked component by component with lstat, from the root down.
+func underTypeChanges(root string, paths []string) []string {
+	isDir := map[string]bool{} // relative directory -> still a directory; for the batch
+	seen := make(map[string]bool, len(paths))
+	out := make([]string, 0, len(paths))
+	for _, p := range paths {
+		q := p
+		for i := 1; i < len(p); i++ {
+			if p[i] != '/' {
+				continue
+			}
+			dir := p[:i]
+			ok, known := isDir[dir]
+			if !known {
+				ok = stillDir(filepath.Join(root, dir))
+				isDir[dir] = ok
+			}
+			if !ok {
+				q = dir
+				break
+			}
+		}
+		if !seen[q] {
+			seen[q] = true
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// stillDir reports whether path is a directory, by lstat. Only a clear
+// answer (not a directory, gone) says no: for anything else, such as an
+// ancestor the daemon may not search, rsync says what is wrong itself.
+func stillDir(path string) bool {
+	fi, err := os.Lstat(path)
+	if err == nil {
+		return fi.IsDir()
+	}
+	return !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR)
+}
