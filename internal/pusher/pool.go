@@ -12,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/sersyncd/sersyncd/internal/heartbeat"
 	"github.com/sersyncd/sersyncd/internal/pace"
 	"github.com/sersyncd/sersyncd/internal/queue"
 )
@@ -80,6 +81,9 @@ type Options struct {
 	BackoffMax time.Duration // cap of a failing target's wait, and of a failing path's park
 	Log        logrus.FieldLogger
 	Observer   Observer // may be nil
+	// Heartbeat, when set, is told when each target's loop works and
+	// waits, so systemd's watchdog can see one stuck.
+	Heartbeat *heartbeat.Registry
 }
 
 // Pool runs the pushes of every target.
@@ -241,8 +245,12 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 	finished := func(n int) { inflight--; inflightPaths -= n }
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	beat := p.opt.Heartbeat.Loop("push: " + name)
+	defer beat.Stop()
 	for {
+		beat.Busy()
 		if wait := tr.backoffLeft(); wait > 0 {
+			beat.Idle()
 			if !tr.pause(stop, wait, done, finished) {
 				return
 			}
@@ -256,6 +264,7 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 		// second must not wait for a stream that is not there.
 		if inflight == 0 && !spaced && pushes.On() {
 			if wait := BusyPushInterval - time.Since(pushes.Last()); wait > 0 {
+				beat.Idle()
 				if !tr.pause(stop, wait, done, finished) {
 					return
 				}
@@ -268,8 +277,10 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 		// backlog; a small one waits and goes out as one batch when the
 		// running push ends, which keeps the count of rsync calls low.
 		if inflight == 0 || (inflight < tr.limit && p.q.Pending(name)-inflightPaths >= MinParallelBacklog) {
+			beat.Idle() // waiting for a worker
 			select {
 			case p.sem <- struct{}{}:
+				beat.Busy()
 				if stop.Err() != nil { // select picks at random among ready cases
 					<-p.sem
 					return
@@ -315,6 +326,7 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 			continue // maybe more is ready for another worker
 		}
 		parked, stopTimer := tr.parkTimer()
+		beat.Idle()
 		select {
 		case <-stop.Done():
 			stopTimer()

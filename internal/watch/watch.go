@@ -27,6 +27,7 @@ import (
 
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/filter"
+	"github.com/sersyncd/sersyncd/internal/heartbeat"
 	"github.com/sersyncd/sersyncd/internal/pace"
 )
 
@@ -59,6 +60,9 @@ type Options struct {
 	// not seen, so the whole tree is pushed this often instead, and the
 	// missing watches are tried again each time. Default 1 minute.
 	DegradedFullSyncEvery time.Duration
+	// Heartbeat, when set, is told when the event and commit loops work
+	// and wait, so systemd's watchdog can see one stuck.
+	Heartbeat *heartbeat.Registry
 }
 
 // DefaultDegradedFullSyncEvery is Options.DegradedFullSyncEvery's default.
@@ -596,12 +600,16 @@ var (
 )
 
 func (w *Watcher) drain(stop <-chan struct{}, fatal chan<- error) {
+	beat := w.opt.Heartbeat.Loop("watch: inotify events")
+	defer beat.Stop()
 	for {
+		beat.Idle()
 		select {
 		case <-stop:
 			w.drainRest(fatal)
 			return
 		case ev, ok := <-w.fsw.Events:
+			beat.Busy()
 			if !ok {
 				return
 			}
@@ -609,6 +617,7 @@ func (w *Watcher) drain(stop <-chan struct{}, fatal chan<- error) {
 				return
 			}
 		case err, ok := <-w.fsw.Errors:
+			beat.Busy()
 			if !ok {
 				return
 			}
@@ -884,7 +893,10 @@ func (w *Watcher) flushLoop(ctx context.Context, fatal <-chan error) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var failingSince, loggedAt time.Time
+	beat := w.opt.Heartbeat.Loop("watch: commit to queue")
+	defer beat.Stop()
 	for {
+		beat.Busy()
 		next, err := w.flushReady()
 		if err == nil {
 			err = w.retryFullSync()
@@ -920,6 +932,7 @@ func (w *Watcher) flushLoop(ctx context.Context, fatal <-chan error) error {
 		if !failingSince.IsZero() {
 			wake = nil // new changes wait for the next attempt
 		}
+		beat.Idle()
 		select {
 		case <-ctx.Done():
 			return nil
