@@ -2,7 +2,7 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build test test-short demo lint bench bench-quick fuzz clean
+.PHONY: build test test-short test-rules demo lint bench bench-quick fuzz clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/sersyncd ./cmd/sersyncd
@@ -14,11 +14,21 @@ STATICCHECK ?= $(shell $(GO) env GOPATH)/bin/staticcheck
 # with a bare "context deadline exceeded" (golang/go#75804, fixed in 1.27).
 # Each fuzz target for a short while, then the unit and integration tests
 # (real rsync daemons and sshd on 127.0.0.1) with the race detector.
-test: lint
+test: lint test-rules
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=150000x ./internal/config/
 	$(GO) test -run='^$$' -fuzz=FuzzExcluded -fuzztime=120000x ./internal/filter/
 	$(GO) test -run='^$$' -fuzz=FuzzRecordDecode -fuzztime=500000x ./internal/queue/
 	$(GO) test -race -count=1 -timeout 12m ./...
+
+# The alert rules in docs/monitoring against their unit tests. promtool
+# comes with Debian's prometheus package (.ci/run installs it).
+test-rules:
+	@if command -v promtool >/dev/null 2>&1; then \
+		promtool check rules docs/monitoring/sersyncd.rules.yml && \
+		promtool test rules docs/monitoring/sersyncd.rules.test.yml; \
+	else \
+		echo "test-rules: skipped: no promtool on PATH (apt-get install prometheus)"; \
+	fi
 
 test-short:
 	$(GO) test -count=1 -short ./...
