@@ -56,7 +56,7 @@ package:
 # Installs the .deb with dpkg, runs it, removes it (root and dpkg only;
 # skipped with a message otherwise).
 test-package: package
-	scripts/test-package.sh build/sersyncd_*.deb
+	scripts/test-package.sh build/sersyncd_*.deb build/sersyncd-*.rpm
 
 test-short:
 	$(GO) test -count=1 -short ./...

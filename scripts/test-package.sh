@@ -5,10 +5,14 @@
 # skipped (exit 0, with a message) without them, or when a sersyncd package
 # or /etc/sersyncd is already there (an operator's install is never touched).
 #
-#   scripts/test-package.sh build/sersyncd_VERSION_ARCH.deb
+# With an .rpm too, and rpm on PATH, it checks that the .rpm holds the same
+# files as the .deb, the config marked as one (it is not installed).
+#
+#   scripts/test-package.sh build/sersyncd_VERSION_ARCH.deb [build/sersyncd-VERSION.ARCH.rpm]
 set -euo pipefail
 
-deb="${1:?usage: test-package.sh FILE.deb}"
+deb="${1:?usage: test-package.sh FILE.deb [FILE.rpm]}"
+rpm_file="${2:-}"
 skip() { echo "test-package: skipped: $*"; exit 0; }
 fail() { echo "test-package: FAIL: $*" >&2; exit 1; }
 
@@ -29,6 +33,14 @@ fi
 # Every path the package holds, and which of them existed before (/usr,
 # /etc, ...: shared, they stay).
 mapfile -t paths < <(dpkg-deb --fsys-tarfile "$deb" | tar -t | sed 's#^\./#/#; s#/$##' | grep -v '^/\?$')
+if [ -n "$rpm_file" ] && command -v rpm >/dev/null 2>&1; then
+	deb_files="$(dpkg-deb --fsys-tarfile "$deb" | tar -tv | awk '$1 ~ /^-/ { sub(/^\./, "", $6); print $6 }' | sort)"
+	rpm_files="$(rpm -qlp "$rpm_file" 2>/dev/null | grep -v '^/var/lib/sersyncd$' | sort)"
+	[ "$deb_files" = "$rpm_files" ] || fail "the .rpm holds other files than the .deb:"$'\n'"$rpm_files"$'\n'"vs"$'\n'"$deb_files"
+	rpm -qlp "$rpm_file" 2>/dev/null | grep -qx /var/lib/sersyncd || fail "the .rpm has no /var/lib/sersyncd"
+	[ "$(rpm -qp --configfiles "$rpm_file" 2>/dev/null)" = "$conf" ] || fail "the .rpm does not mark $conf as its config"
+	echo "test-package: $(basename "$rpm_file"): the same files, $conf its config"
+fi
 existed=()
 for p in "${paths[@]}"; do
 	if [ -e "$p" ]; then existed+=("$p"); fi
