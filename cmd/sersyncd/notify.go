@@ -49,8 +49,9 @@ func startWatchdog(ctx context.Context, hb *heartbeat.Registry, log logrus.Field
 		return
 	}
 	log.Infof("systemd watchdog: pinging every %s while no loop is busy for %s", every/4, every/2)
+	n := notifier{log}
 	go hb.Ping(ctx, every/4, every/2, func() error {
 		_, err := sd.SdNotify(false, sd.SdNotifyWatchdog)
 		return err
-	}, log)
+	}, func(status string) { n.send("STATUS=" + status) }, log)
 }

@@ -79,13 +79,14 @@ func TestPingStopsWhileALoopIsStuck(t *testing.T) {
 	r := New()
 	worker := r.Loop("worker")
 	var pings atomic.Int64
+	statuses := make(chan string, 10)
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		r.Ping(ctx, 10*time.Millisecond, 100*time.Millisecond, func() error { pings.Add(1); return nil }, log)
+		r.Ping(ctx, 10*time.Millisecond, 100*time.Millisecond, func() error { pings.Add(1); return nil }, func(s string) { statuses <- s }, log)
 	}()
 	defer func() { cancel(); <-done }()
 
@@ -114,7 +115,13 @@ func TestPingStopsWhileALoopIsStuck(t *testing.T) {
 	if after := pings.Load(); after != before {
 		t.Fatalf("a loop stuck for 550 ms (bound 100 ms): %d pings went on", after-before)
 	}
+	if s := <-statuses; !strings.HasPrefix(s, "stuck: worker (busy for") {
+		t.Fatalf("status %q, want the stuck loop named", s)
+	}
 
 	worker.Idle()
 	waitPings("after the loop moved on")
+	if s := <-statuses; s != "running" {
+		t.Fatalf("status %q after the loop moved on", s)
+	}
 }
