@@ -17,6 +17,7 @@ import (
 
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/daemon"
+	"github.com/sersyncd/sersyncd/internal/heartbeat"
 	"github.com/sersyncd/sersyncd/internal/plugin"
 	"github.com/sersyncd/sersyncd/internal/retry"
 	"github.com/sersyncd/sersyncd/internal/safefile"
@@ -253,6 +254,9 @@ func runDaemon(f daemonFlags, cfg *config.Config, stderr io.Writer) int {
 	memCtx, stopMem := context.WithCancel(context.Background())
 	defer stopMem()
 	daemon.LimitMemory(memCtx)
+	hb := heartbeat.New()
+	startWatchdog(memCtx, hb, log)
+	systemd := notifier{log}
 	d, err := daemon.Start(daemon.Options{
 		Config:          cfg,
 		DBPath:          f.db,
@@ -261,11 +265,19 @@ func runDaemon(f daemonFlags, cfg *config.Config, stderr io.Writer) int {
 		MetricsAddr:     f.metrics,
 		Terminal:        f.logFormat == "text" && os.Getenv(detachedEnv) == "" && term.IsTerminal(int(os.Stderr.Fd())),
 		Log:             log,
+		Heartbeat:       hb,
 	})
 	if err != nil {
 		log.Error(err)
 		return exitRuntime
 	}
+	// Signals are handled from before anyone is told the daemon runs: a
+	// `systemctl reload` right after start must not find SIGHUP's default
+	// action (exit) in place.
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	// Written once every watch is set, so the parent of -d returns only
 	// when changes are being seen.
 	if os.Getenv(detachedEnv) != "" {
@@ -275,25 +287,30 @@ func runDaemon(f daemonFlags, cfg *config.Config, stderr io.Writer) int {
 		}
 		defer os.Remove(f.pidFile)
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	// The same moment for systemd: a change made after `systemctl start`
+	// returns is seen.
+	systemd.ready(fmt.Sprintf("watching %d directories", d.Snapshot().WatchedDirs))
 	go func() {
 		stopping := false
 		for sig := range sigs {
 			switch {
+			case sig == syscall.SIGHUP && stopping:
+				log.Warn("SIGHUP: ignored, the daemon is stopping")
 			case sig == syscall.SIGHUP:
+				systemd.reloading()
+				status := "config reloaded"
 				newCfg, err := config.Load(f.config)
+				if err == nil {
+					err = d.Reload(newCfg)
+				}
 				if err != nil {
 					log.Errorf("SIGHUP: keeping the running config: %v", err)
-					continue
+					status = "reload refused, the running config stays: " + err.Error()
 				}
-				if err := d.Reload(newCfg); err != nil {
-					log.Errorf("SIGHUP: keeping the running config: %v", err)
-				}
+				systemd.ready(status)
 			case !stopping:
 				stopping = true
+				systemd.stopping()
 				log.Infof("%s: stopping gracefully; send it again to stop at once", sig)
 				stop()
 			default:

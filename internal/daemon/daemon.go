@@ -16,6 +16,7 @@ import (
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/control"
 	"github.com/sersyncd/sersyncd/internal/filter"
+	"github.com/sersyncd/sersyncd/internal/heartbeat"
 	"github.com/sersyncd/sersyncd/internal/metrics"
 	"github.com/sersyncd/sersyncd/internal/plugin"
 	"github.com/sersyncd/sersyncd/internal/pusher"
@@ -37,6 +38,9 @@ type Options struct {
 	// Terminal says the log goes to a terminal: -r then shows progress bars.
 	Terminal bool
 	Log      *logrus.Logger
+	// Heartbeat, when set, is told when the watcher's and the pushers'
+	// loops work and wait (systemd's watchdog).
+	Heartbeat *heartbeat.Registry
 }
 
 // Daemon is a running sersyncd.
@@ -173,6 +177,7 @@ func (d *Daemon) newWatcher(c *config.Config, flt *filter.Filter) (*watch.Watche
 		Sink:                  countingSink{d.queue, d.metrics},
 		Parked:                d.queue.Parked,
 		Log:                   d.log,
+		Heartbeat:             d.opt.Heartbeat,
 	})
 	if err != nil {
 		return nil, err
@@ -198,7 +203,7 @@ func (d *Daemon) newPool(c *config.Config, targets []pusher.Target) *pusher.Pool
 		}
 		obs = append(obs, d.plugin)
 	}
-	return newPool(c, d.queue, targets, d.opt.Workers, obs, d.log)
+	return newPool(c, d.queue, targets, d.opt.Workers, obs, d.log, d.opt.Heartbeat)
 }
 
 func (d *Daemon) startWatcher(w *watch.Watcher) {
@@ -508,7 +513,7 @@ func buildTargets(c *config.Config, hook func(*pusher.RsyncTarget)) (*filter.Fil
 	return flt, targets, names, nil
 }
 
-func newPool(c *config.Config, q *queue.Queue, targets []pusher.Target, workers int, obs pusher.Observers, log logrus.FieldLogger) *pusher.Pool {
+func newPool(c *config.Config, q *queue.Queue, targets []pusher.Target, workers int, obs pusher.Observers, log logrus.FieldLogger, hb *heartbeat.Registry) *pusher.Pool {
 	var observer pusher.Observer
 	if len(obs) > 0 {
 		observer = obs
@@ -519,6 +524,7 @@ func newPool(c *config.Config, q *queue.Queue, targets []pusher.Target, workers 
 		BackoffMax: c.Daemon.BackoffMax,
 		Log:        log,
 		Observer:   observer,
+		Heartbeat:  hb,
 	})
 }
 
@@ -575,7 +581,7 @@ func OpenTool(c *config.Config, db string, log logrus.FieldLogger) (*Tool, error
 	if c.FailLog.Path != "" {
 		obs = append(obs, retry.OpenFailLog(c.FailLog.Path, log))
 	}
-	return &Tool{queue: q, pool: newPool(c, q, targets, 1, obs, log), db: db}, nil
+	return &Tool{queue: q, pool: newPool(c, q, targets, 1, obs, log, nil), db: db}, nil
 }
 
 // Status reports the queue's records.

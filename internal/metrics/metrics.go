@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,6 +54,7 @@ type Metrics struct {
 	bytesSent *prometheus.CounterVec
 	queued    prometheus.Counter
 	events    *prometheus.CounterVec
+	healthLag atomic.Int64 // the /healthz lag bound, in nanoseconds
 }
 
 var _ pusher.Observer = (*Metrics)(nil)
@@ -124,6 +126,9 @@ var (
 	dirsDesc     = prometheus.NewDesc("sersyncd_watched_directories", "Directories with an inotify watch.", nil, nil)
 	degradedDesc = prometheus.NewDesc("sersyncd_watch_degraded", "1 while some directories have no inotify watch (the watch limit) and full pushes stand in.", nil, nil)
 	overflowDesc = prometheus.NewDesc("sersyncd_inotify_overflows_total", "Times the kernel's event queue overflowed.", nil, nil)
+	// Exported so an alert on the lag follows <sersyncd healthLag> instead
+	// of a copy of it (docs/monitoring/sersyncd.rules.yml).
+	healthLagDesc = prometheus.NewDesc("sersyncd_health_lag_seconds", "The lag bound of /healthz (<sersyncd healthLag>): a target whose oldest pending change is older is unhealthy.", nil, nil)
 )
 
 // SetSource sets where the gauges come from.
@@ -132,7 +137,7 @@ func (m *Metrics) SetSource(src Source) { m.src = src }
 type stateCollector struct{ m *Metrics }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{pendingDesc, lagDesc, failingDesc, dirsDesc, overflowDesc, degradedDesc} {
+	for _, d := range []*prometheus.Desc{pendingDesc, lagDesc, failingDesc, dirsDesc, overflowDesc, degradedDesc, healthLagDesc} {
 		ch <- d
 	}
 }
@@ -151,6 +156,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		degraded = 1
 	}
 	ch <- prometheus.MustNewConstMetric(degradedDesc, prometheus.GaugeValue, degraded)
+	ch <- prometheus.MustNewConstMetric(healthLagDesc, prometheus.GaugeValue, time.Duration(c.m.healthLag.Load()).Seconds())
 }
 
 // Unhealthy returns why the daemon is unhealthy, or nil: directories left
@@ -171,8 +177,10 @@ func Unhealthy(s Snapshot, maxLag time.Duration) []string {
 	return why
 }
 
-// Handler serves /metrics, /healthz and /debug/pprof/.
+// Handler serves /metrics, /healthz and /debug/pprof/; /healthz holds
+// the lag to maxLag, which /metrics exports as sersyncd_health_lag_seconds.
 func (m *Metrics) Handler(maxLag time.Duration) http.Handler {
+	m.healthLag.Store(int64(maxLag))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	// Profiles of a live daemon, on the same operator-only address.

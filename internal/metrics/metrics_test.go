@@ -233,6 +233,7 @@ func TestMetricsExposition(t *testing.T) {
 		`sersyncd_watched_directories`:                                "42",
 		`sersyncd_inotify_overflows_total`:                            "3",
 		`sersyncd_watch_degraded`:                                     "1",
+		`sersyncd_health_lag_seconds`:                                 "60",
 	} {
 		if v, ok := got[name]; !ok {
 			t.Errorf("%s missing", name)

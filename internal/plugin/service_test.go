@@ -42,7 +42,8 @@ func unitLines(t *testing.T) map[string][]string {
 func TestServiceUnitSettings(t *testing.T) {
 	keys := unitLines(t)
 	want := map[string]string{
-		"Type":            "simple",
+		"Type":            "notify",
+		"WatchdogSec":     "60",
 		"ExecStart":       "/usr/local/bin/sersyncd -o /etc/sersyncd/confxml.xml --db /var/lib/sersyncd/queue.db",
 		"ExecReload":      "/bin/kill -HUP $MAINPID",
 		"Restart":         "on-failure",
@@ -62,7 +63,7 @@ func TestServiceUnitSettings(t *testing.T) {
 		t.Error("no LimitNOFILE")
 	}
 	if strings.Contains(keys["ExecStart"][0], " -d") {
-		t.Error("ExecStart detaches; Type=simple needs the foreground")
+		t.Error("ExecStart detaches; Type=notify needs the foreground")
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/sersyncd/sersyncd/internal/heartbeat"
 	"github.com/sersyncd/sersyncd/internal/pace"
 	"github.com/sersyncd/sersyncd/internal/queue"
 )
@@ -85,6 +86,9 @@ type Options struct {
 	ProbeEvery time.Duration
 	Log        logrus.FieldLogger
 	Observer   Observer // may be nil
+	// Heartbeat, when set, is told when each target's loop works and
+	// waits, so systemd's watchdog can see one stuck.
+	Heartbeat *heartbeat.Registry
 }
 
 // DefaultProbeEvery is Options.ProbeEvery's default: a target that comes
@@ -263,7 +267,10 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 	finished := func(n int) { inflight--; inflightPaths -= n }
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	beat := p.opt.Heartbeat.Loop("push: " + name)
+	defer beat.Stop()
 	for {
+		beat.Busy()
 		if wait := tr.backoffLeft(); wait > 0 {
 			if probe := tr.probeLeft(); probe <= 0 {
 				tr.probe(stop)
@@ -271,6 +278,7 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 			} else if probe < wait {
 				wait = probe
 			}
+			beat.Idle()
 			if !tr.pause(stop, wait, done, finished) {
 				return
 			}
@@ -284,6 +292,7 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 		// second must not wait for a stream that is not there.
 		if inflight == 0 && !spaced && pushes.On() {
 			if wait := BusyPushInterval - time.Since(pushes.Last()); wait > 0 {
+				beat.Idle()
 				if !tr.pause(stop, wait, done, finished) {
 					return
 				}
@@ -296,8 +305,10 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 		// backlog; a small one waits and goes out as one batch when the
 		// running push ends, which keeps the count of rsync calls low.
 		if inflight == 0 || (inflight < tr.limit && p.q.Pending(name)-inflightPaths >= MinParallelBacklog) {
+			beat.Idle() // waiting for a worker
 			select {
 			case p.sem <- struct{}{}:
+				beat.Busy()
 				if stop.Err() != nil { // select picks at random among ready cases
 					<-p.sem
 					return
@@ -346,6 +357,7 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 			continue // maybe more is ready for another worker
 		}
 		parked, stopTimer := tr.parkTimer()
+		beat.Idle()
 		select {
 		case <-stop.Done():
 			stopTimer()

@@ -27,6 +27,7 @@ import (
 
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/filter"
+	"github.com/sersyncd/sersyncd/internal/heartbeat"
 	"github.com/sersyncd/sersyncd/internal/pace"
 )
 
@@ -66,6 +67,9 @@ type Options struct {
 	// is recorded whatever the switches say, since it may be the fix (a
 	// chmod 644 of the file rsync could not read).
 	Parked func(rel string) bool
+	// Heartbeat, when set, is told when the event and commit loops work
+	// and wait, so systemd's watchdog can see one stuck.
+	Heartbeat *heartbeat.Registry
 }
 
 // Why changes may have been missed, as the watcher tells its sink.
@@ -644,12 +648,16 @@ var (
 )
 
 func (w *Watcher) drain(stop <-chan struct{}, fatal chan<- error) {
+	beat := w.opt.Heartbeat.Loop("watch: inotify events")
+	defer beat.Stop()
 	for {
+		beat.Idle()
 		select {
 		case <-stop:
 			w.drainRest(fatal)
 			return
 		case ev, ok := <-w.fsw.Events:
+			beat.Busy()
 			if !ok {
 				return
 			}
@@ -657,6 +665,7 @@ func (w *Watcher) drain(stop <-chan struct{}, fatal chan<- error) {
 				return
 			}
 		case err, ok := <-w.fsw.Errors:
+			beat.Busy()
 			if !ok {
 				return
 			}
@@ -939,7 +948,10 @@ func (w *Watcher) flushLoop(ctx context.Context, fatal <-chan error) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var failingSince, loggedAt time.Time
+	beat := w.opt.Heartbeat.Loop("watch: commit to queue")
+	defer beat.Stop()
 	for {
+		beat.Busy()
 		next, err := w.flushReady()
 		if err == nil {
 			err = w.retryFullSync()
@@ -975,6 +987,7 @@ func (w *Watcher) flushLoop(ctx context.Context, fatal <-chan error) error {
 		if !failingSince.IsZero() {
 			wake = nil // new changes wait for the next attempt
 		}
+		beat.Idle()
 		select {
 		case <-ctx.Done():
 			return nil
