@@ -50,6 +50,9 @@ func TestCommandLine(t *testing.T) {
 		{"bad worker count", []string{"-n", "0", "-o", stock}, 2, "", "-n 0"},
 		{"stray argument", []string{"-o", stock, "extra"}, 2, "", `"extra"`},
 		{"bad log format", []string{"--log-format", "xml", "-o", stock}, 2, "", "log-format"},
+		{"bad log target", []string{"--log-target", "journal", "-o", stock}, 2, "", "--log-target"},
+		{"bad syslog facility", []string{"--log-target", "syslog", "--syslog-facility", "local9", "-o", stock}, 2, "", "--syslog-facility"},
+		{"bad syslog tag", []string{"--log-target", "syslog", "--syslog-tag", "a b", "-o", stock}, 2, "", "--syslog-tag"},
 		{"daemon with a bad config", []string{"-o", bad}, 2, "", "bad.xml"},
 	}
 	for _, tc := range cases {
