@@ -47,6 +47,8 @@ type envOptions struct {
 	ssh                    *testutil.SSHD    // set: one target, a plain directory reached over this sshd
 	// commandPrefix turns sersync's command plugin on with this prefix.
 	commandPrefix string
+	// rsyncBinary sets <sersyncd rsync>.
+	rsyncBinary string
 }
 
 var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0" encoding="ISO-8859-1"?>
@@ -93,7 +95,7 @@ var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0"
     <plugin name="command">
 	<param prefix="{{html .CommandPrefix}}" suffix="" ignoreError="false"/>
     </plugin>
-    <sersyncd settle="20ms" backoffMax="{{.BackoffMax}}"/>
+    <sersyncd settle="20ms" backoffMax="{{.BackoffMax}}"{{if .Rsync}} rsync="{{.Rsync}}"{{end}}/>
 </head>
 `))
 
@@ -143,7 +145,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		"Attrib": o.attrib, "BackoffMax": o.backoffMax, "Params": o.params,
 		"FailLogEvery": o.failLogEvery, "CrontabEvery": o.crontabEvery, "CrontabExcludes": o.crontabExcludes,
 		"AuthUser": o.authUser, "PasswordFile": o.passwordFile, "CommandPrefix": o.commandPrefix,
-		"Timeout": o.timeout, "SSH": sshCommand,
+		"Timeout": o.timeout, "SSH": sshCommand, "Rsync": o.rsyncBinary,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"strconv"
@@ -17,7 +18,7 @@ func printSettings(w io.Writer, cfg *config.Config) {
 	fmt.Fprintf(w, "localpath: %s\n", cfg.LocalPath)
 	for _, t := range pusher.NewRsyncTargets(cfg, nil) {
 		fmt.Fprintf(w, "target:    %s\n", t.Name())
-		fmt.Fprintf(w, "  rsync %s\n", quoteArgs(t.PushArgs()))
+		fmt.Fprintf(w, "  %s %s\n", quoteArgs([]string{cmp.Or(t.Binary, "rsync")}), quoteArgs(t.PushArgs()))
 	}
 	e := cfg.Events
 	var on []string

@@ -630,4 +630,17 @@ func (p *parser) daemon(n *node) {
 	d.Metrics, _ = n.attr("metrics")
 	d.LogFile, _ = n.attr("logFile")
 	d.PidFile, _ = n.attr("pidFile")
+	p.pos.daemon = n.line
+	if v, ok := n.attr("rsync"); ok {
+		switch {
+		case strings.TrimSpace(v) == "":
+			p.fail(n, "rsync", v, "is empty; leave it out to use rsync from PATH")
+		case strings.ContainsAny(v, "\x00\n\r"):
+			p.fail(n, "rsync", v, "contains a NUL or newline character")
+		case !filepath.IsAbs(v):
+			p.fail(n, "rsync", v, "is not an absolute path")
+		default:
+			d.Rsync = filepath.Clean(v)
+		}
+	}
 }
