@@ -130,7 +130,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var f daemonFlags
 	// The flag package's own message would be a second line; ours names the fix.
 	fs := newDaemonFlagSet(&f, io.Discard)
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(expandClusters(fs, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(stdout)
 			return exitOK
