@@ -656,3 +656,28 @@ func TestRsyncBinary(t *testing.T) {
 		})
 	}
 }
+
+// TestDeclaredEncoding: sersync used the file's bytes as they are, so a
+// UTF-8 path in its stock file (declared ISO-8859-1) named the directory.
+func TestDeclaredEncoding(t *testing.T) {
+	tests := []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"UTF-8 text declared ISO-8859-1", []byte(strings.Replace(doc("", "", ""), `watch="/data"`, `watch="/data/中文 café"`, 1)), "/data/中文 café"},
+		{"Latin-1 text declared ISO-8859-1", []byte(strings.Replace(doc("", "", ""), `watch="/data"`, "watch=\"/data/caf\xe9\"", 1)), "/data/café"},
+		{"UTF-8 declared UTF-8", []byte(strings.Replace(strings.Replace(doc("", "", ""), "ISO-8859-1", "UTF-8", 1), `watch="/data"`, `watch="/数据"`, 1)), "/数据"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("c.xml", tt.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.LocalPath != tt.want {
+				t.Errorf("watch = %q, want %q", c.LocalPath, tt.want)
+			}
+		})
+	}
+}
