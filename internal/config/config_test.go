@@ -207,7 +207,7 @@ func TestParseErrors(t *testing.T) {
 		{"unclosed", string(mustRead(t, "testdata/bad_unclosed.xml")), []string{"bad.xml:6: malformed XML: element <localpath> closed by </sersync>"}},
 		{"two roots", "<head/><head/>", []string{"more than one root element"}},
 		{"unknown encoding", `<?xml version="1.0" encoding="x-nope"?><head/>`, []string{"malformed XML", "x-nope"}},
-		{"two localpaths", string(mustRead(t, "testdata/bad_two_localpaths.xml")), []string{"bad.xml:7: <localpath>: only one <localpath> is supported (the first is on line 4)"}},
+		{"two localpaths", string(mustRead(t, "testdata/bad_two_localpaths.xml")), []string{"bad.xml:7: <localpath>: only one <localpath> is supported (the first is on line 4; sersync replicated only that one and ignored this one): run one sersyncd per directory"}},
 		{"no sersync", "<head/>", []string{"<head>: has no <sersync> section"}},
 		{"no localpath", "<head><sersync/></head>", []string{"<sersync>: has no <localpath"}},
 		{"watch missing", "<head><sersync><localpath><remote ip='a' name='b'/></localpath></sersync></head>", []string{`<localpath watch="">: is missing`}},

@@ -327,7 +327,7 @@ func (p *parser) sersync(s *node) {
 		switch n.name {
 		case "localpath":
 			if local != nil {
-				p.fail(n, "", "", fmt.Sprintf("only one <localpath> is supported (the first is on line %d); run one sersyncd per directory", local.line))
+				p.fail(n, "", "", fmt.Sprintf("only one <localpath> is supported (the first is on line %d; sersync replicated only that one and ignored this one): run one sersyncd per directory", local.line))
 				continue
 			}
 			local = n
