@@ -33,7 +33,8 @@ type Config struct {
 	Warnings   []string          // "FILE: <element>: text" for enabled sections sersyncd ignores
 }
 
-// Host is <host hostip port>; sersync used it for its own socket server.
+// Host is <host hostip port>; sersync read and printed it, and used it for
+// nothing else (Initialize::XmlParse).
 type Host struct {
 	IP   string
 	Port int
