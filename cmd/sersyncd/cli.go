@@ -45,6 +45,7 @@ targets, reading sersync 2.5's confxml.xml unchanged.
 
 Usage:
   sersyncd [-d] [-r] [-n N] [-o FILE] [--db FILE]   run the daemon
+           [--log-target stderr|file|syslog]
   sersyncd check -o FILE [--path P]...             validate the config and print the effective settings,
                                                    or say for each path whether it is pushed or excluded
   sersyncd retry -o FILE [--db FILE] [--target T]  push the failure records now; exit 1 if some still fail
@@ -80,8 +81,12 @@ type daemonFlags struct {
 	logFile   string
 	pidFile   string
 	logFormat string
-	metrics   string
-	version   bool
+	logTarget string
+	// syslogFacility and syslogTag apply to --log-target syslog.
+	syslogFacility string
+	syslogTag      string
+	metrics        string
+	version        bool
 }
 
 func newDaemonFlagSet(f *daemonFlags, stderr io.Writer) *flag.FlagSet {
@@ -95,6 +100,9 @@ func newDaemonFlagSet(f *daemonFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.logFile, "log-file", "", "log `file` with -d (default from <sersyncd logFile>, else "+defaultLogFile+")")
 	fs.StringVar(&f.pidFile, "pid-file", "", "pid `file` with -d (default from <sersyncd pidFile>, else "+defaultPidFile+")")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&f.logTarget, "log-target", "", "where the log goes: stderr, file (--log-file) or syslog (default stderr, which -d sends to --log-file)")
+	fs.StringVar(&f.syslogFacility, "syslog-facility", defaultSyslogFacility, "syslog `facility` with --log-target syslog")
+	fs.StringVar(&f.syslogTag, "syslog-tag", defaultSyslogTag, "syslog `tag` with --log-target syslog")
 	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus /metrics and /healthz on this `address` (default from <sersyncd metrics>, else off)")
 	fs.BoolVar(&f.version, "version", false, "print the version and exit")
 	return fs
@@ -126,7 +134,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var f daemonFlags
 	// The flag package's own message would be a second line; ours names the fix.
 	fs := newDaemonFlagSet(&f, io.Discard)
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(expandClusters(fs, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(stdout)
 			return exitOK
@@ -150,8 +158,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sersyncd: -n %d: the worker count must be at least 1\n", f.workers)
 		return exitUsage
 	}
-	if f.logFormat != "text" && f.logFormat != "json" {
-		fmt.Fprintf(stderr, "sersyncd: --log-format %q: must be text or json\n", f.logFormat)
+	if err := checkLogFlags(f); err != nil {
+		fmt.Fprintf(stderr, "sersyncd: %v\n", err)
 		return exitUsage
 	}
 	cfg, err := config.Load(f.config)
@@ -227,22 +235,13 @@ func firstNonEmpty(s ...string) string {
 	return ""
 }
 
-func newLogger(f daemonFlags, cfg *config.Config, out io.Writer) *logrus.Logger {
-	log := logrus.New()
-	log.SetOutput(out)
-	if f.logFormat == "json" {
-		log.SetFormatter(&logrus.JSONFormatter{})
-	} else {
-		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
-	}
-	if cfg.Debug {
-		log.SetLevel(logrus.DebugLevel)
-	}
-	return log
-}
-
 func runDaemon(f daemonFlags, cfg *config.Config, stderr io.Writer) int {
-	log := newLogger(f, cfg, stderr)
+	log, logClose, err := openLogger(f, cfg, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "sersyncd: %v\n", err)
+		return exitRuntime
+	}
+	defer logClose.Close()
 	// sersyncd's own work is reading events and writing the queue; rsync
 	// processes do the copying. One thread for Go code is plenty, and it
 	// spares the scheduler handing each of a thousand events a second to
@@ -263,7 +262,7 @@ func runDaemon(f daemonFlags, cfg *config.Config, stderr io.Writer) int {
 		Workers:         f.workers,
 		FullPushAtStart: f.fullPush,
 		MetricsAddr:     f.metrics,
-		Terminal:        f.logFormat == "text" && os.Getenv(detachedEnv) == "" && term.IsTerminal(int(os.Stderr.Fd())),
+		Terminal:        f.logFormat == "text" && logsToStderr(f) && os.Getenv(detachedEnv) == "" && term.IsTerminal(int(os.Stderr.Fd())),
 		Log:             log,
 		Heartbeat:       hb,
 	})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,6 +51,9 @@ func TestCommandLine(t *testing.T) {
 		{"bad worker count", []string{"-n", "0", "-o", stock}, 2, "", "-n 0"},
 		{"stray argument", []string{"-o", stock, "extra"}, 2, "", `"extra"`},
 		{"bad log format", []string{"--log-format", "xml", "-o", stock}, 2, "", "log-format"},
+		{"bad log target", []string{"--log-target", "journal", "-o", stock}, 2, "", "--log-target"},
+		{"bad syslog facility", []string{"--log-target", "syslog", "--syslog-facility", "local9", "-o", stock}, 2, "", "--syslog-facility"},
+		{"bad syslog tag", []string{"--log-target", "syslog", "--syslog-tag", "a b", "-o", stock}, 2, "", "--syslog-tag"},
 		{"daemon with a bad config", []string{"-o", bad}, 2, "", "bad.xml"},
 	}
 	for _, tc := range cases {
@@ -114,5 +118,48 @@ func TestEmptyPathFlags(t *testing.T) {
 				t.Fatalf("want one stderr line naming %q, got:\n%s", tc.stderr, errb.String())
 			}
 		})
+	}
+}
+
+// TestSersyncFlagClusters: sersync read its flags with getopt, and its
+// guides start it as `sersync2 -dro FILE`.
+func TestSersyncFlagClusters(t *testing.T) {
+	cases := []struct {
+		name string
+		args string
+		want string
+	}{
+		{"-dro", "-dro /etc/confxml.xml", "-d -r -o /etc/confxml.xml"},
+		{"-rdo", "-rdo /etc/c.xml", "-r -d -o /etc/c.xml"},
+		{"value in the cluster", "-ro/etc/c.xml", "-r -o /etc/c.xml"},
+		{"-n in a cluster", "-rn5 -o c.xml", "-r -n 5 -o c.xml"},
+		{"-n then its value", "-dn 4", "-d -n 4"},
+		{"help", "-dh", "-d -h"},
+		{"separate flags untouched", "-d -r -o c.xml", "-d -r -o c.xml"},
+		{"a long flag with one dash", "-db /x -dro c.xml", "-db /x -d -r -o c.xml"},
+		{"a value that looks like a cluster", "--log-file -dr -o c.xml", "--log-file -dr -o c.xml"},
+		{"a value after one dash", "-log-file -dr", "-log-file -dr"},
+		{"name=value", "-db=/x -ro c.xml", "-db=/x -r -o c.xml"},
+		{"unknown letter left for the error", "-drx", "-drx"},
+		{"sersync's -m left for the error", "-dm socket", "-dm socket"},
+		{"after --", "-- -dr", "-- -dr"},
+		{"after a non-flag", "extra -dr", "extra -dr"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var f daemonFlags
+			got := strings.Join(expandClusters(newDaemonFlagSet(&f, io.Discard), strings.Fields(tc.args)), " ")
+			if got != tc.want {
+				t.Errorf("expandClusters(%q) = %q, want %q", tc.args, got, tc.want)
+			}
+		})
+	}
+	// Through run: the cluster is read as sersync read it, so the error is
+	// about the config, not about a flag.
+	bad := filepath.Join(t.TempDir(), "bad.xml")
+	must(t, os.WriteFile(bad, []byte("<head>\n"), 0o644))
+	var out, errb bytes.Buffer
+	if code := run([]string{"-dro", bad}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "bad.xml") {
+		t.Fatalf("-dro %s: exit %d, stderr %q", bad, code, errb.String())
 	}
 }

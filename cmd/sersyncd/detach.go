@@ -18,6 +18,9 @@ import (
 // starts the same binary again in a new session with its output in the log.
 const detachedEnv = "SERSYNCD_DETACHED"
 
+// detach starts the daemon in the background. Its stdout and stderr go to
+// --log-file whatever --log-target says: that is where the Go runtime
+// writes a crash.
 func detach(f daemonFlags, stderr io.Writer) int {
 	logf, err := safefile.OpenAppend(f.logFile, 0o640)
 	if err != nil {
@@ -49,14 +52,14 @@ func detach(f daemonFlags, stderr io.Writer) int {
 	for {
 		select {
 		case err := <-exited:
-			fmt.Fprintf(stderr, "sersyncd: background process exited at start (%v); see %s\n", err, f.logFile)
+			fmt.Fprintf(stderr, "sersyncd: background process exited at start (%v); see %s\n", err, logWhere(f))
 			return exitRuntime
 		case <-deadline:
-			fmt.Fprintf(stderr, "sersyncd: running in the background as pid %d (still starting); log: %s\n", cmd.Process.Pid, f.logFile)
+			fmt.Fprintf(stderr, "sersyncd: running in the background as pid %d (still starting); log: %s\n", cmd.Process.Pid, logWhere(f))
 			return exitOK
 		case <-tick.C:
 			if b, err := os.ReadFile(f.pidFile); err == nil && len(b) > 0 {
-				fmt.Fprintf(stderr, "sersyncd: running in the background as pid %d; log: %s\n", cmd.Process.Pid, f.logFile)
+				fmt.Fprintf(stderr, "sersyncd: running in the background as pid %d; log: %s\n", cmd.Process.Pid, logWhere(f))
 				return exitOK
 			}
 		}

@@ -51,6 +51,8 @@ type envOptions struct {
 	keepDeleted bool
 	// rules turns <rsyncFilter> on with these lines as the rules file.
 	rules []string
+	// rsyncBinary sets <sersyncd rsync>.
+	rsyncBinary string
 }
 
 var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0" encoding="ISO-8859-1"?>
@@ -100,7 +102,7 @@ var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0"
 {{- if .RulesFile}}
     <rsyncFilter start="true" file="{{.RulesFile}}"/>
 {{- end}}
-    <sersyncd settle="20ms" backoffMax="{{.BackoffMax}}"/>
+    <sersyncd settle="20ms" backoffMax="{{.BackoffMax}}"{{if .Rsync}} rsync="{{.Rsync}}"{{end}}/>
 </head>
 `))
 
@@ -155,7 +157,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		"Attrib": o.attrib, "BackoffMax": o.backoffMax, "Params": o.params,
 		"FailLogEvery": o.failLogEvery, "CrontabEvery": o.crontabEvery, "CrontabExcludes": o.crontabExcludes,
 		"AuthUser": o.authUser, "PasswordFile": o.passwordFile, "CommandPrefix": o.commandPrefix,
-		"Timeout": o.timeout, "SSH": sshCommand, "KeepDeleted": o.keepDeleted, "RulesFile": rulesFile,
+		"Timeout": o.timeout, "SSH": sshCommand, "KeepDeleted": o.keepDeleted, "RulesFile": rulesFile, "Rsync": o.rsyncBinary,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -24,21 +25,22 @@ func printSettings(w io.Writer, cfg *config.Config) {
 	}
 	for _, t := range pusher.NewRsyncTargets(cfg, flt) {
 		fmt.Fprintf(w, "target:    %s\n", t.Name())
-		fmt.Fprintf(w, "  changes:   rsync %s\n", quoteArgs(t.PushArgs()))
+		bin := quoteArgs([]string{cmp.Or(t.Binary, "rsync")})
+		fmt.Fprintf(w, "  changes:   %s %s\n", bin, quoteArgs(t.PushArgs()))
 		if !flt.HasExpressions() {
 			stdin := ""
 			if !flt.Rules().Empty() {
 				stdin = "  (stdin: the rules of " + flt.Rules().File + ")"
 			}
-			fmt.Fprintf(w, "  full push: rsync %s%s\n", quoteArgs(t.FullPushArgs(nil)), stdin)
+			fmt.Fprintf(w, "  full push: %s %s%s\n", bin, quoteArgs(t.FullPushArgs(nil)), stdin)
 		} else {
 			// See pusher.RsyncTarget.FullPush: the regular expressions
 			// cannot be rsync rules, so the walked tree goes as lists.
 			if !t.KeepDeleted {
-				fmt.Fprintf(w, "  full push: rsync %s  (stdin: every excluded path, anchored)\n",
+				fmt.Fprintf(w, "  full push: %s %s  (stdin: every excluded path, anchored)\n", bin,
 					quoteArgs(t.DeleteOnlyArgs(nil)))
 			}
-			fmt.Fprintf(w, "  full push: rsync %s  (stdin: every path not excluded)\n", quoteArgs(t.CopyListedArgs(nil)))
+			fmt.Fprintf(w, "  full push: %s %s  (stdin: every path not excluded)\n", bin, quoteArgs(t.CopyListedArgs(nil)))
 		}
 	}
 	if !cfg.Events.Delete {

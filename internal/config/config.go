@@ -36,7 +36,8 @@ type Config struct {
 	Warnings   []string          // "FILE: <element>: text" for enabled sections sersyncd ignores
 }
 
-// Host is <host hostip port>; sersync used it for its own socket server.
+// Host is <host hostip port>; sersync read and printed it, and used it for
+// nothing else (Initialize::XmlParse).
 type Host struct {
 	IP   string
 	Port int
@@ -147,6 +148,9 @@ type Daemon struct {
 	HealthLag                     time.Duration // /healthz fails when a change waits longer than this
 	Standby                       time.Duration // how long a target keeps an rsync started ahead after a push; 0: none
 	DB, Metrics, LogFile, PidFile string        // "" means the caller's default
+	// Rsync is the rsync binary every push, replay and check runs: an
+	// absolute path; "" means "rsync" from PATH.
+	Rsync string
 }
 
 // Default values for settings the file may leave out.
@@ -233,7 +237,7 @@ func Parse(name string, data []byte) (*Config, error) {
 
 // positions remembers where checked elements were, for Load's later errors.
 type positions struct {
-	localpath, auth, rsyncFilter int
+	localpath, auth, rsyncFilter, daemon int
 }
 
 func (c *Config) fsCheck(pos positions) error {
@@ -256,10 +260,28 @@ func (c *Config) fsCheck(pos positions) error {
 		}
 		rf.Rules = rules
 	}
-	if _, err := LookPath("rsync"); err != nil {
+	if c.Daemon.Rsync != "" {
+		if msg := checkExecutable(c.Daemon.Rsync); msg != "" {
+			return &Error{File: c.File, Line: pos.daemon, Element: "sersyncd", Attr: "rsync", Value: c.Daemon.Rsync, Msg: msg}
+		}
+	} else if _, err := LookPath("rsync"); err != nil {
 		return &Error{File: c.File, Element: "rsync", Msg: "no rsync binary on PATH; install rsync"}
 	}
 	return nil
+}
+
+// checkExecutable says what keeps path from being run as a program.
+func checkExecutable(path string) string {
+	fi, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return statMsg(err)
+	case !fi.Mode().IsRegular():
+		return "is not a regular file"
+	case fi.Mode().Perm()&0o111 == 0:
+		return fmt.Sprintf("is not executable (mode %04o); run chmod +x %s", uint32(fi.Mode().Perm()), path)
+	}
+	return ""
 }
 
 func statMsg(err error) string {

@@ -604,3 +604,83 @@ func TestStandby(t *testing.T) {
 		})
 	}
 }
+
+func TestRsyncBinary(t *testing.T) {
+	// rsync on PATH is not needed when the attribute names the binary.
+	stubRsync(t, false)
+	dir := t.TempDir()
+	watch := filepath.Join(dir, "watch")
+	exe := filepath.Join(dir, "my-rsync")
+	plain := filepath.Join(dir, "plain")
+	for _, f := range []struct {
+		path string
+		mode os.FileMode
+	}{{exe, 0o755}, {plain, 0o644}} {
+		if err := os.WriteFile(f.path, []byte("#!/bin/sh\n"), f.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(watch, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, attr string
+		want       string // the error's end; "" means success
+	}{
+		{"executable", exe, ""},
+		{"cleaned", dir + "//my-rsync", ""},
+		{"missing", filepath.Join(dir, "nope"), `<sersyncd rsync="` + filepath.Join(dir, "nope") + `">: does not exist`},
+		{"not executable", plain, `<sersyncd rsync="` + plain + `">: is not executable (mode 0644); run chmod +x ` + plain},
+		{"directory", dir, `<sersyncd rsync="` + dir + `">: is not a regular file`},
+		{"relative", "bin/rsync", `<sersyncd rsync="bin/rsync">: is not an absolute path`},
+		{"empty", "", `<sersyncd rsync="">: is empty; leave it out to use rsync from PATH`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "c.xml")
+			text := strings.Replace(doc("", "", `<sersyncd rsync="`+tt.attr+`"/>`), `watch="/data"`, `watch="`+watch+`"`, 1)
+			if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Load(p)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.Daemon.Rsync != exe {
+					t.Errorf("Daemon.Rsync = %q, want %q", c.Daemon.Rsync, exe)
+				}
+				return
+			}
+			checkError(t, err)
+			if msg := err.Error(); !strings.HasPrefix(msg, p+":10: ") || !strings.HasSuffix(msg, tt.want) {
+				t.Errorf("error %q\nwant %s:10: ...%s", msg, p, tt.want)
+			}
+		})
+	}
+}
+
+// TestDeclaredEncoding: sersync used the file's bytes as they are, so a
+// UTF-8 path in its stock file (declared ISO-8859-1) named the directory.
+func TestDeclaredEncoding(t *testing.T) {
+	tests := []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"UTF-8 text declared ISO-8859-1", []byte(strings.Replace(doc("", "", ""), `watch="/data"`, `watch="/data/中文 café"`, 1)), "/data/中文 café"},
+		{"Latin-1 text declared ISO-8859-1", []byte(strings.Replace(doc("", "", ""), `watch="/data"`, "watch=\"/data/caf\xe9\"", 1)), "/data/café"},
+		{"UTF-8 declared UTF-8", []byte(strings.Replace(strings.Replace(doc("", "", ""), "ISO-8859-1", "UTF-8", 1), `watch="/data"`, `watch="/数据"`, 1)), "/数据"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("c.xml", tt.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.LocalPath != tt.want {
+				t.Errorf("watch = %q, want %q", c.LocalPath, tt.want)
+			}
+		})
+	}
+}

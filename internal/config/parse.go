@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mattn/go-shellwords"
 	"github.com/sersyncd/sersyncd/internal/filter"
@@ -57,6 +58,19 @@ func (n *node) children(name string) []*node {
 func readTree(file string, data []byte) (*node, error) {
 	d := xml.NewDecoder(bytes.NewReader(data))
 	d.CharsetReader = charset.NewReaderLabel
+	if utf8.Valid(data) {
+		// sersync used the bytes of the file as they are, whatever the
+		// declaration: its stock file says ISO-8859-1, and a path written
+		// into it in UTF-8 ("/data/中文") worked. Decoding such a file as
+		// Latin-1 would make that path mojibake; a file really in Latin-1
+		// with non-ASCII text is not valid UTF-8, and is decoded as declared.
+		d.CharsetReader = func(label string, input io.Reader) (io.Reader, error) {
+			if enc, _ := charset.Lookup(label); enc == nil {
+				return nil, fmt.Errorf("unsupported charset: %q", label)
+			}
+			return input, nil
+		}
+	}
 	var root *node
 	var stack []*node
 	for {
@@ -653,4 +667,17 @@ func (p *parser) daemon(n *node) {
 	d.Metrics, _ = n.attr("metrics")
 	d.LogFile, _ = n.attr("logFile")
 	d.PidFile, _ = n.attr("pidFile")
+	p.pos.daemon = n.line
+	if v, ok := n.attr("rsync"); ok {
+		switch {
+		case strings.TrimSpace(v) == "":
+			p.fail(n, "rsync", v, "is empty; leave it out to use rsync from PATH")
+		case strings.ContainsAny(v, "\x00\n\r"):
+			p.fail(n, "rsync", v, "contains a NUL or newline character")
+		case !filepath.IsAbs(v):
+			p.fail(n, "rsync", v, "is not an absolute path")
+		default:
+			d.Rsync = filepath.Clean(v)
+		}
+	}
 }

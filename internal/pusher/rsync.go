@@ -96,6 +96,7 @@ func NewRsyncTargets(c *config.Config, flt *filter.Filter) []*RsyncTarget {
 	var ts []*RsyncTarget
 	for _, r := range c.Remotes {
 		t := &RsyncTarget{
+			Binary:  c.Daemon.Rsync, // "" is rsync from PATH
 			Source:  c.LocalPath,
 			Dest:    c.Destination(r),
 			Params:  c.Rsync.CommonParams,

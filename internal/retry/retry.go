@@ -71,7 +71,7 @@ func (f *FailLog) Pushed(target string, paths []string, _ time.Duration, err err
 		return
 	}
 	var b strings.Builder
-	// sersync's failLog was a script people ran; a line that starts with
+	// sersync ran its failLog as a script (and people still may); a line that starts with
 	// "#" and quotes every name without "$" or "`" does nothing in a shell.
 	b.WriteString("# ")
 	b.WriteString(f.now().UTC().Format(time.RFC3339))
