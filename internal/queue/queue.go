@@ -330,7 +330,10 @@ func (q *Queue) Add(paths []string) error {
 
 // AddTarget records that paths changed, for one target only.
 func (q *Queue) AddTarget(target string, paths []string) error {
-	if _, ok := q.targets[target]; !ok {
+	q.mu.Lock()
+	_, ok := q.targets[target]
+	q.mu.Unlock()
+	if !ok {
 		return fmt.Errorf("add to queue: unknown target %q", target)
 	}
 	return q.add([]string{target}, paths)

@@ -806,3 +806,26 @@ func TestMissedMark(t *testing.T) {
 		t.Fatalf("reopened: Missed %q, pending %d", q.Missed(), q.Pending("A")+q.Pending("B"))
 	}
 }
+
+// TestAddTargetDuringSetTargets: a reload sets the targets while the
+// crontab or a replay adds to one; -race saw AddTarget read the target map
+// without the lock.
+func TestAddTargetDuringSetTargets(t *testing.T) {
+	q, _ := openQueue(t, "a", "b")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 300; i++ {
+			if err := q.SetTargets([]string{"a", "b", fmt.Sprint("c", i)}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for i := 0; i < 300; i++ {
+		if err := q.AddTarget("a", []string{fmt.Sprint("p", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-done
+}
