@@ -315,6 +315,12 @@ func (t *RsyncTarget) VerifyArgs(checksum bool) []string {
 	return append(args, "--from0", "--exclude-from=-", "--", t.Source+"/", t.Dest+"/")
 }
 
+// KeepsNewer reports whether the user's options hold -u (--update): then a
+// push leaves a file that is newer on the target as it is.
+func (t *RsyncTarget) KeepsNewer() bool {
+	return !slices.Equal(withoutUpdate(t.Params), t.Params)
+}
+
 // withoutUpdate drops -u and --update from rsync options, also from a
 // cluster such as -artuz; the letters after one that takes a value (-B1024,
 // -e ssh, ...) are that value and stay as they are.
