@@ -35,6 +35,10 @@ type Target struct {
 	Lag                 time.Duration // age of the oldest pending change
 	ConsecutiveFailures int
 	LastError           string
+	// VerifyLastSuccess is when the last scheduled verify that could check
+	// the target ran, zero while none has; VerifyDrift is what it found.
+	VerifyLastSuccess time.Time
+	VerifyDrift       int
 }
 
 // Source gives snapshots; the daemon implements it.
@@ -124,6 +128,8 @@ var (
 	dirsDesc     = prometheus.NewDesc("sersyncd_watched_directories", "Directories with an inotify watch.", nil, nil)
 	degradedDesc = prometheus.NewDesc("sersyncd_watch_degraded", "1 while some directories have no inotify watch (the watch limit) and full pushes stand in.", nil, nil)
 	overflowDesc = prometheus.NewDesc("sersyncd_inotify_overflows_total", "Times the kernel's event queue overflowed.", nil, nil)
+	driftDesc    = prometheus.NewDesc("sersyncd_verify_drift_paths", "Paths that differed from the source (missing, differing, extra) at the last scheduled verify that could check the target.", []string{"target"}, nil)
+	verifiedDesc = prometheus.NewDesc("sersyncd_verify_last_success_timestamp_seconds", "When the last scheduled verify that could check the target ran (Unix time).", []string{"target"}, nil)
 )
 
 // SetSource sets where the gauges come from.
@@ -132,7 +138,7 @@ func (m *Metrics) SetSource(src Source) { m.src = src }
 type stateCollector struct{ m *Metrics }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{pendingDesc, lagDesc, failingDesc, dirsDesc, overflowDesc, degradedDesc} {
+	for _, d := range []*prometheus.Desc{pendingDesc, lagDesc, failingDesc, dirsDesc, overflowDesc, degradedDesc, driftDesc, verifiedDesc} {
 		ch <- d
 	}
 }
@@ -143,6 +149,10 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(t.Pending), t.Name)
 		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, t.Lag.Seconds(), t.Name)
 		ch <- prometheus.MustNewConstMetric(failingDesc, prometheus.GaugeValue, float64(t.ConsecutiveFailures), t.Name)
+		if !t.VerifyLastSuccess.IsZero() {
+			ch <- prometheus.MustNewConstMetric(driftDesc, prometheus.GaugeValue, float64(t.VerifyDrift), t.Name)
+			ch <- prometheus.MustNewConstMetric(verifiedDesc, prometheus.GaugeValue, float64(t.VerifyLastSuccess.UnixNano())/1e9, t.Name)
+		}
 	}
 	ch <- prometheus.MustNewConstMetric(dirsDesc, prometheus.GaugeValue, float64(s.WatchedDirs))
 	ch <- prometheus.MustNewConstMetric(overflowDesc, prometheus.CounterValue, float64(s.Overflows))
