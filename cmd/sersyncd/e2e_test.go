@@ -49,6 +49,8 @@ type envOptions struct {
 	commandPrefix string
 	// keepDeleted is <delete start="false">: archive targets.
 	keepDeleted bool
+	// verifyEvery turns the scheduled verify on (<sersyncd verify>).
+	verifyEvery string
 }
 
 var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0" encoding="ISO-8859-1"?>
@@ -95,7 +97,7 @@ var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0"
     <plugin name="command">
 	<param prefix="{{html .CommandPrefix}}" suffix="" ignoreError="false"/>
     </plugin>
-    <sersyncd settle="20ms" backoffMax="{{.BackoffMax}}"/>
+    <sersyncd settle="20ms" backoffMax="{{.BackoffMax}}"{{if .VerifyEvery}} verify="{{.VerifyEvery}}"{{end}}/>
 </head>
 `))
 
@@ -145,7 +147,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		"Attrib": o.attrib, "BackoffMax": o.backoffMax, "Params": o.params,
 		"FailLogEvery": o.failLogEvery, "CrontabEvery": o.crontabEvery, "CrontabExcludes": o.crontabExcludes,
 		"AuthUser": o.authUser, "PasswordFile": o.passwordFile, "CommandPrefix": o.commandPrefix,
-		"Timeout": o.timeout, "SSH": sshCommand, "KeepDeleted": o.keepDeleted,
+		"Timeout": o.timeout, "SSH": sshCommand, "KeepDeleted": o.keepDeleted, "VerifyEvery": o.verifyEvery,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -315,6 +315,13 @@ func (t *RsyncTarget) VerifyArgs(checksum bool) []string {
 	return append(args, "--from0", "--exclude-from=-", "--", t.Source+"/", t.Dest+"/")
 }
 
+// VerifyListedArgs is PushArgs as a dry run that itemizes what the push of
+// the listed paths would change ("%i %n"): a listed path it leaves out is
+// one the push would skip (one newer on the target, with -u).
+func (t *RsyncTarget) VerifyListedArgs() []string {
+	return insertBeforeDashes(t.PushArgs(), "--dry-run", "--itemize-changes", "--out-format=%i %n")
+}
+
 // KeepsNewer reports whether the user's options hold -u (--update): then a
 // push leaves a file that is newer on the target as it is.
 func (t *RsyncTarget) KeepsNewer() bool {

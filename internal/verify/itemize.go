@@ -26,6 +26,9 @@ type Entry struct {
 	Type      string   `json:"type"`              // file, dir, symlink, device, special
 	Changes   []string `json:"changes,omitempty"` // Differs: what differs (content, size, time, ...)
 	Itemize   string   `json:"itemize"`           // rsync's own 11 letters
+	// NewerKept is a differing path that is newer on the target, where the
+	// user's -u (--update) makes every push leave it as it is.
+	NewerKept bool `json:"newer_kept,omitempty"`
 }
 
 var types = map[byte]string{'f': "file", 'd': "dir", 'L': "symlink", 'D': "device", 'S': "special"}

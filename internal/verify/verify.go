@@ -60,7 +60,7 @@ func (r *Result) Equal() bool { return r.Error == "" && r.Drift() == 0 }
 // RepairPaths are the paths a push must carry to end the drift: missing
 // and differing ones, and extra ones (deleted by the push, since delete is
 // on; a kept path is never among them). A path below an extra directory is
-// left out: the push of the directory deletes it all.
+// left out: the push of the directory deletes it all; so is one -u keeps.
 func (r *Result) RepairPaths() []string {
 	var extraDirs []string
 	var out []string
@@ -71,7 +71,7 @@ func (r *Result) RepairPaths() []string {
 	}
 next:
 	for _, e := range r.Entries {
-		if e.Kind == Kept {
+		if e.Kind == Kept || e.NewerKept {
 			continue
 		}
 		if e.Kind == Extra {
@@ -118,10 +118,44 @@ func Target(ctx context.Context, t *pusher.RsyncTarget, opt Options) *Result {
 	if err != nil {
 		r.Error = err.Error()
 	}
-	if r.Differing > 0 && t.KeepsNewer() {
-		r.Notes = append(r.Notes, "commonParams has -u (--update): a push leaves a file that is newer on the target as it is, so --repair cannot fix such a file")
+	if r.Error == "" && r.Differing > 0 && t.KeepsNewer() {
+		r.markNewerKept(ctx, t)
 	}
 	return r
+}
+
+// markNewerKept finds the differing paths a push would skip because the
+// user's -u keeps what is newer on the target: the dry run of a push of
+// them all leaves those out.
+func (r *Result) markNewerKept(ctx context.Context, t *pusher.RsyncTarget) {
+	var list bytes.Buffer
+	for _, e := range r.Entries {
+		if e.Kind == Differs {
+			list.WriteString("./" + e.Path)
+			list.WriteByte(0)
+		}
+	}
+	pushed := map[string]bool{}
+	err := runRsync(ctx, t, t.VerifyListedArgs(), list.Bytes(), false, func(line string) {
+		if e, ok := parseLine(line); ok {
+			pushed[e.Path] = true
+		}
+	})
+	if err != nil {
+		r.Notes = append(r.Notes, "commonParams has -u (--update), and which differing paths it keeps could not be told: "+err.Error())
+		return
+	}
+	n := 0
+	for i := range r.Entries {
+		if e := &r.Entries[i]; e.Kind == Differs && !pushed[e.Path] {
+			e.NewerKept = true
+			e.Changes = append(e.Changes, "newer on the target")
+			n++
+		}
+	}
+	if n > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d differing paths are newer on the target: with -u (--update) in commonParams no push replaces them, --repair included; remove -u, or copy them by hand", n))
+	}
 }
 
 func (r *Result) add(e Entry) {

@@ -129,13 +129,28 @@ func TestTargetFindsEveryKind(t *testing.T) {
 	write(t, edited, "edited later")
 	later := time.Now().Add(time.Hour)
 	must(t, os.Chtimes(edited, later, later))
+	// One edited an hour "earlier" beside it: a push replaces that one.
+	restored := filepath.Join(d.Dir, "dir", ";semi")
+	write(t, restored, "restored from an old copy")
+	earlier := time.Now().Add(-time.Hour)
+	must(t, os.Chtimes(restored, earlier, earlier))
 	r = Target(ctx, tgt, Options{})
-	if found(r)["dir/#hash"] != Differs || len(r.Notes) != 1 || !strings.Contains(r.Notes[0], "-u (--update)") {
+	if found(r)["dir/#hash"] != Differs || found(r)["dir/;semi"] != Differs || len(r.Notes) != 1 ||
+		!strings.Contains(r.Notes[0], "1 differing paths are newer on the target: with -u (--update)") {
 		t.Fatalf("a file newer on the target: %+v", r)
 	}
-	must(t, tgt.Push(ctx, r.RepairPaths()))
-	if r := Target(ctx, tgt, Options{}); found(r)["dir/#hash"] != Differs {
-		t.Fatalf("-u did not keep the newer file: the note would be wrong: %+v", r)
+	for _, e := range r.Entries {
+		if e.NewerKept != (e.Path == "dir/#hash") {
+			t.Fatalf("NewerKept wrong: %+v", e)
+		}
+	}
+	if paths := r.RepairPaths(); !slices.Equal(paths, []string{"dir/;semi"}) {
+		t.Fatalf("repair paths %q", paths)
+	}
+	// Pushed all the same, the newer one stays: the note is right.
+	must(t, tgt.Push(ctx, []string{"dir/#hash", "dir/;semi"}))
+	if r := Target(ctx, tgt, Options{}); !mapsEqual(found(r), map[string]Kind{"dir/#hash": Differs}) {
+		t.Fatalf("after a push: %+v", r)
 	}
 }
 
