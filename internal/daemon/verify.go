@@ -45,16 +45,38 @@ func (d *Daemon) newVerifySchedule(c *config.Config) (*verify.Schedule, error) {
 	if err != nil {
 		return nil, err
 	}
-	var repair verify.Repair
-	if c.Daemon.VerifyRepair {
-		repair = d.Enqueue
+	o := verify.ScheduleOptions{
+		Every:   c.Daemon.Verify,
+		Options: verify.Options{Checksum: c.Daemon.VerifyChecksum, LowPriority: true},
+		Targets: pusher.NewRsyncTargets(c, flt),
+		Pending: d.pendingPaths,
+		Store:   d.verified,
+		Log:     d.log,
 	}
-	opt := verify.Options{Checksum: c.Daemon.VerifyChecksum, LowPriority: true}
-	s, err := verify.NewSchedule(c.Daemon.Verify, opt, pusher.NewRsyncTargets(c, flt), repair, d.verified, d.log)
+	if c.Daemon.VerifyRepair {
+		o.Repair = d.Enqueue
+	}
+	s, err := verify.NewSchedule(o)
 	if err != nil {
 		return nil, fmt.Errorf("schedule verify every %s: %w", c.Daemon.Verify, err)
 	}
 	return s, nil
+}
+
+// pendingPaths are the target's queued changes: a verify that runs beside
+// live pushes finds those not pushed yet, which is not drift.
+func (d *Daemon) pendingPaths(target string) (map[string]bool, bool, error) {
+	paths := map[string]bool{}
+	full := false
+	err := d.queue.Records(target, func(p string, _ queue.Record) bool {
+		if p == queue.FullSync {
+			full = true
+			return false
+		}
+		paths[p] = true
+		return true
+	})
+	return paths, full, err
 }
 
 // verifyStatus is the target's last scheduled verify for `status`.

@@ -67,3 +67,30 @@ func TestRepairPaths(t *testing.T) {
 		t.Fatalf("RepairPaths = %q, want %q", got, want)
 	}
 }
+
+func TestDropPending(t *testing.T) {
+	r := &Result{}
+	for _, e := range []Entry{
+		{Kind: Missing, Path: "queued", Type: "file"},
+		{Kind: Differs, Path: "dir", Type: "dir", Changes: []string{"time"}},
+		{Kind: Missing, Path: "dir/queued", Type: "file"},
+		{Kind: Extra, Path: "gone/below", Type: "file"},
+		{Kind: Extra, Path: "gone", Type: "dir"},
+		{Kind: Missing, Path: "drift", Type: "file"},
+		{Kind: Differs, Path: "dirty", Type: "dir", Changes: []string{"perms"}},
+		{Kind: Extra, Path: "queuedx", Type: "file"},
+		{Kind: Kept, Path: "kept", Type: "file"},
+	} {
+		r.add(e)
+	}
+	r.DropPending(map[string]bool{"queued": true, "dir/queued": true, "gone": true, "dirty/x/y": true})
+	var left []string
+	for _, e := range r.Entries {
+		left = append(left, e.Path)
+	}
+	// "dirty" is above a pending path, but its perms are drift all the same.
+	want := []string{"drift", "dirty", "queuedx", "kept"}
+	if !reflect.DeepEqual(left, want) || r.Missing != 1 || r.Differing != 1 || r.Extra != 1 || r.Kept != 1 {
+		t.Fatalf("left %q, counts %+v; want %q", left, r, want)
+	}
+}

@@ -55,6 +55,24 @@ func (s *Store) set(r *Result, repaired int) {
 // Repair queues paths as changes of a target.
 type Repair func(target string, paths []string) (int, error)
 
+// Pending returns the paths queued and not yet pushed for target; full is
+// true when a push of the whole tree is among them.
+type Pending func(target string) (paths map[string]bool, full bool, err error)
+
+// ScheduleOptions configures a Schedule.
+type ScheduleOptions struct {
+	Every   time.Duration
+	Options Options
+	Targets []*pusher.RsyncTarget
+	// Repair, when set, queues what each run finds.
+	Repair Repair
+	// Pending, when set, tells which differences are changes the pushers
+	// have not made yet: those are not drift.
+	Pending Pending
+	Store   *Store
+	Log     logrus.FieldLogger
+}
+
 // Schedule runs a verify of every target, one after the other, on a
 // schedule, beside the live pushes; a run is skipped while the previous
 // one still runs.
@@ -63,23 +81,35 @@ type Schedule struct {
 	cancel context.CancelFunc
 }
 
-// NewSchedule builds, but does not start, a verify of targets every every.
-// repair, when not nil, queues what each run finds.
-func NewSchedule(every time.Duration, opt Options, targets []*pusher.RsyncTarget, repair Repair, store *Store, log logrus.FieldLogger) (*Schedule, error) {
+// NewSchedule builds, but does not start, a verify of every target.
+func NewSchedule(o ScheduleOptions) (*Schedule, error) {
 	ctx, cancel := context.WithCancel(context.Background())
+	log := o.Log
 	c := cron.New(cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger), cron.Recover(cron.DiscardLogger)))
 	job := func() {
-		for _, t := range targets {
+		for _, t := range o.Targets {
 			if ctx.Err() != nil {
 				return
 			}
-			r := Target(ctx, t, opt)
+			r := Target(ctx, t, o.Options)
 			if ctx.Err() != nil {
 				return // stopped midway: not a verdict
 			}
+			if o.Pending != nil && r.Error == "" && r.Drift() > 0 {
+				paths, full, err := o.Pending(r.Target)
+				switch {
+				case err != nil:
+					r.Notes = append(r.Notes, "queued changes not told apart: "+err.Error())
+				case full:
+					log.WithField("target", r.Target).Info("verify: a full push is queued for the target; this run says nothing")
+					continue
+				default:
+					r.DropPending(paths)
+				}
+			}
 			repaired := 0
-			if repair != nil && r.Error == "" && r.Drift() > 0 {
-				n, err := repair(r.Target, r.RepairPaths())
+			if o.Repair != nil && r.Error == "" && r.Drift() > 0 {
+				n, err := o.Repair(r.Target, r.RepairPaths())
 				if err != nil {
 					log.WithField("target", r.Target).WithError(err).Error("verify: queue the repair")
 				}
@@ -87,10 +117,10 @@ func NewSchedule(every time.Duration, opt Options, targets []*pusher.RsyncTarget
 			}
 			logResult(log, r, repaired)
 			r.Entries = nil // the counts are what status and metrics show
-			store.set(r, repaired)
+			o.Store.set(r, repaired)
 		}
 	}
-	if _, err := c.AddFunc("@every "+every.String(), job); err != nil {
+	if _, err := c.AddFunc("@every "+o.Every.String(), job); err != nil {
 		cancel()
 		return nil, err
 	}

@@ -158,6 +158,43 @@ func (r *Result) markNewerKept(ctx context.Context, t *pusher.RsyncTarget) {
 	}
 }
 
+// DropPending removes the differences that queued changes account for: a
+// pending path, what is below it, and the mtime of a directory with a
+// pending path below (it moves with its entries). The pushers make those.
+func (r *Result) DropPending(pending map[string]bool) {
+	if len(pending) == 0 {
+		return
+	}
+	parents := map[string]bool{} // every directory above a pending path
+	for p := range pending {
+		for i := strings.LastIndexByte(p, '/'); i > 0; i = strings.LastIndexByte(p[:i], '/') {
+			parents[p[:i]] = true
+		}
+	}
+	entries := r.Entries
+	r.Entries, r.Missing, r.Differing, r.Extra, r.Kept = nil, 0, 0, 0, 0
+next:
+	for _, e := range entries {
+		if pending[e.Path] || (parents[e.Path] && e.Type == "dir" && e.Kind == Differs && slices.Equal(e.Changes, []string{"time"})) {
+			continue
+		}
+		for i := strings.IndexByte(e.Path, '/'); i > 0; i = nextSlash(e.Path, i) {
+			if pending[e.Path[:i]] {
+				continue next
+			}
+		}
+		r.add(e)
+	}
+}
+
+func nextSlash(s string, i int) int {
+	j := strings.IndexByte(s[i+1:], '/')
+	if j < 0 {
+		return -1
+	}
+	return i + 1 + j
+}
+
 func (r *Result) add(e Entry) {
 	switch e.Kind {
 	case Missing:
