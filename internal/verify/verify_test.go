@@ -196,3 +196,21 @@ func mapsEqual(a, b map[string]Kind) bool {
 	}
 	return true
 }
+
+// TestLowPriority: a scheduled verify's rsync runs at nice 19 in the idle
+// I/O class, from its start (a wrapper in front of rsync reports both).
+func TestLowPriority(t *testing.T) {
+	src, _, tgt := setup(t, nil, false)
+	write(t, filepath.Join(src, "a"), "a")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "priority")
+	wrapper := filepath.Join(dir, "rsync")
+	must(t, os.WriteFile(wrapper, []byte("#!/bin/sh\necho \"$(ionice -p $$) $(nice)\" > "+out+"\nexec rsync \"$@\"\n"), 0o755))
+	tgt.Binary = wrapper
+	r := Target(context.Background(), tgt, Options{LowPriority: true})
+	b, err := os.ReadFile(out)
+	must(t, err)
+	if got := strings.TrimSpace(string(b)); got != "idle 19" || r.Error != "" || r.Missing != 1 {
+		t.Errorf("priority %q, want \"idle 19\"; result %+v", got, r)
+	}
+}
