@@ -321,3 +321,29 @@ func TestScheduledVerify(t *testing.T) {
 		t.Fatalf("sersyncd_verify_drift_paths after the repair = %v", got)
 	}
 }
+
+// TestVerifyOverSSH: an ssh target is compared and repaired the same way.
+func TestVerifyOverSSH(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	sshd := testutil.StartSSHD(t)
+	e := newEnv(t, envOptions{ssh: sshd})
+	e.start()
+	e.write("f", "over ssh")
+	e.write("-e g", "a name like an option")
+	e.converge(20*time.Second, "first push")
+	d := e.targets[0]
+	must(t, os.Remove(filepath.Join(d.Dir, "-e g")))
+	must(t, os.WriteFile(filepath.Join(d.Dir, "extra"), []byte("x"), 0o644))
+	rep := e.verifyJSON(1, "--repair")
+	if len(rep.Targets) != 1 || rep.Targets[0].Error != "" {
+		t.Fatalf("verify over ssh: %+v", rep)
+	}
+	got := map[string]verify.Kind{}
+	for _, en := range rep.Targets[0].Entries {
+		got[en.Path] = en.Kind
+	}
+	sameKinds(t, "over ssh", got, map[string]verify.Kind{"-e g": verify.Missing, "extra": verify.Extra})
+	e.converge(20*time.Second, "after verify --repair over ssh")
+}

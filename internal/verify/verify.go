@@ -90,7 +90,7 @@ next:
 // Target compares t with the source. It never fails: a target that cannot
 // be checked has Result.Error.
 func Target(ctx context.Context, t *pusher.RsyncTarget, opt Options) *Result {
-	r := &Result{Target: t.Name(), Checksum: opt.Checksum, Started: time.Now(), KeepDeleted: t.KeepDeleted}
+	r := &Result{Target: t.Name(), Checksum: opt.Checksum, Started: time.Now(), KeepDeleted: t.KeepDeleted, Entries: []Entry{}}
 	defer func() { r.Seconds = time.Since(r.Started).Seconds() }()
 	rules, err := t.ExcludeRules(ctx)
 	if err != nil {
