@@ -77,6 +77,11 @@ func TestTargetFindsEveryKind(t *testing.T) {
 	// Drift of every kind, on the target behind the pusher's back.
 	must(t, os.Remove(filepath.Join(d.Dir, "dir", "new\nline")))
 	write(t, filepath.Join(d.Dir, "dir", "-e sh"), "edited on the target, longer")
+	// Older than the source's, as a restore would leave it: a newer one is
+	// kept by the -u of -artuz (tested below), and the second the write
+	// falls in must not decide.
+	restoredAt := time.Now().Add(-time.Hour)
+	must(t, os.Chtimes(filepath.Join(d.Dir, "dir", "-e sh"), restoredAt, restoredAt))
 	write(t, filepath.Join(d.Dir, "\xff extra"), "only on the target")
 	write(t, filepath.Join(d.Dir, "xd/y/z"), "an extra tree")
 	write(t, filepath.Join(d.Dir, "y.swp"), "excluded, only on the target: left alone")
