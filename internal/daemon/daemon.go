@@ -22,6 +22,7 @@ import (
 	"github.com/sersyncd/sersyncd/internal/pusher"
 	"github.com/sersyncd/sersyncd/internal/queue"
 	"github.com/sersyncd/sersyncd/internal/retry"
+	"github.com/sersyncd/sersyncd/internal/verify"
 	"github.com/sersyncd/sersyncd/internal/watch"
 )
 
@@ -61,7 +62,8 @@ type Daemon struct {
 	pool     *pusher.Pool
 	failLog  *retry.FailLog
 	schedule *retry.Schedule
-	plugin   plugin.Plugin // nil when no plugin is enabled; closed when its pool stops
+	verifier *verify.Schedule // nil when no verify is scheduled
+	plugin   plugin.Plugin    // nil when no plugin is enabled; closed when its pool stops
 
 	watchStop context.CancelFunc
 	watchDone chan error
@@ -69,6 +71,8 @@ type Daemon struct {
 	pools     sync.WaitGroup // every pool started, replaced ones included
 	cronDone  []context.Context
 	failLogs  []*retry.FailLog
+
+	verified *verify.Store // the last scheduled verify of each target, across reloads
 
 	reloads  chan reloadRequest
 	killOnce sync.Once
@@ -122,7 +126,7 @@ func Start(opt Options) (*Daemon, error) {
 	}
 	hard, kill := context.WithCancel(context.Background())
 	d := &Daemon{opt: opt, log: log, queue: q, metrics: m, progress: prog, hard: hard, kill: kill, cfg: c,
-		reloads: make(chan reloadRequest), killed: make(chan struct{})}
+		verified: verify.NewStore(), reloads: make(chan reloadRequest), killed: make(chan struct{})}
 	m.SetSource(d)
 	if d.watcher, err = d.newWatcher(c, flt); err != nil {
 		q.Close()
@@ -143,6 +147,10 @@ func Start(opt Options) (*Daemon, error) {
 	}
 	d.pool = d.newPool(c, targets)
 	if d.schedule, err = retry.NewSchedule(c, d.pool, log); err != nil {
+		d.closeFiles()
+		return nil, err
+	}
+	if d.verifier, err = d.newVerifySchedule(c); err != nil {
 		d.closeFiles()
 		return nil, err
 	}
@@ -332,6 +340,14 @@ func (d *Daemon) reload(c *config.Config) error {
 		d.schedule = sched
 		sched.Start()
 	}
+	if d.verifier != nil {
+		d.cronDone = append(d.cronDone, d.verifier.Stop())
+	}
+	if d.verifier, err = d.newVerifySchedule(c); err != nil {
+		d.log.WithError(err).Error("reload: verify schedule")
+	} else if d.verifier != nil {
+		d.verifier.Start()
+	}
 	d.cfg = c
 	d.log.WithFields(logrus.Fields{"targets": len(names), "config": c.File}).Info("config reloaded")
 	return nil
@@ -353,6 +369,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.startWatcher(d.watcher)
 	d.startPool(d.pool, d.plugin)
 	d.schedule.Start()
+	if d.verifier != nil {
+		d.verifier.Start()
+	}
 	d.mu.Unlock()
 
 	var runErr error
@@ -382,6 +401,9 @@ loop:
 		runErr = err
 	}
 	d.cronDone = append(d.cronDone, d.schedule.Stop())
+	if d.verifier != nil {
+		d.cronDone = append(d.cronDone, d.verifier.Stop())
+	}
 	d.poolStop()
 	allDone := make(chan struct{})
 	go func() {
@@ -439,6 +461,9 @@ func (d *Daemon) Status() (*control.Status, error) {
 	}
 	st.Running = true
 	st.PID = os.Getpid()
+	for i := range st.Targets {
+		st.Targets[i].Verify = d.verifyStatus(st.Targets[i].Name)
+	}
 	st.WatchedDirs = w.Dirs()
 	st.Overflows = w.Overflows()
 	if deg := w.Degraded(); deg != nil {
@@ -473,6 +498,7 @@ func (d *Daemon) Snapshot() metrics.Snapshot {
 		if oldest, err := d.queue.OldestQueued(ps.Name); err == nil && !oldest.IsZero() {
 			t.Lag = now.Sub(oldest)
 		}
+		d.verifyMetrics(&t)
 		s.Targets = append(s.Targets, t)
 	}
 	return s
