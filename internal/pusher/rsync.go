@@ -215,6 +215,7 @@ func (t *RsyncTarget) Push(ctx context.Context, paths []string) error {
 		list.WriteString(p)
 		list.WriteByte(0)
 	}
+	var standbyErr error
 	if p := t.takeStandby(); p != nil {
 		err := p.finish(ctx, list.Bytes())
 		if !lostConnection(err) || ctx.Err() != nil {
@@ -224,8 +225,16 @@ func (t *RsyncTarget) Push(ctx context.Context, paths []string) error {
 		// Its connection can drop while it waits (the daemon restarted,
 		// or its timeout is shorter than Standby): one fresh rsync more,
 		// as the push would have been without a standby.
+		standbyErr = err
 	}
 	err := t.run(ctx, t.PushArgs(), &list)
+	var fresh *ExitError
+	if standbyErr != nil && errors.As(err, &fresh) && neverConnected(fresh) {
+		// The target is down, and the standby's connection may have died
+		// in the middle of a file, leaving its temp file there: the pool
+		// must hear of that, not only of a push that never connected.
+		err = standbyErr
+	}
 	t.pushed(err)
 	return err
 }

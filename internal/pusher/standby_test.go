@@ -2,6 +2,7 @@ package pusher
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,5 +186,28 @@ func TestLostConnection(t *testing.T) {
 				t.Errorf("lostConnection(%v) = %v, want %v", tc.err, got, tc.want)
 			}
 		})
+	}
+}
+
+// A standby whose daemon died, maybe in the middle of a file, and a fresh
+// rsync that then finds no daemon: the push's error is the standby's lost
+// connection, so the pool knows a temp file may be left on the target (a
+// full push clears it), not only that the target refused.
+func TestStandbyDiedAndTargetDown(t *testing.T) {
+	d, tgt, src, _ := pushedOnce(t, testutil.DaemonOptions{}, time.Minute, "one")
+	// The standby has connected (the push's connection and its own).
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Count(d.Log(), "rsync allowed access") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the standby did not connect within 5s:\n%s", d.Log())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	d.Stop()
+	write(t, src, "a", "two")
+	err := push(t, tgt, "a")
+	var exitErr *ExitError
+	if !errors.As(err, &exitErr) || neverConnected(exitErr) {
+		t.Fatalf("push through a standby whose daemon died = %v; want the lost connection, not a refused one", err)
 	}
 }
