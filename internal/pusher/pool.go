@@ -27,6 +27,7 @@ type Queue interface {
 	Fail(target string, items []queue.Item, f queue.Failure) error
 	Release(target string, items []queue.Item)
 	Unpark(target string)
+	LoadParks(target string) (time.Time, error)
 	AddTarget(target string, paths []string) error
 	Notify(target string) <-chan struct{}
 	Pending(target string) int
@@ -283,6 +284,12 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 	pushes := pace.Stream{Window: 2 * BusyPushInterval, MinBatch: BusyBatch}
 	spaced := false // the next push has waited its turn already
 	finished := func(n int) { inflight--; inflightPaths -= n }
+	// Paths an earlier process parked are retried when their park ends.
+	if next, err := p.q.LoadParks(name); err != nil {
+		p.opt.Log.WithError(err).WithField("target", name).Error("read parked paths; they wait for the next change or replay")
+	} else if !next.IsZero() {
+		tr.wakeBy(next.Add(10 * time.Millisecond))
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	beat := p.opt.Heartbeat.Loop("push: " + name)

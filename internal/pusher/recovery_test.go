@@ -420,3 +420,39 @@ func TestPoolFullPushAfterCutOffOnly(t *testing.T) {
 		})
 	}
 }
+
+// A path parked by an earlier process is pushed when its park ends, with
+// no other change to wake the target, and its chmod counts meanwhile.
+func TestPoolRetriesPathParkedBeforeARestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "queue.db")
+	q, err := queue.Open(path, []string{"t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Add([]string{"bad"}); err != nil {
+		t.Fatal(err)
+	}
+	items, err := q.Claim("t", 1)
+	if err != nil || len(items) != 1 {
+		t.Fatalf("claim: %v %v", items, err)
+	}
+	if err := q.Fail("t", items, queue.Failure{ExitCode: 23, Park: 300 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q, err = queue.Open(path, []string{"t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	tg := &fakeTarget{name: "t"}
+	p := newPool(q, []*fakeTarget{tg}, Options{Workers: 1, BackoffMax: time.Hour})
+	start(t, p)
+	eventually(t, 2*time.Second, "the park of the earlier process known", func() bool { return q.Parked("bad") || q.Pending("t") == 0 })
+	eventually(t, 2*time.Second, "pushed when its park ends", func() bool { return q.Pending("t") == 0 })
+	if q.Parked("bad") {
+		t.Error("still parked after its push")
+	}
+}
