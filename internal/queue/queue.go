@@ -719,8 +719,8 @@ func clearMissed(tx *bolt.Tx, active []string) error {
 // Parked reports whether path's record is parked for some target: its
 // last push failed on its own (rsync exit 23: unreadable, say) and it
 // waits out its park. Any change of it may be the fix (a chmod, whatever
-// the attrib switch says), so the watcher queues it again. Only parks made
-// by this process are known; older ones end with their park.
+// the attrib switch says), so the watcher queues it again. Parks of an
+// earlier process are known once LoadParks has read them.
 func (q *Queue) Parked(path string) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
