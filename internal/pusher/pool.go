@@ -774,7 +774,8 @@ func (tr *targetRunner) failed(log logrus.FieldLogger, err error, failSeq uint64
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	var exitErr *ExitError
-	if !errors.As(err, &exitErr) || (cutOffCodes[exitErr.Code] && !neverConnected(exitErr)) {
+	var standbyLost *standbyLostError
+	if !errors.As(err, &exitErr) || (cutOffCodes[exitErr.Code] && !neverConnected(exitErr)) || errors.As(err, &standbyLost) {
 		tr.cutOff = true
 	}
 	tr.lastErr = err
