@@ -222,6 +222,7 @@ func (t *RsyncTarget) Push(ctx context.Context, paths []string) error {
 		list.WriteString(p)
 		list.WriteByte(0)
 	}
+	var standbyErr error
 	if p := t.takeStandby(); p != nil {
 		err := p.finish(ctx, list.Bytes())
 		if !lostConnection(err) || ctx.Err() != nil {
@@ -231,11 +232,28 @@ func (t *RsyncTarget) Push(ctx context.Context, paths []string) error {
 		// Its connection can drop while it waits (the daemon restarted,
 		// or its timeout is shorter than Standby): one fresh rsync more,
 		// as the push would have been without a standby.
+		standbyErr = err
 	}
 	err := t.run(ctx, t.PushArgs(), &list)
+	if standbyErr != nil && err != nil {
+		// The standby's connection may have died in the middle of a file,
+		// leaving its temp file on the target: the pool must hear of that,
+		// not only of the fresh rsync's error (the target refused, say).
+		err = &standbyLostError{err: err, standby: standbyErr}
+	}
 	t.pushed(err)
 	return err
 }
+
+// standbyLostError is a push whose standby lost its connection with the
+// list in hand, and whose fresh retry failed too: the retry's error, and
+// the knowledge that a transfer may have been cut off.
+type standbyLostError struct {
+	err, standby error
+}
+
+func (e *standbyLostError) Error() string { return e.err.Error() }
+func (e *standbyLostError) Unwrap() error { return e.err }
 
 // FullPush makes the target equal to the source. Without sersync's
 // expressions that is one recursive rsync with --delete (and the rsync-style
