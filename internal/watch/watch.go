@@ -1,8 +1,9 @@
-// Package watch turns fsnotify's per-directory events into settled,
+// Package watch turns inotify's per-directory events into settled,
 // filtered, relative paths for the queue.
 //
-// Three goroutines keep the kernel queue from filling: one only drains
-// fsnotify and records paths in memory; one adds and removes watches and
+// Three goroutines keep the kernel queue from filling (beside the one that
+// reads inotify, inotify.go): one only drains its events and records paths
+// in memory; one adds and removes watches and
 // scans new directories (which can take long); one hands paths that have
 // been quiet for the settle time to the sink.
 package watch
@@ -22,8 +23,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/filter"
@@ -41,7 +42,8 @@ type Sink interface {
 	MarkMissed(why string) error
 }
 
-// EventBuffer is the size of fsnotify's channel; a large one rides out
+// EventBuffer is the size of the channel between the inotify reader and
+// the goroutine that records events; a large one rides out
 // bursts while the drain goroutine is descheduled.
 var EventBuffer uint = 1 << 14
 
@@ -88,7 +90,7 @@ var OverflowLogEvery = 10 * time.Second
 // Watcher watches Root recursively.
 type Watcher struct {
 	opt Options
-	fsw *fsnotify.Watcher
+	in  *inotify
 
 	epoch        time.Time // what change and handedOn times count from
 	mu           sync.Mutex
@@ -98,6 +100,7 @@ type Watcher struct {
 	recentPruned time.Time
 
 	commits   pace.Stream // flush goroutine only
+	moved     movedFrom   // drain goroutine only
 	postponed int         // flushes put off in a row for unread events
 	wake      chan struct{}
 
@@ -115,31 +118,8 @@ type Watcher struct {
 	fullSyncOwed     string // why changes were missed, which the sink refused: flushLoop tells it again
 }
 
-// Times in change and handedOn are offsets from Watcher.epoch (since): a
-// time.Time is 24 bytes, and a burst holds a hundred thousand of these.
-type change struct {
-	first, last time.Duration
-	events      int
-	sizeDue     bool          // created or written since it was last sized
-	written     bool          // a write event was seen
-	minQuiet    time.Duration // what its size says about the writer (sizeQuiet)
-}
-
 // since is t as an offset from the watcher's epoch, monotonic like t.
 func (w *Watcher) since(t time.Time) time.Duration { return t.Sub(w.epoch) }
-
-// due is when a change is handed on: once quiet for a time that grows with
-// its events (Settle/QuietDivisor each, at least Settle/4: a create and the
-// write after it can be milliseconds apart on a busy machine), so a file written in one go
-// (create, write: two or three events) goes out at once while one still
-// being written waits until it is quiet; and never later than MaxHold after
-// its first event.
-func (w *Watcher) due(c *change) time.Time {
-	quiet := time.Duration(c.events) * w.opt.Settle / QuietDivisor
-	quiet = min(max(quiet, w.opt.Settle/4), HeavyWriterSettle*w.opt.Settle)
-	quiet = max(quiet, c.minQuiet)
-	return w.epoch.Add(min(c.last+quiet, c.first+w.opt.MaxHold))
-}
 
 // A file of BigFileSize or more waits at least BigFileSettle×Settle of
 // quiet: a push of it costs more than rsync's fixed cost, and a writer that
@@ -228,17 +208,19 @@ type dirOp struct {
 var MaxUserWatchesPath = "/proc/sys/fs/inotify/max_user_watches"
 
 // eventKind names an event for the metrics, by its most telling operation.
-func eventKind(op fsnotify.Op) string {
+func eventKind(ev event) string {
 	switch {
-	case op.Has(fsnotify.Create):
+	case ev.has(unix.IN_CREATE | unix.IN_MOVED_TO):
 		return "create"
-	case op.Has(fsnotify.Remove):
+	case ev.has(unix.IN_DELETE):
 		return "remove"
-	case op.Has(fsnotify.Rename):
+	case ev.has(unix.IN_MOVED_FROM):
 		return "rename"
-	case op.Has(fsnotify.Write):
+	case ev.has(unix.IN_CLOSE_WRITE):
+		return "close_write"
+	case ev.has(unix.IN_MODIFY):
 		return "write"
-	case op.Has(fsnotify.Chmod):
+	case ev.has(unix.IN_ATTRIB):
 		return "chmod"
 	}
 	return "other"
@@ -296,13 +278,13 @@ func New(opt Options) (*Watcher, error) {
 	if opt.DegradedFullSyncEvery <= 0 {
 		opt.DegradedFullSyncEvery = DefaultDegradedFullSyncEvery
 	}
-	fsw, err := fsnotify.NewBufferedWatcher(EventBuffer)
+	in, err := newInotify(EventBuffer, watchMask(opt.Events.Attrib))
 	if err != nil {
 		return nil, fmt.Errorf("start inotify: %w", err)
 	}
 	w := &Watcher{
 		opt:     opt,
-		fsw:     fsw,
+		in:      in,
 		epoch:   time.Now(),
 		commits: pace.Stream{Window: 2 * BusyCommitGap * opt.Settle, MinBatch: busyPaths},
 		pending: map[string]*change{},
@@ -314,7 +296,7 @@ func New(opt Options) (*Watcher, error) {
 	if err := w.watchTree("", false); err != nil {
 		var limit *WatchLimitError
 		if !errors.As(err, &limit) {
-			fsw.Close()
+			in.close()
 			return nil, err
 		}
 		// Refusing to start would leave the backup without any update;
@@ -407,7 +389,7 @@ func (w *Watcher) watchTree(rel string, record bool) error {
 	var found []string
 	recordFound := func() {
 		if len(found) > 0 {
-			w.recordAll(found, time.Now(), sizeKept)
+			w.recordAll(found, time.Now(), evKept)
 			found = found[:0]
 		}
 	}
@@ -443,7 +425,7 @@ func (w *Watcher) watchTree(rel string, record bool) error {
 			return nil
 		}
 		seen++
-		if err := w.fsw.Add(p); err != nil {
+		if err := w.in.add(p); err != nil {
 			if errors.Is(err, syscall.ENOSPC) {
 				if limit == nil {
 					limit = &WatchLimitError{Err: err, Limit: readSysctlInt(MaxUserWatchesPath)}
@@ -500,7 +482,7 @@ func (w *Watcher) unwatchTree(rel string) {
 	for _, d := range gone {
 		// The kernel drops a deleted directory's watch itself; a moved one
 		// keeps reporting under its old name until removed here.
-		_ = w.fsw.Remove(w.abs(d))
+		w.in.remove(w.abs(d))
 	}
 }
 
@@ -513,83 +495,13 @@ func (w *Watcher) isDir(rel string) bool {
 
 // excluded is the filter's answer for an event's path. Whether it is a
 // directory matters (sersync matched "dir/", rsync rules such as "+ */"
-// single directories out): a watched one is known, one just made is asked.
-func (w *Watcher) excluded(rel string, ev fsnotify.Event) bool {
+// single directories out): the kernel says so (IN_ISDIR), and a watched
+// one is known.
+func (w *Watcher) excluded(rel string, ev event) bool {
 	if w.opt.Filter.Empty() {
 		return false
 	}
-	isDir := w.isDir(rel)
-	if !isDir && ev.Has(fsnotify.Create) {
-		fi, err := os.Lstat(ev.Name)
-		isDir = err == nil && fi.IsDir()
-	}
-	return w.opt.Filter.ExcludedAs(rel, isDir)
-}
-
-// How an event bears on a file's size (sizeQuiet).
-type sizeEvent int
-
-const (
-	sizeKept    sizeEvent = iota // removed, renamed away, chmod, found by a scan
-	sizeCreated                  // created or moved in
-	sizeWritten                  // written to
-)
-
-// record notes an event for rel; after a create or a write, the file's size
-// is looked at before it is handed on.
-func (w *Watcher) record(rel string, now time.Time, ev sizeEvent) {
-	w.mu.Lock()
-	wake := w.recordLocked(rel, now, ev)
-	w.mu.Unlock()
-	w.wakeFlush(wake)
-}
-
-// recordAll records paths as changed at the same time, under one lock.
-func (w *Watcher) recordAll(rels []string, now time.Time, ev sizeEvent) {
-	wake := false
-	w.mu.Lock()
-	for _, rel := range rels {
-		wake = w.recordLocked(rel, now, ev) || wake
-	}
-	w.mu.Unlock()
-	w.wakeFlush(wake)
-}
-
-func (w *Watcher) wakeFlush(wake bool) {
-	if wake {
-		select {
-		case w.wake <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// recordLocked records rel and says whether the flush goroutine must be
-// woken; w.mu held.
-func (w *Watcher) recordLocked(rel string, now time.Time, ev sizeEvent) bool {
-	sized, written := ev != sizeKept, ev == sizeWritten
-	c := w.pending[rel]
-	if c == nil {
-		events := 1
-		// A path handed on a moment ago and changing again is being
-		// written in pieces: its count doubles, so each time it waits
-		// twice as long for quiet.
-		at := w.since(now)
-		if h, ok := w.recent[rel]; ok && at-h.at < RecentFor {
-			events += 2 * h.events
-		}
-		w.pending[rel] = &change{first: at, last: at, events: events, sizeDue: sized, written: written}
-	} else {
-		c.last = w.since(now)
-		c.events++
-		c.sizeDue = c.sizeDue || sized
-		c.written = c.written || written
-	}
-	// A new path is due Settle/4 from now at the earliest, a known one no
-	// sooner than before: when the flush goroutine looks by then anyway,
-	// waking it costs a thousand context switches a second under a steady
-	// stream of changes and gains nothing.
-	return w.flushAt.IsZero() || (c == nil && w.flushAt.After(now.Add(w.opt.Settle/4)))
+	return w.opt.Filter.ExcludedAs(rel, ev.has(unix.IN_ISDIR) || w.isDir(rel))
 }
 
 func (w *Watcher) queueDirOp(op dirOp) {
@@ -624,7 +536,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	<-drained
 	close(stopDirs)
 	<-dirsDone
-	w.fsw.Close()
+	w.in.close()
 	if err := w.flush(time.Now(), true); err != nil && flushErr == nil {
 		flushErr = err
 	}
@@ -656,7 +568,7 @@ func (w *Watcher) drain(stop <-chan struct{}, fatal chan<- error) {
 		case <-stop:
 			w.drainRest(fatal)
 			return
-		case ev, ok := <-w.fsw.Events:
+		case ev, ok := <-w.in.events:
 			beat.Busy()
 			if !ok {
 				return
@@ -664,23 +576,12 @@ func (w *Watcher) drain(stop <-chan struct{}, fatal chan<- error) {
 			if !w.handleOrReport(ev, fatal) {
 				return
 			}
-		case err, ok := <-w.fsw.Errors:
-			beat.Busy()
-			if !ok {
-				return
-			}
-			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				w.overflowed(time.Now())
-				w.queueDirOp(dirOp{kind: opResync})
-				continue
-			}
-			w.opt.Log.WithError(err).Error("inotify")
 		}
 	}
 }
 
 // handleOrReport handles ev; a fatal error goes to fatal and ends reading.
-func (w *Watcher) handleOrReport(ev fsnotify.Event, fatal chan<- error) bool {
+func (w *Watcher) handleOrReport(ev event, fatal chan<- error) bool {
 	err := w.handle(ev)
 	if err == nil {
 		return true
@@ -700,7 +601,7 @@ func (w *Watcher) drainRest(fatal chan<- error) {
 	deadline := time.After(StopDrainMax)
 	for {
 		select {
-		case ev, ok := <-w.fsw.Events:
+		case ev, ok := <-w.in.events:
 			if !ok {
 				return
 			}
@@ -741,57 +642,78 @@ func (w *Watcher) overflowed(now time.Time) {
 // removed or renamed: nothing below it can be seen any more.
 var ErrRootGone = errors.New("watched directory was removed or renamed")
 
-func (w *Watcher) handle(ev fsnotify.Event) error {
-	rel, ok := w.rel(ev.Name)
+func (w *Watcher) handle(ev event) error {
+	if ev.has(unix.IN_Q_OVERFLOW) {
+		w.overflowed(time.Now())
+		w.queueDirOp(dirOp{kind: opResync})
+		return nil
+	}
+	rel, ok := w.rel(ev.name)
 	if !ok {
 		return nil
 	}
-	if rel == "" {
-		if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+	if ev.has(unix.IN_DELETE_SELF | unix.IN_MOVE_SELF) {
+		if rel == "" {
 			// Its watch is gone with it; a directory made again under the
 			// name would not be watched, and pushing a missing or new root
 			// could empty the backups. Stop and say so.
 			return fmt.Errorf("%w: %s: changes below it can no longer be seen", ErrRootGone, w.opt.Root)
 		}
+		return nil // a subdirectory's own: its parent reported it by name
+	}
+	if rel == "" {
 		return nil
 	}
+	// Before the filter: a file written under an excluded temporary name
+	// and renamed into place is paired with its old name all the same.
+	from := w.pairMove(ev, rel)
 	if w.excluded(rel, ev) {
 		return nil
 	}
 	if w.opt.OnEvent != nil {
-		w.opt.OnEvent(eventKind(ev.Op))
+		w.opt.OnEvent(eventKind(ev))
 	}
 	now := time.Now()
 	e := w.opt.Events
 	switch {
-	case ev.Has(fsnotify.Create):
-		fi, err := os.Lstat(ev.Name)
-		if err == nil && fi.IsDir() {
+	case ev.has(unix.IN_CREATE | unix.IN_MOVED_TO):
+		if ev.has(unix.IN_ISDIR) {
 			// The scan records the directory and everything made in it
 			// before its watch was set.
 			w.queueDirOp(dirOp{kind: opScan, rel: rel})
 			return nil
 		}
-		// sersync's stock config turns createFile off because inotify's
-		// close-write covers it; fsnotify has no close-write, so a create
-		// counts whenever any switch that would see the new file is on.
-		if e.CreateFile || e.CloseWrite || e.MoveTo || e.Modify {
-			w.record(rel, now, sizeCreated)
+		// sersync's stock config turns createFile off because its
+		// close-write covers a new file; but a symlink, a hard link or a
+		// special file has no close-write, so a create counts whenever any
+		// switch that would see the new file is on. A file renamed into
+		// place is as complete as its old name was.
+		kind := evCreated
+		if from.complete {
+			kind = evCreatedComplete
 		}
-	case ev.Has(fsnotify.Remove), ev.Has(fsnotify.Rename):
-		if w.isDir(rel) {
+		if e.CreateFile || e.CloseWrite || e.MoveTo || e.Modify {
+			w.record(rel, now, kind, true)
+		}
+	case ev.has(unix.IN_DELETE | unix.IN_MOVED_FROM):
+		if ev.has(unix.IN_ISDIR) || w.isDir(rel) {
 			w.queueDirOp(dirOp{kind: opUnwatch, rel: rel})
 		}
-		if (ev.Has(fsnotify.Remove) && e.Delete) || (ev.Has(fsnotify.Rename) && e.MoveFrom) {
-			w.record(rel, now, sizeKept)
+		if (ev.has(unix.IN_DELETE) && e.Delete) || (ev.has(unix.IN_MOVED_FROM) && e.MoveFrom) {
+			w.record(rel, now, evKept, true)
 		}
-	case ev.Has(fsnotify.Write):
-		if e.CloseWrite || e.Modify || w.parked(rel) {
-			w.record(rel, now, sizeWritten)
-		}
-	case ev.Has(fsnotify.Chmod):
+	case ev.has(unix.IN_CLOSE_WRITE):
+		// sersync's closeWrite is IN_CLOSE_WRITE. Whatever the switches, a
+		// held file whose writer closed it is complete (settle.go).
+		w.record(rel, now, evClosed, e.CloseWrite || e.Modify || w.parked(rel))
+	case ev.has(unix.IN_MODIFY):
+		// A write alone is a change only with modify on (sersync's
+		// IN_MODIFY); with closeWrite, the close that ends it is. Either
+		// way a held file being written keeps being held.
+		w.record(rel, now, evWritten, e.Modify || w.parked(rel))
+	case ev.has(unix.IN_ATTRIB):
 		if e.Attrib || w.parked(rel) {
-			w.record(rel, now, sizeKept)
+			w.record(rel, now, evKept, true)
 		}
 	}
 	return nil
@@ -799,6 +721,33 @@ func (w *Watcher) handle(ev fsnotify.Event) error {
 
 func (w *Watcher) parked(rel string) bool {
 	return w.opt.Parked != nil && w.opt.Parked(rel)
+}
+
+// movedFrom is the last IN_MOVED_FROM seen, for the IN_MOVED_TO of the same
+// rename (same cookie), which the kernel queues right after it.
+type movedFrom struct {
+	cookie   uint32
+	complete bool // the old name was not being written (settle.go)
+}
+
+// pairMove notes a rename's old name and, for its new name, returns what
+// was noted (zero when the old name is not in the tree, or was not seen).
+func (w *Watcher) pairMove(ev event, rel string) movedFrom {
+	switch {
+	case ev.has(unix.IN_MOVED_FROM):
+		w.mu.Lock()
+		c := w.pending[rel]
+		w.mu.Unlock()
+		// Not held: nothing was written to it lately.
+		w.moved = movedFrom{cookie: ev.cookie, complete: c == nil || c.complete}
+	case ev.has(unix.IN_MOVED_TO):
+		m := w.moved
+		w.moved = movedFrom{}
+		if m.cookie == ev.cookie && ev.cookie != 0 {
+			return m
+		}
+	}
+	return movedFrom{}
 }
 
 // runDirOps does the directory operations queued so far, in order.
@@ -1040,7 +989,7 @@ func (w *Watcher) sizeFiles(now time.Time) {
 	var written []bool
 	w.mu.Lock()
 	for p, c := range w.pending {
-		if c.sizeDue && !now.Before(w.due(c)) {
+		if c.sizeDue && !c.complete && !now.Before(w.due(c)) {
 			check = append(check, p)
 			last = append(last, c.last)
 			written = append(written, c.written)
@@ -1103,7 +1052,7 @@ func (w *Watcher) flushReady() (time.Duration, error) {
 	// Events not yet read may belong to paths that look quiet only because
 	// the reader fell behind (a create and its write split into two
 	// pushes): let it catch up first, for a little while.
-	if len(w.fsw.Events) > 0 && w.postponed < maxPostpone {
+	if len(w.in.events) > 0 && w.postponed < maxPostpone {
 		w.postponed++
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -1149,7 +1098,13 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 		}
 	}
 	for _, p := range ready {
-		w.recent[p] = handedOn{at: w.since(now), events: w.pending[p].events}
+		// A complete file handed on is done with: a later save of it
+		// starts afresh (settle.go).
+		if c := w.pending[p]; c.complete {
+			delete(w.recent, p)
+		} else {
+			w.recent[p] = handedOn{at: w.since(now), events: c.events}
+		}
 		delete(w.pending, p)
 	}
 	// Go maps keep their size after deletes: after a big burst, drop the

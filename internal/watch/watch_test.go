@@ -297,7 +297,7 @@ func TestOverflowStormLoggedOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.fsw.Close()
+	defer w.in.close()
 	now := time.Now()
 	for i := 0; i < 500; i++ {
 		w.overflowed(now.Add(time.Duration(i) * time.Millisecond))
