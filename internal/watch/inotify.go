@@ -35,8 +35,9 @@ func (e event) has(mask uint32) bool { return e.mask&mask != 0 }
 
 // watchMask is what every directory watch reports. IN_MODIFY is asked for
 // whatever the <modify> switch says: a write says a file is still being
-// written, which holds it (settle.go). IN_ATTRIB only when attrib is on:
-// nothing else uses it, and cp -p, tar and touch make one per file.
+// written, which holds it (settle.go). IN_ATTRIB only when attrib is on
+// or a chmod of a parked path counts (Options.Parked): nothing else uses
+// it, and cp -p, tar and touch make one per file.
 func watchMask(attrib bool) uint32 {
 	m := uint32(unix.IN_CREATE | unix.IN_MODIFY | unix.IN_CLOSE_WRITE | unix.IN_DELETE |
 		unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF |

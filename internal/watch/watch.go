@@ -278,7 +278,7 @@ func New(opt Options) (*Watcher, error) {
 	if opt.DegradedFullSyncEvery <= 0 {
 		opt.DegradedFullSyncEvery = DefaultDegradedFullSyncEvery
 	}
-	in, err := newInotify(EventBuffer, watchMask(opt.Events.Attrib))
+	in, err := newInotify(EventBuffer, watchMask(opt.Events.Attrib || opt.Parked != nil))
 	if err != nil {
 		return nil, fmt.Errorf("start inotify: %w", err)
 	}
