@@ -707,10 +707,12 @@ func (w *Watcher) handle(ev event) error {
 		// held file whose writer closed it is complete (settle.go).
 		w.record(rel, now, evClosed, e.CloseWrite || e.Modify || w.parked(rel))
 	case ev.has(unix.IN_MODIFY):
-		// A write alone is a change only with modify on (sersync's
-		// IN_MODIFY); with closeWrite, the close that ends it is. Either
-		// way a held file being written keeps being held.
-		w.record(rel, now, evWritten, e.Modify || w.parked(rel))
+		// With closeWrite only, sersync waits for the close: a log or a
+		// database kept open would never be pushed, nor a truncate(2) of a
+		// path, which closes nothing. sersyncd counts the write too and
+		// holds the file while it is written (settle.go), so nothing is
+		// lost and a file closed after writing still goes at once.
+		w.record(rel, now, evWritten, e.Modify || e.CloseWrite || w.parked(rel))
 	case ev.has(unix.IN_ATTRIB):
 		if e.Attrib || w.parked(rel) {
 			w.record(rel, now, evKept, true)
