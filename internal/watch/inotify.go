@@ -29,6 +29,7 @@ type event struct {
 	name   string
 	mask   uint32
 	cookie uint32
+	err    error // the descriptor cannot be read: the last event
 }
 
 func (e event) has(mask uint32) bool { return e.mask&mask != 0 }
@@ -143,9 +144,8 @@ func (in *inotify) read() {
 			if errors.Is(err, unix.EINTR) {
 				continue
 			}
-			// The descriptor is broken: say so as an overflow, which makes
-			// the watcher re-watch and push everything.
-			batch = append(batch[:0], event{mask: unix.IN_Q_OVERFLOW})
+			// Nothing more can be seen: the watcher must stop and say so.
+			batch = append(batch[:0], event{err: fmt.Errorf("read inotify: %w", err)})
 		} else {
 			batch = in.parse(buf[:n], batch[:0])
 		}

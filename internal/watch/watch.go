@@ -643,6 +643,9 @@ func (w *Watcher) overflowed(now time.Time) {
 var ErrRootGone = errors.New("watched directory was removed or renamed")
 
 func (w *Watcher) handle(ev event) error {
+	if ev.err != nil {
+		return ev.err
+	}
 	if ev.has(unix.IN_Q_OVERFLOW) {
 		w.overflowed(time.Now())
 		w.queueDirOp(dirOp{kind: opResync})
