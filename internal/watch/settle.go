@@ -1,6 +1,11 @@
 package watch
 
-import "time"
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"time"
+)
 
 // The settle policy: when a recorded path is handed on.
 //
@@ -130,4 +135,99 @@ func (w *Watcher) recordLocked(rel string, now time.Time, ev recordKind, push bo
 	// switches a second under a steady stream of changes and gains nothing.
 	sooner := fresh || (c.complete && !wasComplete)
 	return w.flushAt.IsZero() || (sooner && w.flushAt.After(now.Add(w.opt.Settle/4)))
+}
+
+// A file of BigFileSize or more waits at least BigFileSettle×Settle of
+// quiet: a push of it costs more than rsync's fixed cost, and a writer that
+// pauses between appends (a download, a dump, a copy throttled by the disk)
+// would otherwise have it pushed part-written, then again, as a delta
+// against the partial copy. From 1 MiB the transfer itself takes longer
+// than the ~10 ms an rsync call costs. A file that is still empty after it
+// was created or truncated is most likely about to be written (a download
+// opens its file before the first bytes arrive), so it waits
+// EmptyFileSettle×Settle.
+var (
+	BigFileSize     int64         = 1 << 20
+	BigFileSettle   time.Duration = 10
+	EmptyFileSettle time.Duration = 5
+)
+
+// sizeQuiet is the least quiet time a file of this size waits. A file
+// that has content but no write event yet is most likely in the middle of
+// its first write (the kernel reports a write when it ends, and the size
+// grows while it runs): it waits Settle for that event, which sizes it
+// again. A file moved in has no write event either; it only waits Settle.
+func (w *Watcher) sizeQuiet(fi os.FileInfo, written bool) time.Duration {
+	switch {
+	case !fi.Mode().IsRegular():
+		return 0
+	case fi.Size() > 0 && !written:
+		return w.opt.Settle
+	case fi.Size() == 0:
+		return EmptyFileSettle * w.opt.Settle
+	case fi.Size() >= BigFileSize:
+		return BigFileSettle * w.opt.Settle
+	}
+	return 0
+}
+
+// HeavyWriterSettle caps the quiet time, in multiples of Settle, that a path
+// with many events waits for: a file written in hundreds of appends with
+// short pauses between them is pushed once, when it is done.
+var HeavyWriterSettle time.Duration = 50
+
+// handedOn remembers a path handed on: when, and after how many events.
+type handedOn struct {
+	at     time.Duration // since Watcher.epoch
+	events int
+}
+
+// RecentFor is how long a handed-on path's event count is remembered.
+var RecentFor = time.Second
+
+// QuietDivisor sets the quiet time per event: Settle/QuietDivisor.
+var QuietDivisor time.Duration = 8
+
+// sizeFiles looks at the size of created or written paths about to be
+// handed on, once per write, so that a file still being written waits
+// longer (sizeQuiet). The stat runs without the lock: the drain goroutine
+// must never wait on the disk.
+func (w *Watcher) sizeFiles(now time.Time) {
+	var check []string
+	var last []time.Duration
+	var written []bool
+	w.mu.Lock()
+	for p, c := range w.pending {
+		if c.sizeDue && !c.complete && !now.Before(w.due(c)) {
+			check = append(check, p)
+			last = append(last, c.last)
+			written = append(written, c.written)
+		}
+	}
+	w.mu.Unlock()
+	if len(check) == 0 {
+		return
+	}
+	quiet := make([]time.Duration, len(check))
+	for i, p := range check {
+		fi, err := os.Lstat(w.abs(p))
+		switch {
+		case err == nil:
+			quiet[i] = w.sizeQuiet(fi, written[i])
+		case errors.Is(err, fs.ErrNotExist):
+			// Created and gone already: most likely written aside and
+			// renamed into place. The new name waits Settle (a file with
+			// content and no write event); the old one waits as long, so
+			// both go in one commit and one push.
+			quiet[i] = w.opt.Settle
+		}
+	}
+	w.mu.Lock()
+	for i, p := range check {
+		// An event since the stat may have changed the size: look again.
+		if c := w.pending[p]; c != nil && c.last == last[i] {
+			c.sizeDue, c.minQuiet = false, quiet[i]
+		}
+	}
+	w.mu.Unlock()
 }
