@@ -21,6 +21,16 @@ type env struct {
 	ds       []*rsyncd
 }
 
+// daemonsCPU is the CPU seconds used so far by the receiving rsync daemons
+// and the session processes they forked.
+func (e *env) daemonsCPU() float64 {
+	var sum float64
+	for _, d := range e.ds {
+		sum += treeCPU(d.p.pid())
+	}
+	return sum
+}
+
 func (e *env) targets() []string {
 	var t []string
 	for _, d := range e.ds {
@@ -78,7 +88,7 @@ var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0"
 	<closeWrite start="true"/>
 	<moveFrom start="true"/>
 	<moveTo start="true"/>
-	<attrib start="false"/>
+	<attrib start="true"/>
 	<modify start="false"/>
     </inotify>
     <sersync>

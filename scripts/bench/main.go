@@ -28,9 +28,9 @@ func main() {
 func mainErr() int {
 	var (
 		contenders = flag.String("contenders", strings.Join(allContenders, ","), "comma-separated: sersyncd, lsyncd, script, limit")
-		wls        = flag.String("workloads", "latency,burst,tree1k,tree100k,sustained,bigfile,mixed,scale", "comma-separated workloads (scale: sersyncd's RSS and start-up with many directories)")
+		wls        = flag.String("workloads", "latency,saved,session,burst,tree1k,tree100k,sustained,bigfile,mixed,scale", "comma-separated workloads (scale: sersyncd's RSS and start-up with many directories)")
 		ks         = flag.String("k", "1,3", "comma-separated target counts")
-		quick      = flag.Bool("quick", false, "small subset: latency (20), burst (2,000), mixed; K=3; sersyncd, limit, lsyncd (explicit flags still win)")
+		quick      = flag.Bool("quick", false, "small subset: latency (20), saved (10), session, burst (2,000), mixed; K=3; sersyncd, limit, lsyncd (explicit flags still win)")
 		out        = flag.String("out", "", "Markdown file to write (default docs/BENCHMARKS.md, or docs/BENCHMARKS-quick.md with -quick; - for stdout only)")
 		bin        = flag.String("bin", "bin/sersyncd", "sersyncd binary (built with go build when missing)")
 		workdir    = flag.String("workdir", "", "parent of the scratch directory (default: /dev/shm when it is a tmpfs, else $TMPDIR); a new directory in it is removed at the end")
@@ -40,6 +40,7 @@ func mainErr() int {
 		s          sizes
 	)
 	flag.IntVar(&s.latencyN, "latency-n", 50, "latency: number of changes")
+	flag.IntVar(&s.savedN, "saved-n", 20, "saved: number of saves")
 	flag.IntVar(&s.burstFiles, "burst-files", 10000, "burst: files")
 	flag.IntVar(&s.treeFiles, "tree-files", 100000, "tree100k: files in the existing tree")
 	flag.DurationVar(&s.sustained, "sustained", 30*time.Second, "sustained: duration")
@@ -54,13 +55,16 @@ func mainErr() int {
 			*contenders = "sersyncd,limit,lsyncd"
 		}
 		if !set["workloads"] {
-			*wls = "latency,burst,mixed"
+			*wls = "latency,saved,session,burst,mixed"
 		}
 		if !set["k"] {
 			*ks = "3"
 		}
 		if !set["latency-n"] {
 			s.latencyN = 20
+		}
+		if !set["saved-n"] {
+			s.savedN = 10
 		}
 		if !set["burst-files"] {
 			s.burstFiles = 2000
@@ -265,6 +269,13 @@ func runCell(base, bin, cname string, w workload, k int, s sizes) (r *result) {
 	if d := time.Since(t0); d > 5*time.Second {
 		fmt.Fprintf(os.Stderr, "bench: %s: prepared source and %d targets in %.1f s\n", w.name, k, d.Seconds())
 	}
+	if w.alone != nil {
+		d, err := w.alone(dir, s)
+		if err != nil {
+			return fail("writer alone: %v", err)
+		}
+		r.WriterAloneS = d.Seconds()
+	}
 	c, _ := newContender(cname, bin)
 	defer c.stop()
 	if err := c.start(e, 300*time.Second); err != nil {
@@ -275,9 +286,10 @@ func runCell(base, bin, cname string, w workload, k int, s sizes) (r *result) {
 		offsets[i] = d.logSize()
 	}
 	r.note("load avg %s", loadAvg())
-	cpu0, self0 := c.cpu(), selfCPU(c)
+	cpu0, self0, dcpu0 := c.cpu(), selfCPU(c), e.daemonsCPU()
 	err = w.run(e, c, s, r)
 	r.CPU = c.cpu() - cpu0
+	r.DaemonCPU = e.daemonsCPU() - dcpu0
 	if _, script := c.(*scriptC); c.isDaemon() && !script {
 		r.note("daemon process itself %.2f CPU s", selfCPU(c)-self0)
 	}
@@ -304,8 +316,14 @@ func runCell(base, bin, cname string, w workload, k int, s sizes) (r *result) {
 }
 
 func (r *result) line() string {
-	s := fmt.Sprintf("%s K=%d %s: converged=%t %.3f s cpu=%.2f s rss=%d KiB sessions=%d recv=%.1f MiB",
-		r.Workload, r.K, r.Contender, r.Converged, r.Seconds, r.CPU, r.RSSKiB, r.Sessions, float64(r.RecvBytes)/(1<<20))
+	s := fmt.Sprintf("%s K=%d %s: converged=%t %.3f s cpu=%.2f s daemons cpu=%.2f s rss=%d KiB sessions=%d recv=%.1f MiB",
+		r.Workload, r.K, r.Contender, r.Converged, r.Seconds, r.CPU, r.DaemonCPU, r.RSSKiB, r.Sessions, float64(r.RecvBytes)/(1<<20))
+	if r.FirstS > 0 {
+		s += fmt.Sprintf(" first-write→equal=%.3f s", r.FirstS)
+	}
+	if r.WriterS > 0 {
+		s += fmt.Sprintf(" writer=%.3f s (alone %.3f s)", r.WriterS, r.WriterAloneS)
+	}
 	if r.Summary != "" {
 		s += " [" + r.Summary + "]"
 	}

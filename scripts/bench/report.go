@@ -64,6 +64,8 @@ var workloadTitle = map[string]string{
 	"sustained": "4 sustained changes/s",
 	"bigfile":   "5 one big file in 1 MiB appends",
 	"mixed":     "6 deletes, dir renames, hostile names",
+	"saved":     "7 one file saved again and again",
+	"session":   "8 an edit session, every kind of change",
 }
 
 func (rep *report) find(w, c string, k int) *result {
@@ -90,18 +92,18 @@ func (rep *report) markdown(ws []workload, ks []int, cs []string) string {
 		firstLine("git", "describe", "--tags", "--always", "--dirty"), firstLine("rsync", "--version"),
 		strings.TrimPrefix(firstLine("lsyncd", "--version"), "Version: "), firstLine("inotifywait", "--help"), runtime.Version())
 	s := rep.sizes
-	fmt.Fprintf(&b, "- sizes: latency %d changes; burst %d files of 1 KiB, 100 per new dir; trees of 1,000 and %d files (512 B, 100 per dir), 10 changed, %d rounds (median); sustained %d new files/s for %s + a marker each second; big file %d MiB at ~100 MiB/s\n\n",
-		s.latencyN, s.burstFiles, s.treeFiles, treeRounds, s.rate, s.sustained, s.bigMiB)
+	fmt.Fprintf(&b, "- sizes: latency %d changes; saved %d saves of a 4 KiB file, each %s after the last arrived; edit session %d rounds of 17 steps %s apart (median); burst %d files of 1 KiB, 100 per new dir; trees of 1,000 and %d files (512 B, 100 per dir), 10 changed, %d rounds (median); sustained %d new files/s for %s + a marker each second; big file %d MiB at ~100 MiB/s\n\n",
+		s.latencyN, s.savedN, saveGap, sessionRounds, sessionStepGap, s.burstFiles, s.treeFiles, treeRounds, s.rate, s.sustained, s.bigMiB)
 	b.WriteString(method)
 	b.WriteString("\n## Results\n\n")
-	b.WriteString("| workload | K | contender | converged | time to converge | CPU s | peak RSS | rsync sessions | MiB received | notes |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| workload | K | contender | converged | time to converge | first write → equal | writer (alone) | CPU s | daemons CPU s | peak RSS | rsync sessions | MiB received | notes |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, w := range ws {
 		for _, k := range ks {
 			for _, c := range cs {
 				r := rep.find(w.name, c, k)
 				if r == nil {
-					fmt.Fprintf(&b, "| %s | %d | %s | not run | | | | | | |\n", workloadTitle[w.name], k, c)
+					fmt.Fprintf(&b, "| %s | %d | %s | not run | | | | | | | | | |\n", workloadTitle[w.name], k, c)
 					continue
 				}
 				conv := "yes"
@@ -116,8 +118,15 @@ func (rep *report) markdown(ws []workload, ks []int, cs []string) string {
 				if r.RSSKiB > 0 {
 					rss = fmt.Sprintf("%.1f MiB", float64(r.RSSKiB)/1024)
 				}
-				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %.2f | %s | %d | %.1f | %s |\n", workloadTitle[w.name], k, c, conv, t,
-					r.CPU, rss, r.Sessions, float64(r.RecvBytes)/(1<<20), mdEscape(strings.Join(r.Notes, "; ")))
+				first, writer := "", ""
+				if r.FirstS > 0 {
+					first = fmt.Sprintf("%.3f s", r.FirstS)
+				}
+				if r.WriterS > 0 {
+					writer = fmt.Sprintf("%.2f s (%.2f s)", r.WriterS, r.WriterAloneS)
+				}
+				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %.2f | %.2f | %s | %d | %.1f | %s |\n", workloadTitle[w.name], k, c, conv, t, first, writer,
+					r.CPU, r.DaemonCPU, rss, r.Sessions, float64(r.RecvBytes)/(1<<20), mdEscape(strings.Join(r.Notes, "; ")))
 			}
 		}
 	}
@@ -157,19 +166,23 @@ const method = `## Method
   the 10 changes are written aside and renamed over the old files), then the contender is started and waited for (sersyncd: "sersyncd
   started"; lsyncd: its start-up rsyncs "finished"; script: "Watches established" per target).
 - Contenders, all with rsync ` + "`-a`" + ` (no ` + "`-z`" + ` on localhost) and ` + "`--sockopts=TCP_NODELAY`" + `:
-  **sersyncd** (` + "`bin/sersyncd -o confxml.xml --db FILE`" + `, commonParams ` + "`-a`" + `, default settle/maxHold);
+  **sersyncd** (` + "`bin/sersyncd -o confxml.xml --db FILE`" + `, commonParams ` + "`-a`" + `, default settle/maxHold, the stock
+  ` + "`<inotify>`" + ` switches with ` + "`attrib`" + ` on so that a chmod arrives);
   **lsyncd** (` + "`lsyncd -nodaemon`" + `, one ` + "`sync{default.rsync, delay=0, rsync={archive=true}}`" + ` block per target);
   **script** (per target ` + "`inotifywait -mr -e modify,create,delete,move,close_write SRC | while read; do rsync -a --delete SRC/ host::module/; done`" + `);
   **limit** (no daemon: when the workload ends, one ` + "`rsync -a --from0 --files-from=- --delete-missing-args --force`" + ` of exactly the changed
   paths per target, K in parallel).
-- Time to converge: from the end of the workload (for latency: from each write) until every target equals the source. While
+- Time to converge: from the end of the workload (for latency and saved: from each write) until every target equals the source.
+  First write → equal: from the workload's first write instead (burst; edit session, per round). Writer: how long the
+  workload's own writing took beside the contender, and (alone) the same writing in a tree nothing watches, just before the
+  contender started. While
   waiting, only the changed paths are polled (type, size, symlink target, content; files over 1 MiB by size+mtime) every 10 ms
-  (1 ms for latency), or the whole tree for the mixed workload; after that the final verdict is a full comparison of every target
-  with the source (names as bytes, types, sizes, symlink targets, contents byte for byte). A cell that fails it, or its bound
-  (latency 10 s per change, burst/tree100k/sustained 120 s, tree1k/mixed 60 s, bigfile 180 s) is reported as **did not converge**.
+  (1 ms for latency and saved), or the whole tree for the mixed workload and the edit session; after that the final verdict is a full comparison of every target
+  with the source (names as bytes, types, sizes, file permissions, symlink targets, contents byte for byte). A cell that fails it, or its bound
+  (latency and saved 10 s per change, burst/tree100k/sustained 120 s, tree1k/mixed/session 60 s, bigfile 180 s) is reported as **did not converge**.
 - CPU s: user+sys of the contender and every process it started (rsync clients included; reaped children through
   cutime/cstime), from the start of the workload until convergence, from /proc/PID/stat; for the limit, the rusage of its rsyncs.
-  The receiving rsync daemons are not counted. Peak RSS: VmHWM of the sersyncd / lsyncd process (script: sum over its
+  Daemons CPU s: the same for the receiving rsync daemons and the session processes they fork. Peak RSS: VmHWM of the sersyncd / lsyncd process (script: sum over its
   inotifywait processes).
 - rsync sessions / MiB received: transfers the daemons logged during the workload (sum over the K targets), i.e. how many rsync
   calls reached the targets and what they carried.
@@ -221,6 +234,33 @@ func (rep *report) goals() [][3]string {
 		add("burst (K=3) ≥ 5× faster than lsyncd", b(s.Converged && (!ls.Converged || ls.Seconds >= 5*s.Seconds)), m)
 	} else {
 		add("burst (K=3) ≥ 5× faster than lsyncd", nil, "")
+	}
+	// issue 11: what a user feels
+	if sv := rep.find("saved", "sersyncd", k); sv != nil {
+		goal := "a file saved again and again (K=3): median ≤ 30 ms and ≤ 1.2× a fresh file's (latency median)"
+		m := sv.Summary
+		met := sv.Converged && sv.Metrics["median_ms"] <= 30
+		if lat := rep.find("latency", "sersyncd", k); lat != nil {
+			met = met && sv.Metrics["median_ms"] <= 1.2*lat.Metrics["median_ms"]
+			m += fmt.Sprintf("; fresh file %.1f ms", lat.Metrics["median_ms"])
+		} else {
+			m += "; latency not run"
+		}
+		if ls := rep.find("saved", "lsyncd", k); ls != nil {
+			m += fmt.Sprintf("; lsyncd %s", ls.Summary)
+		}
+		add(goal, b(met), m)
+	}
+	if se, ls := rep.find("session", "sersyncd", k), rep.find("session", "lsyncd", k); se != nil && ls != nil {
+		add("edit session (K=3), first write → equal: no slower than lsyncd (median of 3 rounds)", b(se.Converged && (!ls.Converged || se.FirstS <= ls.FirstS)),
+			fmt.Sprintf("sersyncd %.3f s, lsyncd %.3f s", se.FirstS, ls.FirstS))
+	}
+	if s, l := rep.find("burst", "sersyncd", k), rep.find("burst", "limit", k); s != nil && l != nil && l.FirstS > 0 {
+		add("burst (K=3), first write → equal: ≤ 1.2× the limit's", b(s.Converged && s.FirstS <= 1.2*l.FirstS),
+			fmt.Sprintf("sersyncd %.2f s (writer %.2f s, alone %.2f s), limit %.2f s (%.2f×)", s.FirstS, s.WriterS, s.WriterAloneS, l.FirstS, s.FirstS/l.FirstS))
+		sc, lc := s.CPU+s.DaemonCPU, l.CPU+l.DaemonCPU
+		add("burst (K=3), CPU of the tool + its rsyncs + the receiving daemons: ≤ 1.5× the limit's", b(sc <= 1.5*lc),
+			fmt.Sprintf("sersyncd %.2f + %.2f s, limit %.2f + %.2f s (%.2f×)", s.CPU, s.DaemonCPU, l.CPU, l.DaemonCPU, sc/lc))
 	}
 	// tree
 	t1, t2 := rep.find("tree1k", "sersyncd", k), rep.find("tree100k", "sersyncd", k)

@@ -76,7 +76,8 @@ type checker interface{ ok(dst string) bool }
 // firstDiff compares two trees completely: names (as raw bytes), types,
 // sizes, symlink targets and file contents byte for byte. It returns the
 // first difference found, or "" when the trees are identical. The roots'
-// own attributes are not compared.
+// own attributes are not compared; of the others, only a file's
+// permissions (a chmod must arrive too).
 func firstDiff(src, dst string) string {
 	return diffDir(src, dst, ".")
 }
@@ -143,6 +144,9 @@ func diffEntry(src, dst, rel string) string {
 	case 0:
 		if sfi.Size() != dfi.Size() {
 			return fmt.Sprintf("%q: size differs (%d vs %d)", rel, sfi.Size(), dfi.Size())
+		}
+		if sfi.Mode().Perm() != dfi.Mode().Perm() {
+			return fmt.Sprintf("%q: permissions differ (%v vs %v)", rel, sfi.Mode().Perm(), dfi.Mode().Perm())
 		}
 		same, err := sameContent(sp, dp)
 		if err != nil {

@@ -19,6 +19,10 @@ type result struct {
 	Seconds             float64 // from the end of the workload until every target equals the source
 	Summary             string  // what "time to converge" means for this workload, when not Seconds
 	CPU                 float64 // contender + its rsyncs, workload start until convergence
+	DaemonCPU           float64 // the receiving rsync daemons, workload start until convergence
+	FirstS              float64 // from the workload's first write until every target equals the source; 0: not measured
+	WriterS             float64 // the workload's writer, beside the contender; 0: not measured
+	WriterAloneS        float64 // the same writer before the contender started, in a tree nothing watches
 	RSSKiB              int64
 	Sessions            int
 	RecvBytes           int64
@@ -32,6 +36,7 @@ func (r *result) note(format string, args ...any) {
 
 type sizes struct {
 	latencyN   int
+	savedN     int
 	burstFiles int
 	treeFiles  int
 	sustained  time.Duration
@@ -47,17 +52,22 @@ type workload struct {
 	bound   time.Duration // per convergence wait
 	prepare func(src string, s sizes) error
 	run     func(e *env, c contender, s sizes, r *result) error
+	// alone, when set, times the workload's writer in a tree below dir
+	// that nothing watches, before the contender starts.
+	alone func(dir string, s sizes) (time.Duration, error)
 }
 
 func workloads() []workload {
 	return []workload{
 		{name: "latency", bound: 10 * time.Second, prepare: mkdirs("lat"), run: runLatency},
-		{name: "burst", bound: 120 * time.Second, prepare: mkdirs("burst"), run: runBurst},
+		{name: "burst", bound: 120 * time.Second, prepare: mkdirs("burst"), run: runBurst, alone: aloneBurst},
 		{name: "tree1k", bound: 60 * time.Second, prepare: prepTree(1000), run: runTree},
 		{name: "tree100k", bound: 120 * time.Second, prepare: prepTree(0), run: runTree},
 		{name: "sustained", bound: 120 * time.Second, prepare: prepSustained, run: runSustained},
 		{name: "bigfile", bound: 180 * time.Second, prepare: mkdirs("big"), run: runBig},
 		{name: "mixed", bound: 60 * time.Second, prepare: prepMixed, run: runMixed},
+		{name: "saved", bound: 10 * time.Second, prepare: prepSaved, run: runSaved},
+		{name: "session", bound: 60 * time.Second, prepare: prepSession, run: runSession, alone: aloneSession},
 	}
 }
 
@@ -164,26 +174,40 @@ func runLatency(e *env, c contender, s sizes, r *result) error {
 	return nil
 }
 
-// (2) files of 1 KiB in new directories of 100 files each, as fast as possible.
+// (2) files of 1 KiB in new directories of 100 files each, as fast as
+// possible; time to converge from the last write, and from the first.
 func runBurst(e *env, c contender, s sizes, r *result) error {
+	t0 := time.Now()
+	changed, err := writeBurst(e.src, s)
+	if err != nil {
+		return err
+	}
+	wrote := time.Since(t0)
+	err = finish(e, c, newPathsChecker(e.src, changed), changed, boundOf["burst"], r)
+	r.WriterS = wrote.Seconds()
+	r.FirstS = wrote.Seconds() + r.Seconds
+	return err
+}
+
+func writeBurst(src string, s sizes) ([]string, error) {
 	var changed []string
 	data := content("burst", 1024)
 	for i := 0; i < s.burstFiles; i++ {
 		dir := fmt.Sprintf("burst/d%03d", i/100)
 		if i%100 == 0 {
-			if err := os.Mkdir(filepath.Join(e.src, dir), 0o755); err != nil {
-				return err
+			if err := os.Mkdir(filepath.Join(src, dir), 0o755); err != nil {
+				return nil, err
 			}
 			changed = append(changed, dir)
 		}
 		rel := fmt.Sprintf("%s/f%03d", dir, i%100)
 		data[0], data[1] = byte(i), byte(i>>8)
-		if err := writeFile(e.src, rel, data); err != nil {
-			return err
+		if err := writeFile(src, rel, data); err != nil {
+			return nil, err
 		}
 		changed = append(changed, rel)
 	}
-	return finish(e, c, newPathsChecker(e.src, changed), changed, boundOf["burst"], r)
+	return changed, nil
 }
 
 func finish(e *env, c contender, chk checker, changed []string, bound time.Duration, r *result) error {

@@ -1,0 +1,233 @@
+package watch
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"time"
+)
+
+// The settle policy: when a recorded path is handed on.
+//
+// A file whose last event is its writer's close (IN_CLOSE_WRITE) is
+// complete: it is handed on once quiet for Settle/4, the least any path
+// waits (a create and the write after it can be milliseconds apart on a
+// busy machine), however often it was saved before and whatever its size.
+// Before this rule a path changed again within RecentFor of being handed
+// on counted its events twice over, so a file saved whole every second
+// waited longer after each save, up to 50 × Settle (1 s), and stayed there
+// (issue 11: median 1.03 s per save, lsyncd 0.21 s). Nothing but a close
+// after write tells a file saved again from one written in pieces.
+//
+// A file still being written (its last event a write: a 500 MiB copy, a
+// download, a log written in pieces through one descriptor) is held as
+// before: Settle/QuietDivisor of quiet per event seen, counting again the
+// events of a recent hand-on (RecentFor) whose writer had not closed it,
+// capped at HeavyWriterSettle × Settle, and at least what its size says
+// (sizeQuiet); never longer than MaxHold after its first event.
+//
+// A second writer that still holds the file open but has not written
+// since the first one closed it is not seen: inotify reports opens
+// without their mode, and counting IN_OPEN/IN_CLOSE_NOWRITE would double
+// the events of every push (rsync reads each file it sends). Its next
+// write holds the file again, and its close pushes it once more, so
+// nothing is lost.
+
+// Times in change and handedOn are offsets from Watcher.epoch (since): a
+// time.Time is 24 bytes, and a burst holds a hundred thousand of these.
+type change struct {
+	first, last time.Duration
+	events      int
+	sizeDue     bool          // created or written since it was last sized
+	written     bool          // a write event was seen
+	complete    bool          // its last write was closed (see above)
+	minQuiet    time.Duration // what its size says about the writer (sizeQuiet)
+}
+
+// due is when a change is handed on.
+func (w *Watcher) due(c *change) time.Time {
+	quiet := w.opt.Settle / 4
+	if !c.complete {
+		quiet = time.Duration(c.events) * w.opt.Settle / QuietDivisor
+		quiet = min(max(quiet, w.opt.Settle/4), HeavyWriterSettle*w.opt.Settle)
+		quiet = max(quiet, c.minQuiet)
+	}
+	return w.epoch.Add(min(c.last+quiet, c.first+w.opt.MaxHold))
+}
+
+// recordKind is how an event bears on a path's hold.
+type recordKind int
+
+const (
+	evKept            recordKind = iota // removed, renamed away, chmod, found by a scan
+	evCreated                           // created or moved in: size it
+	evCreatedComplete                   // renamed into place from a name not being written
+	evWritten                           // written to: a writer is at work
+	evClosed                            // its writer closed it after writing
+)
+
+// record notes an event for rel. With push false, the event only bears on
+// the hold of a path already recorded (a write or close that the
+// switches do not count as a change of its own).
+func (w *Watcher) record(rel string, now time.Time, ev recordKind, push bool) {
+	w.mu.Lock()
+	wake := w.recordLocked(rel, now, ev, push)
+	w.mu.Unlock()
+	w.wakeFlush(wake)
+}
+
+// recordAll records paths as changed at the same time, under one lock.
+func (w *Watcher) recordAll(rels []string, now time.Time, ev recordKind) {
+	wake := false
+	w.mu.Lock()
+	for _, rel := range rels {
+		wake = w.recordLocked(rel, now, ev, true) || wake
+	}
+	w.mu.Unlock()
+	w.wakeFlush(wake)
+}
+
+func (w *Watcher) wakeFlush(wake bool) {
+	if wake {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// recordLocked records rel and says whether the flush goroutine must be
+// woken; w.mu held.
+func (w *Watcher) recordLocked(rel string, now time.Time, ev recordKind, push bool) bool {
+	c := w.pending[rel]
+	if c == nil && !push {
+		return false
+	}
+	at := w.since(now)
+	fresh, wasComplete := c == nil, c != nil && c.complete
+	if fresh {
+		events := 1
+		// A path handed on a moment ago, while its writer still had it
+		// open, and changing again is being written in pieces: its count
+		// doubles, so each time it waits twice as long for quiet.
+		if h, ok := w.recent[rel]; ok && at-h.at < RecentFor {
+			events += 2 * h.events
+		}
+		c = &change{first: at, events: events}
+		w.pending[rel] = c
+	} else {
+		c.events++
+	}
+	c.last = at
+	switch ev {
+	case evCreated:
+		c.sizeDue, c.complete = true, false
+	case evCreatedComplete:
+		c.complete = true
+	case evWritten:
+		c.sizeDue, c.written, c.complete = true, true, false
+	case evClosed:
+		c.written, c.complete = true, true
+	}
+	// A new path is due Settle/4 from now at the earliest, a known one no
+	// sooner than before unless its writer just closed it: when the flush
+	// goroutine looks by then anyway, waking it costs a thousand context
+	// switches a second under a steady stream of changes and gains nothing.
+	sooner := fresh || (c.complete && !wasComplete)
+	return w.flushAt.IsZero() || (sooner && w.flushAt.After(now.Add(w.opt.Settle/4)))
+}
+
+// A file of BigFileSize or more waits at least BigFileSettle×Settle of
+// quiet: a push of it costs more than rsync's fixed cost, and a writer that
+// pauses between appends (a download, a dump, a copy throttled by the disk)
+// would otherwise have it pushed part-written, then again, as a delta
+// against the partial copy. From 1 MiB the transfer itself takes longer
+// than the ~10 ms an rsync call costs. A file that is still empty after it
+// was created or truncated is most likely about to be written (a download
+// opens its file before the first bytes arrive), so it waits
+// EmptyFileSettle×Settle.
+var (
+	BigFileSize     int64         = 1 << 20
+	BigFileSettle   time.Duration = 10
+	EmptyFileSettle time.Duration = 5
+)
+
+// sizeQuiet is the least quiet time a file of this size waits. A file
+// that has content but no write event yet is most likely in the middle of
+// its first write (the kernel reports a write when it ends, and the size
+// grows while it runs): it waits Settle for that event, which sizes it
+// again. A file moved in has no write event either; it only waits Settle.
+func (w *Watcher) sizeQuiet(fi os.FileInfo, written bool) time.Duration {
+	switch {
+	case !fi.Mode().IsRegular():
+		return 0
+	case fi.Size() > 0 && !written:
+		return w.opt.Settle
+	case fi.Size() == 0:
+		return EmptyFileSettle * w.opt.Settle
+	case fi.Size() >= BigFileSize:
+		return BigFileSettle * w.opt.Settle
+	}
+	return 0
+}
+
+// HeavyWriterSettle caps the quiet time, in multiples of Settle, that a path
+// with many events waits for: a file written in hundreds of appends with
+// short pauses between them is pushed once, when it is done.
+var HeavyWriterSettle time.Duration = 50
+
+// handedOn remembers a path handed on: when, and after how many events.
+type handedOn struct {
+	at     time.Duration // since Watcher.epoch
+	events int
+}
+
+// RecentFor is how long a handed-on path's event count is remembered.
+var RecentFor = time.Second
+
+// QuietDivisor sets the quiet time per event: Settle/QuietDivisor.
+var QuietDivisor time.Duration = 8
+
+// sizeFiles looks at the size of created or written paths about to be
+// handed on, once per write, so that a file still being written waits
+// longer (sizeQuiet). The stat runs without the lock: the drain goroutine
+// must never wait on the disk.
+func (w *Watcher) sizeFiles(now time.Time) {
+	var check []string
+	var last []time.Duration
+	var written []bool
+	w.mu.Lock()
+	for p, c := range w.pending {
+		if c.sizeDue && !c.complete && !now.Before(w.due(c)) {
+			check = append(check, p)
+			last = append(last, c.last)
+			written = append(written, c.written)
+		}
+	}
+	w.mu.Unlock()
+	if len(check) == 0 {
+		return
+	}
+	quiet := make([]time.Duration, len(check))
+	for i, p := range check {
+		fi, err := os.Lstat(w.abs(p))
+		switch {
+		case err == nil:
+			quiet[i] = w.sizeQuiet(fi, written[i])
+		case errors.Is(err, fs.ErrNotExist):
+			// Created and gone already: most likely written aside and
+			// renamed into place. The new name waits Settle (a file with
+			// content and no write event); the old one waits as long, so
+			// both go in one commit and one push.
+			quiet[i] = w.opt.Settle
+		}
+	}
+	w.mu.Lock()
+	for i, p := range check {
+		// An event since the stat may have changed the size: look again.
+		if c := w.pending[p]; c != nil && c.last == last[i] {
+			c.sizeDue, c.minQuiet = false, quiet[i]
+		}
+	}
+	w.mu.Unlock()
+}
