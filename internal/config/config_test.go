@@ -568,6 +568,17 @@ func FuzzParse(f *testing.F) {
 		for _, r := range c.Remotes {
 			_ = c.Destination(r)
 		}
+		// Accepted trees never overlap, and each has its targets.
+		for i, s := range c.Sources {
+			if len(s.Remotes) == 0 || !filepath.IsAbs(s.Path) {
+				t.Fatalf("accepted tree without remotes or absolute watch: %+v", s)
+			}
+			for _, o := range c.Sources[:i] {
+				if s.Path == o.Path || within(s.Path, o.Path) || within(o.Path, s.Path) {
+					t.Fatalf("accepted overlapping trees %q and %q", o.Path, s.Path)
+				}
+			}
+		}
 		for _, w := range c.Warnings {
 			if strings.ContainsAny(w, "\n\r") {
 				t.Fatalf("warning is not one line: %q", w)
@@ -739,6 +750,12 @@ func TestSources(t *testing.T) {
 					t.Errorf("b: rules %+v, want its own", sb.RsyncRules)
 				}
 			}},
+		{name: "testdata/sources.xml", xml: string(mustRead(t, "testdata/sources.xml")), check: func(t *testing.T, c *Config) {
+			if len(c.Sources) != 3 || c.Sources[1].Path != "/srv/mail" || !c.Sources[1].OwnFilter || c.Sources[2].OwnFilter ||
+				!reflect.DeepEqual(c.Sources[2].Excludes(), []string{`(.*)\.tmp`}) || c.Destination(c.Sources[1].Remotes[0]) != "127.0.0.1::backup/mail" {
+				t.Errorf("sources = %+v", c.Sources)
+			}
+		}},
 		{name: "sibling modules of one daemon", xml: sources("",
 			"<localpath watch=\"/srv/a\">\n<remote ip=\"h\" name=\"m/a\"/>\n</localpath>",
 			"<localpath watch=\"/srv/b\">\n<remote ip=\"h\" name=\"m/b\"/>\n</localpath>")},
