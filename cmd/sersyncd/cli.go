@@ -52,19 +52,27 @@ Usage:
                                                    push the failure records now (of one target, or of the
                                                    targets of one tree); exit 1 if some still fail
   sersyncd status -o FILE [--db FILE] [--json]     pending and failed paths, lag, last success and error per target
+  sersyncd verify -o FILE [--target T] [--checksum] [--repair] [--db FILE] [--json]
+                                                   compare each target with the source (rsync dry run,
+                                                   under the push's rules): missing, differing, extra paths;
+                                                   --checksum compares contents (slow: reads every file on
+                                                   both sides), else size and mtime; --repair queues the
+                                                   drifted paths for the daemon to push (never deletes
+                                                   where <delete start="false">)
   sersyncd --version | --help
 
 Daemon flags:
 %s
 Exit codes:
   0  clean stop (SIGTERM or SIGINT: running pushes finish, the rest stays queued);
-     retry: nothing still fails
+     retry: nothing still fails; verify: every target equals the source
   1  runtime failure (queue file locked or unwritable, inotify limits, ...);
-     retry: some paths still fail
+     retry: some paths still fail; verify: a target differs or could not be checked
   2  bad config or flags
 
-retry and status ask the running daemon over the control socket beside the
-queue file (FILE.sock, mode 0600); when none runs they open the queue file.
+retry, status and verify --repair ask the running daemon over the control
+socket beside the queue file (FILE.sock, mode 0600); when none runs they open
+the queue file.
 
 Signals: SIGTERM/SIGINT stop gracefully, a second one stops at once (the
 queue stays consistent); SIGHUP reloads the config (validated first; an
@@ -128,6 +136,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return runRetry(args[1:], stdout, stderr)
 		case "status":
 			return runStatus(args[1:], stdout, stderr)
+		case "verify":
+			return runVerify(args[1:], stdout, stderr)
 		case "help", "-h", "-help", "--help":
 			usage(stdout)
 			return exitOK

@@ -53,6 +53,8 @@ type envOptions struct {
 	rules []string
 	// rsyncBinary sets <sersyncd rsync>.
 	rsyncBinary string
+	// verifyEvery turns the scheduled verify on (<sersyncd verify>).
+	verifyEvery string
 }
 
 var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0" encoding="ISO-8859-1"?>
@@ -102,7 +104,7 @@ var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0"
 {{- if .RulesFile}}
     <rsyncFilter start="true" file="{{.RulesFile}}"/>
 {{- end}}
-    <sersyncd settle="20ms" backoffMax="{{.BackoffMax}}"{{if .Rsync}} rsync="{{.Rsync}}"{{end}}/>
+    <sersyncd settle="20ms" backoffMax="{{.BackoffMax}}"{{if .Rsync}} rsync="{{.Rsync}}"{{end}}{{if .VerifyEvery}} verify="{{.VerifyEvery}}"{{end}}/>
 </head>
 `))
 
@@ -157,7 +159,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		"Attrib": o.attrib, "BackoffMax": o.backoffMax, "Params": o.params,
 		"FailLogEvery": o.failLogEvery, "CrontabEvery": o.crontabEvery, "CrontabExcludes": o.crontabExcludes,
 		"AuthUser": o.authUser, "PasswordFile": o.passwordFile, "CommandPrefix": o.commandPrefix,
-		"Timeout": o.timeout, "SSH": sshCommand, "KeepDeleted": o.keepDeleted, "RulesFile": rulesFile, "Rsync": o.rsyncBinary,
+		"Timeout": o.timeout, "SSH": sshCommand, "KeepDeleted": o.keepDeleted, "RulesFile": rulesFile, "Rsync": o.rsyncBinary, "VerifyEvery": o.verifyEvery,
 	})
 	if err != nil {
 		t.Fatal(err)

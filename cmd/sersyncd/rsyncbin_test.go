@@ -51,7 +51,7 @@ func TestRsyncBinaryAttribute(t *testing.T) {
 
 	withoutRsync(func() {
 		out, err := exec.Command(e.bin, "check", "-o", e.config).CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "\n  \""+wrapper+"\" -artuz ") {
+		if err != nil || !strings.Contains(string(out), "\n  changes:   \""+wrapper+"\" -artuz ") {
 			t.Fatalf("check (%v) does not show the wrapper's command line:\n%s", err, out)
 		}
 	})

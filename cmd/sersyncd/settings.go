@@ -66,6 +66,7 @@ func printSource(w io.Writer, cfg *config.Config, src *config.Source) {
 			}
 			fmt.Fprintf(w, "  full push: %s %s  (stdin: every path not excluded)\n", bin, quoteArgs(t.CopyListedArgs(nil)))
 		}
+		fmt.Fprintf(w, "  verify:    rsync %s  (stdin: every excluded path, anchored)\n", quoteArgs(t.VerifyArgs(cfg.Daemon.VerifyChecksum)))
 	}
 }
 
@@ -105,6 +106,18 @@ func printCommon(w io.Writer, cfg *config.Config) {
 		fmt.Fprintf(w, "standby:   off\n")
 	}
 	fmt.Fprintf(w, "failLog:   %s, replay every %s\n", cfg.FailLog.Path, cfg.FailLog.Interval)
+	if d := cfg.Daemon; d.Verify > 0 {
+		how, then := "size and mtime", "reports only"
+		if d.VerifyChecksum {
+			how = "contents"
+		}
+		if d.VerifyRepair {
+			then = "queues what differs"
+		}
+		fmt.Fprintf(w, "verify:    every %s, comparing %s, one target at a time at low priority; %s\n", d.Verify, how, then)
+	} else {
+		fmt.Fprintf(w, "verify:    not scheduled (sersyncd verify compares on demand)\n")
+	}
 	if cfg.Crontab.Enabled {
 		fmt.Fprintf(w, "crontab:   full push every %s", cfg.Crontab.Interval)
 		if cfg.Crontab.FilterEnabled {

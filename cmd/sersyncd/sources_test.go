@@ -323,3 +323,41 @@ func TestReloadAddsAndRemovesTrees(t *testing.T) {
 		t.Fatalf("exit %d %v:\n%s", code, err, p.Output())
 	}
 }
+
+// TestVerifySeveralTrees: sersyncd verify compares each target with its
+// own tree, under that tree's filter: equal after the full push, and a
+// file removed from one tree's target is drift of that target alone.
+func TestVerifySeveralTrees(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	tt := newTwoTrees(t)
+	for _, root := range []string{tt.a, tt.b} {
+		write(t, root, "same.txt", "the same name in "+filepath.Base(root))
+		write(t, root, "x.tmp", "tmp")
+		write(t, root, "x.log", "log")
+		write(t, root, "only-in-"+filepath.Base(root), "only there")
+	}
+	tt.start("-r")
+	tt.converge(15*time.Second, "full push at start")
+	verify := func() (int, string) {
+		out, err := exec.Command(tt.bin, "verify", "-o", tt.config, "--db", tt.db).CombinedOutput()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		code := 0
+		if ee != nil {
+			code = ee.ExitCode()
+		}
+		return code, string(out)
+	}
+	if code, out := verify(); code != 0 {
+		t.Fatalf("verify after the full push: exit %d, want 0 (each target equal to its own tree):\n%s", code, out)
+	}
+	must(t, os.Remove(filepath.Join(tt.b0.Dir, "same.txt")))
+	code, out := verify()
+	if code != 1 || !strings.Contains(out, "127.0.0.3::b0") || !strings.Contains(out, "same.txt") {
+		t.Fatalf("verify with same.txt gone from b0: exit %d, want 1 naming b0 and same.txt:\n%s", code, out)
+	}
+}

@@ -275,6 +275,9 @@ func printStatus(w io.Writer, st *control.Status) {
 		if t.LastError != "" {
 			fmt.Fprintf(w, "  last error: %s\n", t.LastError)
 		}
+		if v := t.Verify; v != nil {
+			printVerifyStatus(w, v)
+		}
 		if t.ConsecutiveFailures > 0 {
 			fmt.Fprintf(w, "  %d failures in a row", t.ConsecutiveFailures)
 			if !t.RetryAt.IsZero() {
@@ -298,6 +301,33 @@ func printSourceStatus(w io.Writer, st *control.Status, root string) {
 		if s.Degraded != "" && len(st.Sources) > 1 {
 			fmt.Fprintf(w, ", DEGRADED")
 		}
+	}
+	fmt.Fprintln(w)
+}
+
+// printVerifyStatus is a target's last scheduled verify in `status`.
+func printVerifyStatus(w io.Writer, v *control.VerifyStatus) {
+	how := "size and mtime"
+	if v.Checksum {
+		how = "contents"
+	}
+	fmt.Fprintf(w, "  verify (%s) %s: ", how, v.Time.Format(time.RFC3339))
+	switch {
+	case v.Error != "":
+		fmt.Fprintf(w, "could not check the target: %s", v.Error)
+		if !v.LastSuccess.IsZero() {
+			fmt.Fprintf(w, "; last checked %s: %d paths differed", v.LastSuccess.Format(time.RFC3339), v.Drift)
+		}
+	case v.Drift == 0:
+		fmt.Fprint(w, "equal to the source")
+	default:
+		fmt.Fprintf(w, "DIFFERS: %d paths (%d missing, %d differing, %d extra)", v.Drift, v.Missing, v.Differing, v.Extra)
+		if v.Repaired > 0 {
+			fmt.Fprintf(w, ", %d queued to repair", v.Repaired)
+		}
+	}
+	if v.Kept > 0 {
+		fmt.Fprintf(w, "; %d on the target alone kept (delete is off)", v.Kept)
 	}
 	fmt.Fprintln(w)
 }

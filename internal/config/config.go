@@ -168,6 +168,9 @@ type Daemon struct {
 	BackoffMax                    time.Duration
 	HealthLag                     time.Duration // /healthz fails when a change waits longer than this
 	Standby                       time.Duration // how long a target keeps an rsync started ahead after a push; 0: none
+	Verify                        time.Duration // how often the daemon compares every target with the source; 0: never
+	VerifyChecksum                bool          // the scheduled verify compares contents, not size and mtime
+	VerifyRepair                  bool          // the scheduled verify queues the drifted paths
 	DB, Metrics, LogFile, PidFile string        // "" means the caller's default
 	// Rsync is the rsync binary every push, replay and check runs: an
 	// absolute path; "" means "rsync" from PATH.

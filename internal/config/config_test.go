@@ -249,6 +249,11 @@ func TestParseErrors(t *testing.T) {
 		{"standby text", doc("", "", `<sersyncd standby="soon"/>`), []string{`<sersyncd standby="soon">: must be a duration`}},
 		{"standby past the rsync timeout", doc(`<timeout start="true" time="5"/>`, "", `<sersyncd standby="5s"/>`), []string{`<sersyncd standby="5s">: must be shorter than the rsync <timeout> (5s)`}},
 		{"batchMax", doc("", "", `<sersyncd batchMax="0"/>`), []string{`<sersyncd batchMax="0">: must be a positive integer`}},
+		{"verify text", doc("", "", `<sersyncd verify="daily"/>`), []string{`<sersyncd verify="daily">: must be a duration`}},
+		{"verify negative", doc("", "", `<sersyncd verify="-1h"/>`), []string{`<sersyncd verify="-1h">: must be positive`}},
+		{"verify fraction", doc("", "", `<sersyncd verify="1500ms"/>`), []string{`<sersyncd verify="1500ms">: must be a whole number of seconds`}},
+		{"verifyChecksum", doc("", "", `<sersyncd verify="1h" verifyChecksum="yes"/>`), []string{`<sersyncd verifyChecksum="yes">: must be "true" or "false"`}},
+		{"verifyRepair", doc("", "", `<sersyncd verify="1h" verifyRepair="1"/>`), []string{`<sersyncd verifyRepair="1">: must be "true" or "false"`}},
 		{"auth no passwordfile", doc(`<auth start="true" users="root" passwordfile=""/>`, "", ""), []string{`<auth passwordfile="">: is empty`}},
 		{"ssh and auth", doc(`<auth start="true" users="root" passwordfile="/p"/><ssh start="true"/>`, "", ""), []string{`<auth start="true">: cannot be combined with <ssh start="true">`}},
 		{"ssh command quotes", doc(`<ssh start="true" command="ssh -i 'x"/>`, "", ""), []string{`<ssh command="ssh -i 'x">: cannot be split`}},
@@ -850,5 +855,31 @@ func TestSourcesLoad(t *testing.T) {
 	_, err = Load(noRules)
 	if ce := checkError(t, err); ce.Line != 5 || ce.Element != "rsyncFilter" {
 		t.Errorf("own rules file missing: %v, want line 5, <rsyncFilter>", err)
+	}
+}
+
+func TestVerifySchedule(t *testing.T) {
+	tests := []struct {
+		name, sersyncd   string
+		every            time.Duration
+		checksum, repair bool
+	}{
+		{"absent", ``, 0, false, false},
+		{"off", `<sersyncd verify="0"/>`, 0, false, false},
+		{"daily", `<sersyncd verify="24h" verifyChecksum="false"/>`, 24 * time.Hour, false, false},
+		{"short, checksum, repair", `<sersyncd verify="2s" verifyChecksum="true" verifyRepair="true"/>`, 2 * time.Second, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("c.xml", []byte(doc("", "", tt.sersyncd)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := c.Daemon
+			if d.Verify != tt.every || d.VerifyChecksum != tt.checksum || d.VerifyRepair != tt.repair {
+				t.Errorf("Verify, VerifyChecksum, VerifyRepair = %s, %t, %t; want %s, %t, %t",
+					d.Verify, d.VerifyChecksum, d.VerifyRepair, tt.every, tt.checksum, tt.repair)
+			}
+		})
 	}
 }

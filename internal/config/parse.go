@@ -752,6 +752,15 @@ func (p *parser) daemon(n *node) {
 	} else {
 		d.Standby = p.duration(n, "standby", DefaultStandby)
 	}
+	if v, ok := n.attr("verify"); ok && strings.TrimSpace(v) != "0" {
+		d.Verify = p.duration(n, "verify", 0)
+		// The scheduler counts in whole seconds, as for interval.
+		if d.Verify > 0 && (d.Verify < time.Second || d.Verify%time.Second != 0) {
+			p.fail(n, "verify", v, "must be a whole number of seconds, at least 1s (0 turns it off)")
+		}
+	}
+	d.VerifyChecksum = p.boolAttr(n, "verifyChecksum", false)
+	d.VerifyRepair = p.boolAttr(n, "verifyRepair", false)
 	d.BatchMax = DefaultBatchMax
 	if v, ok := n.attr("batchMax"); ok {
 		d.BatchMax = p.posInt(n, "batchMax", v)

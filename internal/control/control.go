@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -26,8 +27,21 @@ func SocketPath(db string) string { return db + ".sock" }
 
 // Request is one command.
 type Request struct {
-	Cmd    string `json:"cmd"` // "status" or "retry"
+	Cmd    string `json:"cmd"` // "status", "retry" or "enqueue"
 	Target string `json:"target,omitempty"`
+	// Paths, for "enqueue": relative to the root, queued as changes of
+	// Target (`sersyncd verify --repair`). Bytes (base64 in JSON), since
+	// JSON strings would turn a name's invalid UTF-8 into U+FFFD.
+	Paths [][]byte `json:"paths,omitempty"`
+}
+
+// EnqueueRequest asks to queue paths as changes of target.
+func EnqueueRequest(target string, paths []string) Request {
+	req := Request{Cmd: "enqueue", Target: target, Paths: make([][]byte, len(paths))}
+	for i, p := range paths {
+		req.Paths[i] = []byte(p)
+	}
+	return req
 }
 
 // Response answers a Request.
@@ -35,6 +49,7 @@ type Response struct {
 	Error  string                `json:"error,omitempty"`
 	Status *Status               `json:"status,omitempty"`
 	Replay []pusher.ReplayResult `json:"replay,omitempty"`
+	Queued int                   `json:"queued,omitempty"` // "enqueue": paths queued
 }
 
 // Status is what `sersyncd status` shows.
@@ -73,12 +88,30 @@ type TargetStatus struct {
 	LastError           string    `json:"last_error,omitempty"`
 	ConsecutiveFailures int       `json:"consecutive_failures,omitempty"`
 	RetryAt             time.Time `json:"retry_at,omitzero"`
+	// Verify is the last scheduled verify of the target, when one ran.
+	Verify *VerifyStatus `json:"verify,omitempty"`
+}
+
+// VerifyStatus is the outcome of a target's last scheduled verify.
+type VerifyStatus struct {
+	Time        time.Time `json:"time"`                  // when it ran
+	Checksum    bool      `json:"checksum"`              // contents compared, not size and mtime
+	Drift       int       `json:"drift"`                 // paths that differ: missing + differing + extra
+	Missing     int       `json:"missing"`               //
+	Differing   int       `json:"differing"`             //
+	Extra       int       `json:"extra"`                 //
+	Kept        int       `json:"kept,omitempty"`        // on the target alone, kept: delete is off
+	Repaired    int       `json:"repaired,omitempty"`    // paths queued by verifyRepair
+	Error       string    `json:"error,omitempty"`       // why it could not check the target
+	LastSuccess time.Time `json:"last_success,omitzero"` // the last run that could check it
 }
 
 // Handler serves the commands.
 type Handler interface {
 	Status() (*Status, error)
 	Replay(ctx context.Context, target string) ([]pusher.ReplayResult, error)
+	// Enqueue queues paths as changes of one target.
+	Enqueue(target string, paths []string) (int, error)
 }
 
 // Server listens on the socket.
@@ -164,6 +197,16 @@ func (s *Server) handle(conn *net.UnixConn) {
 			resp.Error = err.Error()
 		}
 		resp.Replay = res
+	case "enqueue":
+		paths := make([]string, len(req.Paths))
+		for i, p := range req.Paths {
+			paths[i] = string(p)
+		}
+		n, err := s.handler.Enqueue(req.Target, paths)
+		if err != nil {
+			resp.Error = err.Error()
+		}
+		resp.Queued = n
 	default:
 		resp.Error = fmt.Sprintf("unknown command %q", req.Cmd)
 	}
@@ -188,6 +231,22 @@ func checkPeer(conn *net.UnixConn) error {
 	}
 	if me := uint32(os.Geteuid()); cred.Uid != me && cred.Uid != 0 {
 		return fmt.Errorf("uid %d may not use the control socket of uid %d", cred.Uid, me)
+	}
+	return nil
+}
+
+// CheckPaths refuses a path that is not a clean path below the root: an
+// absolute one, one with "..", ".", an empty element or a NUL. "." itself
+// would be the queue's full-push record.
+func CheckPaths(paths []string) error {
+	for _, p := range paths {
+		bad := p == "" || strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.IndexByte(p, 0) >= 0
+		for _, el := range strings.Split(p, "/") {
+			bad = bad || el == "" || el == "." || el == ".."
+		}
+		if bad {
+			return fmt.Errorf("enqueue: %q is not a path below the root", p)
+		}
 	}
 	return nil
 }

@@ -57,6 +57,13 @@ func (h *fakeHandler) Replay(_ context.Context, target string) ([]pusher.ReplayR
 	return h.replay, h.replayErr
 }
 
+func (h *fakeHandler) Enqueue(target string, paths []string) (int, error) {
+	h.mu.Lock()
+	h.calls = append(h.calls, fmt.Sprintf("enqueue %s %q", target, paths))
+	h.mu.Unlock()
+	return len(paths), nil
+}
+
 func (h *fakeHandler) Calls() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -136,6 +143,13 @@ func TestRoundTrip(t *testing.T) {
 			req:       Request{Cmd: "retry", Target: "zz"},
 			wantCalls: []string{"retry zz"},
 			want:      Response{Error: `no target "zz"`, Replay: results},
+		},
+		{
+			name:      "enqueue",
+			handler:   &fakeHandler{},
+			req:       EnqueueRequest("a", []string{"x/y", "new\nline", "\xff"}),
+			wantCalls: []string{`enqueue a ["x/y" "new\nline" "\xff"]`},
+			want:      Response{Queued: 3},
 		},
 		{
 			name:    "unknown command",
@@ -483,5 +497,29 @@ func TestPeerOtherUIDRefused(t *testing.T) {
 	}
 	if e := hook.LastEntry(); e == nil || e.Level != logrus.WarnLevel || !strings.Contains(e.Message, "refused") {
 		t.Errorf("refusal not logged as a warning: %v", e)
+	}
+}
+
+func TestCheckPaths(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		paths []string
+		ok    bool
+	}{
+		{"clean", []string{"a", "a/b", "-e x", "new\nline", "..a", "a.."}, true},
+		{"root", []string{"."}, false},
+		{"empty", []string{""}, false},
+		{"absolute", []string{"/etc/passwd"}, false},
+		{"up", []string{"a/../../etc"}, false},
+		{"dot inside", []string{"a/./b"}, false},
+		{"double slash", []string{"a//b"}, false},
+		{"trailing slash", []string{"a/"}, false},
+		{"nul", []string{"a\x00b"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := CheckPaths(tc.paths); (err == nil) != tc.ok {
+				t.Fatalf("CheckPaths(%q) = %v, want ok %t", tc.paths, err, tc.ok)
+			}
+		})
 	}
 }

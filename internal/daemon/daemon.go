@@ -20,6 +20,7 @@ import (
 	"github.com/sersyncd/sersyncd/internal/pusher"
 	"github.com/sersyncd/sersyncd/internal/queue"
 	"github.com/sersyncd/sersyncd/internal/retry"
+	"github.com/sersyncd/sersyncd/internal/verify"
 	"github.com/sersyncd/sersyncd/internal/watch"
 )
 
@@ -60,12 +61,15 @@ type Daemon struct {
 	pool     *pusher.Pool
 	failLog  *retry.FailLog
 	schedule *retry.Schedule
-	plugin   plugin.Plugin // nil when no plugin is enabled; closed when its pool stops
+	verifier *verify.Schedule // nil when no verify is scheduled
+	plugin   plugin.Plugin    // nil when no plugin is enabled; closed when its pool stops
 
 	poolStop context.CancelFunc
 	pools    sync.WaitGroup // every pool started, replaced ones included
 	cronDone []context.Context
 	failLogs []*retry.FailLog
+
+	verified *verify.Store // the last scheduled verify of each target, across reloads
 
 	reloads  chan reloadRequest
 	killOnce sync.Once
@@ -119,7 +123,7 @@ func Start(opt Options) (*Daemon, error) {
 	}
 	hard, kill := context.WithCancel(context.Background())
 	d := &Daemon{opt: opt, log: log, queue: q, metrics: m, progress: prog, hard: hard, kill: kill, cfg: c,
-		sources: srcs, reloads: make(chan reloadRequest), killed: make(chan struct{})}
+		sources: srcs, verified: verify.NewStore(), reloads: make(chan reloadRequest), killed: make(chan struct{})}
 	m.SetSource(d)
 	m.SetTargetSources(targetSources(srcs))
 	if d.watchers, err = d.newWatchers(c, srcs); err != nil {
@@ -141,6 +145,10 @@ func Start(opt Options) (*Daemon, error) {
 	}
 	d.pool = d.newPool(c, targets)
 	if d.schedule, err = retry.NewSchedule(c, d.pool, log); err != nil {
+		d.closeFiles()
+		return nil, err
+	}
+	if d.verifier, err = d.newVerifySchedule(c); err != nil {
 		d.closeFiles()
 		return nil, err
 	}
@@ -335,6 +343,14 @@ func (d *Daemon) reload(c *config.Config) error {
 		d.schedule = sched
 		sched.Start()
 	}
+	if d.verifier != nil {
+		d.cronDone = append(d.cronDone, d.verifier.Stop())
+	}
+	if d.verifier, err = d.newVerifySchedule(c); err != nil {
+		d.log.WithError(err).Error("reload: verify schedule")
+	} else if d.verifier != nil {
+		d.verifier.Start()
+	}
 	d.cfg = c
 	d.log.WithFields(logrus.Fields{"targets": len(names), "config": c.File}).Info("config reloaded")
 	return nil
@@ -349,6 +365,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.watchers.start()
 	d.startPool(d.pool, d.plugin)
 	d.schedule.Start()
+	if d.verifier != nil {
+		d.verifier.Start()
+	}
 	d.mu.Unlock()
 
 loop:
@@ -372,6 +391,9 @@ loop:
 	defer d.mu.Unlock()
 	gone, runErr := d.watchers.Stop()
 	d.cronDone = append(d.cronDone, d.schedule.Stop())
+	if d.verifier != nil {
+		d.cronDone = append(d.cronDone, d.verifier.Stop())
+	}
 	d.poolStop()
 	allDone := make(chan struct{})
 	go func() {
@@ -429,6 +451,9 @@ func (d *Daemon) Status() (*control.Status, error) {
 	}
 	st.Running = true
 	st.PID = os.Getpid()
+	for i := range st.Targets {
+		st.Targets[i].Verify = d.verifyStatus(st.Targets[i].Name)
+	}
 	st.WatchedDirs = w.Dirs()
 	st.Overflows = w.Overflows()
 	st.Degraded = w.Degraded()
@@ -465,6 +490,7 @@ func (d *Daemon) Snapshot() metrics.Snapshot {
 		if oldest, err := d.queue.OldestQueued(ps.Name); err == nil && !oldest.IsZero() {
 			t.Lag = now.Sub(oldest)
 		}
+		d.verifyMetrics(&t)
 		s.Targets = append(s.Targets, t)
 	}
 	return s

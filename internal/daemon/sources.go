@@ -33,9 +33,9 @@ type source struct {
 func buildSources(c *config.Config, hook func(*pusher.RsyncTarget)) (srcs []*source, targets []pusher.Target, names []string, err error) {
 	for i := range c.Sources {
 		cs := &c.Sources[i]
-		flt, err := filter.NewWithRules(cs.Excludes(), cs.RsyncRules.Rules)
+		flt, err := sourceFilter(cs)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("build filter of %s: %w", cs.Path, err)
+			return nil, nil, nil, err
 		}
 		s := &source{cfg: cs, flt: flt}
 		for _, t := range pusher.NewRsyncTargets(c, cs, flt) {
@@ -50,6 +50,15 @@ func buildSources(c *config.Config, hook func(*pusher.RsyncTarget)) (srcs []*sou
 		names = append(names, s.names...)
 	}
 	return srcs, targets, names, nil
+}
+
+// sourceFilter is the filter of a tree: its expressions and rsync rules.
+func sourceFilter(cs *config.Source) (*filter.Filter, error) {
+	flt, err := filter.NewWithRules(cs.Excludes(), cs.RsyncRules.Rules)
+	if err != nil {
+		return nil, fmt.Errorf("build filter of %s: %w", cs.Path, err)
+	}
+	return flt, nil
 }
 
 // targetSources maps each target's name to the root of its tree.

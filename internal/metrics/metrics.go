@@ -37,6 +37,10 @@ type Target struct {
 	Lag                 time.Duration // age of the oldest pending change
 	ConsecutiveFailures int
 	LastError           string
+	// VerifyLastSuccess is when the last scheduled verify that could check
+	// the target ran, zero while none has; VerifyDrift is what it found.
+	VerifyLastSuccess time.Time
+	VerifyDrift       int
 }
 
 // Source gives snapshots; the daemon implements it.
@@ -145,6 +149,8 @@ var (
 	// Exported so an alert on the lag follows <sersyncd healthLag> instead
 	// of a copy of it (docs/monitoring/sersyncd.rules.yml).
 	healthLagDesc = prometheus.NewDesc("sersyncd_health_lag_seconds", "The lag bound of /healthz (<sersyncd healthLag>): a target whose oldest pending change is older is unhealthy.", nil, nil)
+	driftDesc     = prometheus.NewDesc("sersyncd_verify_drift_paths", "Paths that differed from the source (missing, differing, extra) at the last scheduled verify that could check the target.", []string{"target", "source"}, nil)
+	verifiedDesc  = prometheus.NewDesc("sersyncd_verify_last_success_timestamp_seconds", "When the last scheduled verify that could check the target ran (Unix time).", []string{"target", "source"}, nil)
 )
 
 // SetSource sets where the gauges come from.
@@ -153,7 +159,7 @@ func (m *Metrics) SetSource(src Source) { m.src = src }
 type stateCollector struct{ m *Metrics }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{pendingDesc, lagDesc, failingDesc, dirsDesc, overflowDesc, degradedDesc, healthLagDesc} {
+	for _, d := range []*prometheus.Desc{pendingDesc, lagDesc, failingDesc, dirsDesc, overflowDesc, degradedDesc, healthLagDesc, driftDesc, verifiedDesc} {
 		ch <- d
 	}
 }
@@ -164,6 +170,10 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(t.Pending), t.Name, t.Source)
 		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, t.Lag.Seconds(), t.Name, t.Source)
 		ch <- prometheus.MustNewConstMetric(failingDesc, prometheus.GaugeValue, float64(t.ConsecutiveFailures), t.Name, t.Source)
+		if !t.VerifyLastSuccess.IsZero() {
+			ch <- prometheus.MustNewConstMetric(driftDesc, prometheus.GaugeValue, float64(t.VerifyDrift), t.Name, t.Source)
+			ch <- prometheus.MustNewConstMetric(verifiedDesc, prometheus.GaugeValue, float64(t.VerifyLastSuccess.UnixNano())/1e9, t.Name, t.Source)
+		}
 	}
 	ch <- prometheus.MustNewConstMetric(dirsDesc, prometheus.GaugeValue, float64(s.WatchedDirs))
 	ch <- prometheus.MustNewConstMetric(overflowDesc, prometheus.CounterValue, float64(s.Overflows))

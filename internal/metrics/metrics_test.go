@@ -379,3 +379,28 @@ func TestServeBadAddress(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyGauges: a target's verify gauges appear once a scheduled verify
+// could check it, and not before (a 0 would read as "no drift").
+func TestVerifyGauges(t *testing.T) {
+	when := time.Unix(1796136778, 500_000_000)
+	src := &fakeSource{s: Snapshot{Targets: []Target{
+		{Name: "checked", Source: "/srv/www", VerifyLastSuccess: when, VerifyDrift: 3},
+		{Name: "never"},
+	}}}
+	_, _, body := get(t, New(src).Handler(time.Minute), "/metrics")
+	m := samples(t, body)
+	for name, want := range map[string]string{
+		`sersyncd_verify_drift_paths{source="/srv/www",target="checked"}`:                    "3",
+		`sersyncd_verify_last_success_timestamp_seconds{source="/srv/www",target="checked"}`: "1.7961367785e+09",
+	} {
+		if m[name] != want {
+			t.Errorf("%s = %q, want %q", name, m[name], want)
+		}
+	}
+	for name := range m {
+		if strings.Contains(name, `target="never"`) && strings.HasPrefix(name, "sersyncd_verify_") {
+			t.Errorf("%s exported for a target never checked", name)
+		}
+	}
+}

@@ -137,7 +137,16 @@ func (t *RsyncTarget) binary() string {
 
 // commonArgs are the options every push uses, after the user's own.
 func (t *RsyncTarget) commonArgs() []string {
-	args := append([]string{}, t.Params...)
+	args := t.optionArgs(t.Params)
+	if t.OnBytesSent != nil {
+		args = append(args, "--stats")
+	}
+	return args
+}
+
+// optionArgs are params and the options every rsync of the target needs.
+func (t *RsyncTarget) optionArgs(params []string) []string {
+	args := append([]string{}, params...)
 	// Links are pushed as links, never followed, whatever the params say.
 	args = append(args, "--links")
 	timeout := t.Timeout
@@ -158,9 +167,6 @@ func (t *RsyncTarget) commonArgs() []string {
 	}
 	if t.PasswordFile != "" {
 		args = append(args, "--password-file="+t.PasswordFile)
-	}
-	if t.OnBytesSent != nil {
-		args = append(args, "--stats")
 	}
 	return args
 }
@@ -245,8 +251,24 @@ func (t *RsyncTarget) FullPush(ctx context.Context, extraExcludes []string) erro
 	if !t.Filter.HasExpressions() {
 		return t.run(ctx, t.withProgress(t.FullPushArgs(extraExcludes)), bytes.NewBuffer(t.Filter.Rules().NULList()))
 	}
-	var excluded, wanted bytes.Buffer
-	err := filepath.WalkDir(t.Source, func(p string, d fs.DirEntry, err error) error {
+	excluded, wanted, err := t.walk(ctx, true)
+	if err != nil {
+		return err
+	}
+	if !t.KeepDeleted {
+		if err := t.run(ctx, t.DeleteOnlyArgs(extraExcludes), excluded); err != nil {
+			return err
+		}
+	}
+	return t.run(ctx, t.withProgress(t.CopyListedArgs(extraExcludes)), wanted)
+}
+
+// walk lists the source under the filter: every excluded path as an
+// anchored exclude rule, and (withWanted) every other path as "./rel", both
+// NUL-terminated. A directory excluded is one rule; nothing below it is read.
+func (t *RsyncTarget) walk(ctx context.Context, withWanted bool) (excluded, wanted *bytes.Buffer, err error) {
+	excluded, wanted = &bytes.Buffer{}, &bytes.Buffer{}
+	err = filepath.WalkDir(t.Source, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || p == t.Source {
 			return nil // vanished or unreadable: rsync reports it itself
 		}
@@ -259,19 +281,91 @@ func (t *RsyncTarget) FullPush(ctx context.Context, extraExcludes []string) erro
 			}
 			return nil
 		}
-		wanted.WriteString("./" + rel)
-		wanted.WriteByte(0)
+		if withWanted {
+			wanted.WriteString("./" + rel)
+			wanted.WriteByte(0)
+		}
 		return ctx.Err()
 	})
 	if err != nil {
-		return fmt.Errorf("walk %s: %w", t.Source, err)
+		return nil, nil, fmt.Errorf("walk %s: %w", t.Source, err)
 	}
-	if !t.KeepDeleted {
-		if err := t.run(ctx, t.DeleteOnlyArgs(extraExcludes), &excluded); err != nil {
-			return err
+	return excluded, wanted, nil
+}
+
+// ExcludeRules is what FullPush's deletion pass reads on stdin: every path
+// of the source the filter excludes, as an anchored rsync exclude rule,
+// NUL-terminated (for --from0 --exclude-from=-). Empty without a filter.
+func (t *RsyncTarget) ExcludeRules(ctx context.Context) ([]byte, error) {
+	if t.Filter.Empty() {
+		return nil, nil
+	}
+	excluded, _, err := t.walk(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	return excluded.Bytes(), nil
+}
+
+// VerifyArgs is the argv of a dry run that lists, one itemized line per
+// path ("%i %n"), how the target differs from the source under the rules
+// of a push: the user's options, links as links, the filter's excluded
+// paths as rules on stdin (ExcludeRules). It deletes and copies nothing:
+// --delete only lists what is on the target alone, whether or not the
+// target keeps deleted files. The user's -u (--update) is left out: it
+// would hide a file newer on the target, which is drift all the same.
+// Without checksum rsync's quick check (size and mtime) decides.
+func (t *RsyncTarget) VerifyArgs(checksum bool) []string {
+	args := t.optionArgs(withoutUpdate(t.Params))
+	args = append(args, "--recursive", "--delete", "--dry-run", "--itemize-changes", "--out-format=%i %n")
+	if checksum {
+		args = append(args, "--checksum")
+	}
+	return append(args, "--from0", "--exclude-from=-", "--", t.Source+"/", t.Dest+"/")
+}
+
+// VerifyListedArgs is PushArgs as a dry run that itemizes what the push of
+// the listed paths would change ("%i %n"): a listed path it leaves out is
+// one the push would skip (one newer on the target, with -u).
+func (t *RsyncTarget) VerifyListedArgs() []string {
+	return insertBeforeDashes(t.PushArgs(), "--dry-run", "--itemize-changes", "--out-format=%i %n")
+}
+
+// KeepsNewer reports whether the user's options hold -u (--update): then a
+// push leaves a file that is newer on the target as it is.
+func (t *RsyncTarget) KeepsNewer() bool {
+	return !slices.Equal(withoutUpdate(t.Params), t.Params)
+}
+
+// withoutUpdate drops -u and --update from rsync options, also from a
+// cluster such as -artuz; the letters after one that takes a value (-B1024,
+// -e ssh, ...) are that value and stay as they are.
+func withoutUpdate(params []string) []string {
+	var out []string
+	for _, p := range params {
+		switch {
+		case p == "--update":
+			continue
+		case strings.HasPrefix(p, "--") || !strings.HasPrefix(p, "-"):
+			out = append(out, p)
+			continue
+		}
+		b := []byte{'-'}
+		for i := 1; i < len(p); i++ {
+			c := p[i]
+			if strings.IndexByte("BeTfM@", c) >= 0 {
+				b = append(b, p[i:]...)
+				break
+			}
+			if c != 'u' {
+				b = append(b, c)
+			}
+		}
+		if len(b) > 1 {
+			out = append(out, string(b))
 		}
 	}
-	return t.run(ctx, t.withProgress(t.CopyListedArgs(extraExcludes)), &wanted)
+	return out
 }
 
 func (t *RsyncTarget) withProgress(args []string) []string {

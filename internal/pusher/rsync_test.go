@@ -307,3 +307,52 @@ func TestPushCancelKillsProcessGroup(t *testing.T) {
 		t.Fatalf("a killed push is reported as rsync exit %d", ee.Code)
 	}
 }
+
+func TestWithoutUpdate(t *testing.T) {
+	tests := []struct {
+		name       string
+		params     []string
+		wantParams []string
+	}{
+		{"stock", []string{"-artuz"}, []string{"-artz"}},
+		{"alone", []string{"-a", "-u", "-z"}, []string{"-a", "-z"}},
+		{"long", []string{"-a", "--update", "--bwlimit=100"}, []string{"-a", "--bwlimit=100"}},
+		{"value after a letter that takes one", []string{"-auB1024u", "-Tuu"}, []string{"-aB1024u", "-Tuu"}},
+		{"none", []string{"-az", "--chmod=u+rw"}, []string{"-az", "--chmod=u+rw"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := withoutUpdate(tc.params); !reflect.DeepEqual(got, tc.wantParams) {
+				t.Fatalf("withoutUpdate(%q) = %q, want %q", tc.params, got, tc.wantParams)
+			}
+		})
+	}
+}
+
+func TestVerifyArgs(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		tgt := &RsyncTarget{Source: "/data", Dest: "h::m", Params: []string{"-artuz"}, KeepDeleted: keep,
+			OnBytesSent: func(string, int64) {}}
+		for _, checksum := range []bool{false, true} {
+			args := tgt.VerifyArgs(checksum)
+			opts := options(t, args)
+			for _, want := range []string{"-artz", "--links", "--recursive", "--delete", "--dry-run", "--itemize-changes", "--out-format=%i %n", "--from0", "--exclude-from=-"} {
+				if !hasOption(opts, want) {
+					t.Errorf("keep %t checksum %t: %q lacks %s", keep, checksum, args, want)
+				}
+			}
+			// A dry run must not do what only a real push may.
+			for _, absent := range []string{"-artuz", "--force", "--ignore-times", "--stats", "--files-from", "--delete-missing-args"} {
+				if hasOption(opts, absent) {
+					t.Errorf("keep %t checksum %t: %q has %s", keep, checksum, args, absent)
+				}
+			}
+			if hasOption(opts, "--checksum") != checksum {
+				t.Errorf("checksum %t: %q", checksum, args)
+			}
+			if tail := args[len(args)-2:]; tail[0] != "/data/" || tail[1] != "h::m/" {
+				t.Errorf("source and destination: %q", tail)
+			}
+		}
+	}
+}

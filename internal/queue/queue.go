@@ -163,9 +163,14 @@ func open(path string, targets []string, daemon bool) (*Queue, error) {
 			if !daemon {
 				return nil
 			}
-			if q.unclean && q.missed == "" {
-				q.missed = missedUnclean
-				if err := markMissedTx(tx, q.missed, targets, time.Now(), added); err != nil {
+			if q.unclean {
+				// Every target owes a full push again, even one that had
+				// pushed the whole tree for an older mark still standing:
+				// what this crash lost came after that push.
+				if q.missed == "" {
+					q.missed = missedUnclean
+				}
+				if err := markMissedTx(tx, missedUnclean, targets, time.Now(), added); err != nil {
 					return err
 				}
 			}

@@ -878,3 +878,35 @@ func TestScopedToSourceTargets(t *testing.T) {
 		t.Errorf("ParkedFor: tree B %v, tree A %v; want the park of B's p seen by B only", q.ParkedFor([]string{"B"}, "p"), q.ParkedFor(treeA, "p"))
 	}
 }
+
+// TestCrashOwesEveryTargetAFullPush: a crash while an older mark still
+// stands (one target had pushed the whole tree for it, the other not) owes
+// both targets a full push again: the first had pushed before what this
+// crash lost. TestKill9Repeated lost changes on one target without it.
+func TestCrashOwesEveryTargetAFullPush(t *testing.T) {
+	q, path := openQueue(t, "a", "b")
+	if err := q.MarkMissed("an overflow"); err != nil {
+		t.Fatal(err)
+	}
+	items, err := q.Claim("a", 10)
+	if err != nil || len(items) != 1 || items[0].Path != FullSync {
+		t.Fatalf("claim a: %v %v", items, err)
+	}
+	if err := q.Ack("a", items); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.db.Close(); err != nil { // a crash: no clean mark
+		t.Fatal(err)
+	}
+	q2, err := Open(path, []string{"a", "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q2.Close()
+	for _, target := range []string{"a", "b"} {
+		items, err := q2.Claim(target, 10)
+		if err != nil || len(items) != 1 || items[0].Path != FullSync {
+			t.Errorf("after the crash, target %s claims %v (%v), want the full push", target, items, err)
+		}
+	}
+}
