@@ -114,7 +114,12 @@ func Start(opt Options) (*Daemon, error) {
 		return nil, err
 	}
 	if why := q.Missed(); why != "" {
-		log.Warnf("changes may have been missed: %s; pushing the whole tree to every target", why)
+		if len(srcs) > 1 {
+			// The mark may be one tree's: its targets alone owe the push.
+			log.Warnf("changes may have been missed: %s; pushing the whole tree to every target that owes it", why)
+		} else {
+			log.Warnf("changes may have been missed: %s; pushing the whole tree to every target", why)
+		}
 	}
 	for _, name := range names {
 		if n := q.Pending(name); n > 0 {
