@@ -361,3 +361,50 @@ func TestVerifySeveralTrees(t *testing.T) {
 		t.Fatalf("verify with same.txt gone from b0: exit %d, want 1 naming b0 and same.txt:\n%s", code, out)
 	}
 }
+
+// TestOverflowInOneTree: a kernel event queue of 64 overflows under a
+// flood of 4,000 files in tree A; the full push that makes up for it goes
+// to A's targets alone, while B's target only gets B's own change.
+func TestOverflowInOneTree(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	onTmpfs(t)
+	tt := newTwoTrees(t)
+	restore := setSysctl(t, "/proc/sys/fs/inotify/max_queued_events", 64)
+	p := tt.start()
+	restore()
+	for i := 0; i < 40; i++ {
+		for j := 0; j < 100; j++ {
+			write(t, tt.a, fmt.Sprintf("flood/d%02d/f%03d", i, j), fmt.Sprint(i, j))
+		}
+	}
+	write(t, tt.b, "quiet.txt", "one change in tree B")
+	tt.converge(30*time.Second, "after the overflow in tree A")
+	out := p.Output()
+	if !strings.Contains(out, "overflowed") {
+		t.Fatalf("no overflow logged: the flood did not overflow a queue of 64:\n%s", tail(out, 4000))
+	}
+	var fullA, fullB int
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "full push started") {
+			if strings.Contains(line, "127.0.0.3::b0") {
+				fullB++
+			} else {
+				fullA++
+			}
+		}
+	}
+	if fullA == 0 || fullB != 0 {
+		t.Fatalf("full pushes: %d of tree A's targets, %d of tree B's; want some of A's and none of B's:\n%s", fullA, fullB, tail(out, 4000))
+	}
+	// The mark goes with the ack of the last full push, which may follow
+	// the copy by a moment.
+	deadline := time.Now().Add(10 * time.Second)
+	for st := tt.status(); st.Missed != ""; st = tt.status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("status still owes a full push after every target of tree A made it: %q", st.Missed)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
