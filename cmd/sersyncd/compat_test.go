@@ -261,3 +261,34 @@ func TestDeleteOffNothingDeleted(t *testing.T) {
 		keptOnTargets(t, e, kept, "retry")
 	})
 }
+
+// TestFullPushKeepsExcludedTargetOnlyFiles: a full push leaves what the
+// filter excludes alone on a target, also a path that only the target has
+// (a backup's own file): rsync cannot be given the expressions, and a
+// --delete pass that protected only the source's excluded paths removed it.
+func TestFullPushKeepsExcludedTargetOnlyFiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	e := newEnv(t, envOptions{targets: 1, excludes: []string{`(.*)\.swp`, `^local/*`}})
+	e.write("a.txt", "source")
+	d := e.targets[0]
+	for rel, content := range map[string]string{
+		"own.swp": "the target's own", "local/conf": "kept", "gone/x.swp": "kept too",
+		"stale.txt": "deleted", "stale-dir/f": "deleted",
+	} {
+		must(t, os.MkdirAll(filepath.Dir(filepath.Join(d.Dir, rel)), 0o755))
+		must(t, os.WriteFile(filepath.Join(d.Dir, rel), []byte(content), 0o644))
+	}
+	e.ignore = []string{`own.swp"`, `local"`, `local/`, `gone"`, `gone/`}
+	e.start("-r")
+	if !e.proc.WaitOutput("full push done", 20*time.Second) {
+		t.Fatalf("no full push:\n%s", e.proc.Output())
+	}
+	e.converge(20*time.Second, "full push")
+	for _, rel := range []string{"own.swp", "local/conf", "gone/x.swp"} {
+		if _, err := os.Stat(filepath.Join(d.Dir, rel)); err != nil {
+			t.Errorf("excluded %s, only on the target, was deleted: %v", rel, err)
+		}
+	}
+}

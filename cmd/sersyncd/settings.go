@@ -61,8 +61,9 @@ func printSource(w io.Writer, cfg *config.Config, src *config.Source) {
 			// See pusher.RsyncTarget.FullPush: the regular expressions
 			// cannot be rsync rules, so the walked tree goes as lists.
 			if !t.KeepDeleted {
-				fmt.Fprintf(w, "  full push: %s %s  (stdin: every excluded path, anchored)\n", bin,
-					quoteArgs(t.DeleteOnlyArgs(nil)))
+				fmt.Fprintf(w, "  full push: %s %s  (stdin: every excluded path, anchored; lists what the target has alone)\n", bin,
+					quoteArgs(t.DeletionsArgs(nil)))
+				fmt.Fprintf(w, "  full push: %s %s  (stdin: those of them the filter does not exclude)\n", bin, quoteArgs(t.PushArgs()))
 			}
 			fmt.Fprintf(w, "  full push: %s %s  (stdin: every path not excluded)\n", bin, quoteArgs(t.CopyListedArgs(nil)))
 		}

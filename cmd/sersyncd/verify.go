@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/sersyncd/sersyncd/internal/rsync"
 	"io"
 	"os"
 	"os/signal"
@@ -195,7 +196,7 @@ func printVerify(w io.Writer, rep verifyReport) {
 				what += ": " + strings.Join(e.Changes, ", ")
 			}
 			kind := string(e.Kind)
-			if e.Kind == verify.Kept {
+			if e.Kind == rsync.Kept {
 				kind = "extra (kept: delete is off)"
 			}
 			fmt.Fprintf(w, "  %-8s %s (%s)\n", kind, strconv.Quote(e.Path), what)

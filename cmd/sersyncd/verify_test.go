@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/sersyncd/sersyncd/internal/rsync"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/sersyncd/sersyncd/internal/control"
 	"github.com/sersyncd/sersyncd/internal/testutil"
-	"github.com/sersyncd/sersyncd/internal/verify"
 )
 
 // verifyJSON runs `sersyncd verify --json args...` and decodes its report.
@@ -30,14 +30,14 @@ func (e *env) verifyJSON(wantCode int, args ...string) verifyReport {
 }
 
 // kinds maps each path a target's report names to its kind.
-func kinds(t *testing.T, rep verifyReport, d *testutil.Daemon) map[string]verify.Kind {
+func kinds(t *testing.T, rep verifyReport, d *testutil.Daemon) map[string]rsync.Kind {
 	t.Helper()
 	for _, tr := range rep.Targets {
 		if strings.HasSuffix(tr.Target, "::"+d.Module) {
 			if tr.Error != "" {
 				t.Fatalf("%s not checked: %s", d.Module, tr.Error)
 			}
-			m := map[string]verify.Kind{}
+			m := map[string]rsync.Kind{}
 			for _, e := range tr.Entries {
 				p := e.Path
 				if e.PathBytes != nil {
@@ -52,7 +52,7 @@ func kinds(t *testing.T, rep verifyReport, d *testutil.Daemon) map[string]verify
 	return nil
 }
 
-func sameKinds(t *testing.T, what string, got, want map[string]verify.Kind) {
+func sameKinds(t *testing.T, what string, got, want map[string]rsync.Kind) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("%s: found %q, want %q", what, got, want)
@@ -125,16 +125,16 @@ func TestVerifyFindsAndRepairsDrift(t *testing.T) {
 	fi, err = os.Stat(e.path("dir"))
 	must(t, err)
 	must(t, os.Chtimes(on("dir"), fi.ModTime(), fi.ModTime()))
-	want := map[string]verify.Kind{
-		"dir/edited": verify.Differs, "dir/removed": verify.Missing, "dir/truncated": verify.Differs,
-		"dir/new\nline": verify.Missing, "dir/\xff\xfe bad": verify.Missing,
-		"extra": verify.Extra, "extra-dir": verify.Extra, "extra-dir/x": verify.Extra, "extra-dir/x/y": verify.Extra,
-		"dir/sub": verify.Missing, "dir/sub/deep": verify.Missing,
+	want := map[string]rsync.Kind{
+		"dir/edited": rsync.Differs, "dir/removed": rsync.Missing, "dir/truncated": rsync.Differs,
+		"dir/new\nline": rsync.Missing, "dir/\xff\xfe bad": rsync.Missing,
+		"extra": rsync.Extra, "extra-dir": rsync.Extra, "extra-dir/x": rsync.Extra, "extra-dir/x/y": rsync.Extra,
+		"dir/sub": rsync.Missing, "dir/sub/deep": rsync.Missing,
 	}
 	rep := e.verifyJSON(1)
 	sameKinds(t, "quick check", kinds(t, rep, d), want)
 	sameKinds(t, "quick check, untouched target", kinds(t, rep, e.targets[1]), nil)
-	want["dir/zeroed"] = verify.Differs
+	want["dir/zeroed"] = rsync.Differs
 	sameKinds(t, "--checksum", kinds(t, e.verifyJSON(1, "--checksum"), d), want)
 
 	// The text report names each path, quoted, with its kind.
@@ -182,16 +182,16 @@ func TestVerifyDeleteOff(t *testing.T) {
 	e.converge(20*time.Second, "full push")
 	rep := e.verifyJSON(0)
 	d := e.targets[0]
-	sameKinds(t, "archive", kinds(t, rep, d), map[string]verify.Kind{
-		"archived.txt": verify.Kept, "old": verify.Kept, "old/dir": verify.Kept, "old/dir/deep.txt": verify.Kept})
+	sameKinds(t, "archive", kinds(t, rep, d), map[string]rsync.Kind{
+		"archived.txt": rsync.Kept, "old": rsync.Kept, "old/dir": rsync.Kept, "old/dir/deep.txt": rsync.Kept})
 	if code, out := e.tool("verify"); code != 0 || !strings.Contains(out, `extra (kept: delete is off) "old/dir/deep.txt"`) {
 		t.Fatalf("verify: exit %d:\n%s", code, out)
 	}
 
 	must(t, os.Remove(filepath.Join(d.Dir, "a")))
 	rep = e.verifyJSON(1, "--repair")
-	sameKinds(t, "archive missing a", kinds(t, rep, d), map[string]verify.Kind{"a": verify.Missing,
-		"archived.txt": verify.Kept, "old": verify.Kept, "old/dir": verify.Kept, "old/dir/deep.txt": verify.Kept})
+	sameKinds(t, "archive missing a", kinds(t, rep, d), map[string]rsync.Kind{"a": rsync.Missing,
+		"archived.txt": rsync.Kept, "old": rsync.Kept, "old/dir": rsync.Kept, "old/dir/deep.txt": rsync.Kept})
 	if rep.Targets[0].Repaired != 1 {
 		t.Fatalf("repair: %+v", rep.Targets[0])
 	}
@@ -340,10 +340,10 @@ func TestVerifyOverSSH(t *testing.T) {
 	if len(rep.Targets) != 1 || rep.Targets[0].Error != "" {
 		t.Fatalf("verify over ssh: %+v", rep)
 	}
-	got := map[string]verify.Kind{}
+	got := map[string]rsync.Kind{}
 	for _, en := range rep.Targets[0].Entries {
 		got[en.Path] = en.Kind
 	}
-	sameKinds(t, "over ssh", got, map[string]verify.Kind{"-e g": verify.Missing, "extra": verify.Extra})
+	sameKinds(t, "over ssh", got, map[string]rsync.Kind{"-e g": rsync.Missing, "extra": rsync.Extra})
 	e.converge(20*time.Second, "after verify --repair over ssh")
 }

@@ -346,3 +346,113 @@ func TestPoolParkFollowsTheBackoff(t *testing.T) {
 	}
 	eventually(t, 150*time.Millisecond, "the change pushed before the park ends", func() bool { return q.Pending("t") == 0 })
 }
+
+// Once a target failed, its retries are one rsync at a time, whatever its
+// backlog: a target still down sees one connection per retry, not one per
+// worker.
+func TestPoolFailingTargetRetriesOneAtATime(t *testing.T) {
+	setBackoffMin(t, 10*time.Millisecond)
+	setMinParallelBacklog(t, 1)
+	var in, most atomic.Int32
+	var failedOnce atomic.Bool
+	tg := &fakeTarget{name: "t", push: func(context.Context, []string) error {
+		n := in.Add(1)
+		defer in.Add(-1)
+		if failedOnce.Load() && n > most.Load() {
+			most.Store(n)
+		}
+		time.Sleep(5 * time.Millisecond)
+		return &ExitError{Code: 10, Stderr: "rsync: [sender] failed to connect to 127.0.0.1 (127.0.0.1): Connection refused (111)"}
+	}}
+	q := openQueue(t, tg)
+	if err := q.Add(numbered("f", 40)); err != nil {
+		t.Fatal(err)
+	}
+	p := newPool(q, []*fakeTarget{tg}, Options{Workers: 4, BatchMax: 10, BackoffMax: 20 * time.Millisecond})
+	start(t, p)
+	eventually(t, 5*time.Second, "the first failure", func() bool { return p.Status()[0].ConsecutiveFailures >= 1 })
+	failedOnce.Store(true)
+	eventually(t, 5*time.Second, "retries", func() bool { return p.Status()[0].ConsecutiveFailures >= 6 })
+	if m := most.Load(); m != 1 {
+		t.Errorf("%d rsyncs at once to a failing target, want 1", m)
+	}
+}
+
+// A push that never reached the target left nothing there: its recovery
+// needs no full push. One whose connection died may have left temp files.
+func TestPoolFullPushAfterCutOffOnly(t *testing.T) {
+	tests := []struct {
+		name     string
+		err      *ExitError
+		wantFull int
+	}{
+		{"daemon refused", &ExitError{Code: 10, Stderr: "rsync: [sender] failed to connect to 10.0.0.1 (10.0.0.1): Connection refused (111)\nrsync error: error in socket IO (code 10) at clientserver.c(139) [sender=3.2.7]"}, 0},
+		{"no daemon greeting", &ExitError{Code: 35}, 0},
+		{"ssh refused", &ExitError{Code: 255, Stderr: "ssh: connect to host 10.0.0.1 port 22: Connection refused\nrsync: connection unexpectedly closed (0 bytes received so far) [sender]"}, 0},
+		{"connection died", &ExitError{Code: 12, Stderr: "rsync: connection unexpectedly closed (123 bytes received so far) [sender]"}, 1},
+		{"socket error mid-transfer", &ExitError{Code: 10, Stderr: "rsync: read error: Connection reset by peer (104)"}, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			setBackoffMin(t, 5*time.Millisecond)
+			var fails atomic.Int32
+			fails.Store(1)
+			tg := &fakeTarget{name: "t", push: func(context.Context, []string) error {
+				if fails.Add(-1) >= 0 {
+					return tc.err
+				}
+				return nil
+			}}
+			q := openQueue(t, tg)
+			p := newPool(q, []*fakeTarget{tg}, Options{Workers: 1, BackoffMax: 10 * time.Millisecond})
+			start(t, p)
+			if err := q.Add([]string{"a"}); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 5*time.Second, "recovered", func() bool {
+				_, full, _, _ := tg.snapshot()
+				return q.Pending("t") == 0 && full == tc.wantFull
+			})
+			time.Sleep(50 * time.Millisecond)
+			if _, full, _, _ := tg.snapshot(); full != tc.wantFull {
+				t.Errorf("%d full pushes after recovery, want %d", full, tc.wantFull)
+			}
+		})
+	}
+}
+
+// A path parked by an earlier process is pushed when its park ends, with
+// no other change to wake the target, and its chmod counts meanwhile.
+func TestPoolRetriesPathParkedBeforeARestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "queue.db")
+	q, err := queue.Open(path, []string{"t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Add([]string{"bad"}); err != nil {
+		t.Fatal(err)
+	}
+	items, err := q.Claim("t", 1)
+	if err != nil || len(items) != 1 {
+		t.Fatalf("claim: %v %v", items, err)
+	}
+	if err := q.Fail("t", items, queue.Failure{ExitCode: 23, Park: 300 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q, err = queue.Open(path, []string{"t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	tg := &fakeTarget{name: "t"}
+	p := newPool(q, []*fakeTarget{tg}, Options{Workers: 1, BackoffMax: time.Hour})
+	start(t, p)
+	eventually(t, 2*time.Second, "the park of the earlier process known", func() bool { return q.Parked("bad") || q.Pending("t") == 0 })
+	eventually(t, 2*time.Second, "pushed when its park ends", func() bool { return q.Pending("t") == 0 })
+	if q.Parked("bad") {
+		t.Error("still parked after its push")
+	}
+}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/filter"
+	"github.com/sersyncd/sersyncd/internal/rsync"
 )
 
 // Target is one backup destination.
@@ -222,6 +223,7 @@ func (t *RsyncTarget) Push(ctx context.Context, paths []string) error {
 		list.WriteString(p)
 		list.WriteByte(0)
 	}
+	var standbyErr error
 	if p := t.takeStandby(); p != nil {
 		err := p.finish(ctx, list.Bytes())
 		if !lostConnection(err) || ctx.Err() != nil {
@@ -231,19 +233,37 @@ func (t *RsyncTarget) Push(ctx context.Context, paths []string) error {
 		// Its connection can drop while it waits (the daemon restarted,
 		// or its timeout is shorter than Standby): one fresh rsync more,
 		// as the push would have been without a standby.
+		standbyErr = err
 	}
 	err := t.run(ctx, t.PushArgs(), &list)
+	if standbyErr != nil && err != nil {
+		// The standby's connection may have died in the middle of a file,
+		// leaving its temp file on the target: the pool must hear of that,
+		// not only of the fresh rsync's error (the target refused, say).
+		err = &standbyLostError{err: err, standby: standbyErr}
+	}
 	t.pushed(err)
 	return err
 }
+
+// standbyLostError is a push whose standby lost its connection with the
+// list in hand, and whose fresh retry failed too: the retry's error, and
+// the knowledge that a transfer may have been cut off.
+type standbyLostError struct {
+	err, standby error
+}
+
+func (e *standbyLostError) Error() string { return e.err.Error() }
+func (e *standbyLostError) Unwrap() error { return e.err }
 
 // FullPush makes the target equal to the source. Without sersync's
 // expressions that is one recursive rsync with --delete (and the rsync-style
 // rules, if any, on stdin). The filter's regular expressions cannot
 // be written as rsync patterns, so with one the tree is walked and pushed in
-// two calls: a deletion-only pass (--existing --ignore-existing) with every
-// excluded path as an exact anchored exclude, which protects those paths on
-// the target, then a copy of exactly the walked, wanted paths. An excluded
+// up to three calls: a dry run of a deletion-only pass lists what the target
+// has alone, the filter keeps what it excludes of that (deletions), the
+// rest is deleted as missing listed paths, then a copy of exactly the
+// walked, wanted paths. An excluded
 // file made after the walk is in neither list, so it never reaches the
 // target, as a single recursive call would have let it. A target that keeps
 // deleted files gets the copy alone.
@@ -256,11 +276,72 @@ func (t *RsyncTarget) FullPush(ctx context.Context, extraExcludes []string) erro
 		return err
 	}
 	if !t.KeepDeleted {
-		if err := t.run(ctx, t.DeleteOnlyArgs(extraExcludes), excluded); err != nil {
+		gone, err := t.deletions(ctx, extraExcludes, excluded)
+		if err != nil {
 			return err
+		}
+		if gone.Len() > 0 {
+			if err := t.run(ctx, t.PushArgs(), gone); err != nil {
+				return err
+			}
 		}
 	}
 	return t.run(ctx, t.withProgress(t.CopyListedArgs(extraExcludes)), wanted)
+}
+
+// DeletionsArgs is the argv of the dry run that lists what a filtered full
+// push deletes (see deletions); the source's excluded paths go on stdin.
+func (t *RsyncTarget) DeletionsArgs(extraExcludes []string) []string {
+	return insertBeforeDashes(t.DeleteOnlyArgs(extraExcludes), "--dry-run", "--itemize-changes", "--out-format=%i %n")
+}
+
+// deletions asks rsync, in a dry run of the deletion pass, what the target
+// has that the source has not, and keeps what the filter does not exclude,
+// as a list for PushArgs (whose --delete-missing-args removes each). The
+// source's excluded paths go to rsync as anchored rules, but an excluded
+// path that only the target has (a backup's own file) is known only here:
+// a --delete pass given the list of rules alone removed it. A directory
+// holding such a path stays, as rsync leaves a directory with protected
+// contents.
+func (t *RsyncTarget) deletions(ctx context.Context, extraExcludes []string, excluded *bytes.Buffer) (*bytes.Buffer, error) {
+	p, err := t.start(t.DeletionsArgs(extraExcludes))
+	if err != nil {
+		return nil, err
+	}
+	if err := p.finish(ctx, excluded.Bytes()); err != nil {
+		return nil, fmt.Errorf("list deletions: %w", err)
+	}
+	var extra []rsync.Entry
+	kept := map[string]bool{} // directories holding an excluded path
+	for _, line := range strings.Split(p.stdout.String(), "\n") {
+		e, ok := rsync.ParseItemize(line)
+		if !ok || e.Kind != rsync.Extra {
+			continue
+		}
+		if t.Filter.ExcludedAs(e.Path, e.Type == "dir") {
+			for dir := parentDir(e.Path); dir != ""; dir = parentDir(dir) {
+				kept[dir] = true
+			}
+			continue
+		}
+		extra = append(extra, e)
+	}
+	gone := &bytes.Buffer{}
+	for _, e := range extra {
+		if kept[e.Path] {
+			continue
+		}
+		gone.WriteString("./" + e.Path)
+		gone.WriteByte(0)
+	}
+	return gone, nil
+}
+
+func parentDir(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[:i]
+	}
+	return ""
 }
 
 // walk lists the source under the filter: every excluded path as an
@@ -375,7 +456,8 @@ func (t *RsyncTarget) withProgress(args []string) []string {
 	return insertBeforeDashes(args, "--info=progress2")
 }
 
-// DeleteOnlyArgs is the deletion pass of a filtered full push: every
+// DeleteOnlyArgs is the deletion pass of a filtered full push, run dry by
+// DeletionsArgs: every
 // excluded path goes on stdin as an anchored exclude rule.
 func (t *RsyncTarget) DeleteOnlyArgs(extraExcludes []string) []string {
 	return insertBeforeDashes(t.FullPushArgs(extraExcludes), "--existing", "--ignore-existing")

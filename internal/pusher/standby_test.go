@@ -2,6 +2,7 @@ package pusher
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,5 +186,33 @@ func TestLostConnection(t *testing.T) {
 				t.Errorf("lostConnection(%v) = %v, want %v", tc.err, got, tc.want)
 			}
 		})
+	}
+}
+
+// A standby whose daemon died, maybe in the middle of a file, and a fresh
+// rsync that then finds no daemon: the push's error carries the standby's
+// lost connection, so the pool knows a temp file may be left on the target
+// (a full push clears it), besides the refusal it reports.
+func TestStandbyDiedAndTargetDown(t *testing.T) {
+	d, tgt, src, _ := pushedOnce(t, testutil.DaemonOptions{}, time.Minute, "one")
+	// The standby has connected (the push's connection and its own).
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Count(d.Log(), "rsync allowed access") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the standby did not connect within 5s:\n%s", d.Log())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	d.Stop()
+	write(t, src, "a", "two")
+	err := push(t, tgt, "a")
+	var lost *standbyLostError
+	if !errors.As(err, &lost) {
+		t.Fatalf("push through a standby whose daemon died = %v; want the lost connection known, not only the refusal", err)
+	}
+	// What the operator sees is why the target fails now.
+	var exitErr *ExitError
+	if !errors.As(err, &exitErr) || exitErr.Code != 10 || !strings.Contains(err.Error(), "Connection refused") {
+		t.Errorf("push error = %v, want the fresh rsync's refusal (exit 10)", err)
 	}
 }

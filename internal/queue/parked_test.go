@@ -61,3 +61,41 @@ func TestClaimCarriesAttempts(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadParksAfterReopen(t *testing.T) {
+	q, path := openQueue(t, "a")
+	mustAdd(t, q, "f", "g", "h")
+	items := mustClaim(t, q, "a", 3)
+	before := time.Now()
+	for _, it := range items {
+		park := time.Hour
+		if it.Path == "g" {
+			park = time.Minute
+		}
+		if it.Path == "h" {
+			park = 0 // failed, not parked
+		}
+		if err := q.Fail("a", []Item{it}, Failure{ExitCode: 23, Park: park}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q = reopen(t, path, "a")
+	if q.Parked("f") {
+		t.Fatal("parks known before LoadParks")
+	}
+	next, err := q.LoadParks("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Before(before.Add(time.Minute)) || next.After(time.Now().Add(time.Minute)) {
+		t.Errorf("earliest park ends %v, want a minute after %v", next, before)
+	}
+	for p, want := range map[string]bool{"f": true, "g": true, "h": false} {
+		if got := q.Parked(p); got != want {
+			t.Errorf("Parked(%s) = %v, want %v", p, got, want)
+		}
+	}
+}

@@ -499,6 +499,36 @@ func (q *Queue) ClaimForReplay(target string, max int, began time.Time) ([]Item,
 	})
 }
 
+// LoadParks makes the parks that records of target carry from an earlier
+// process known (Parked), and returns when the earliest of them ends (zero
+// when none is parked): nothing else wakes a pusher for it. It walks every
+// record, once per start.
+func (q *Queue) LoadParks(target string) (time.Time, error) {
+	now := time.Now()
+	var next time.Time
+	var parked []string
+	err := q.Records(target, func(path string, rec Record) bool {
+		if rec.RetryAt.After(now) {
+			parked = append(parked, path)
+			if next.IsZero() || rec.RetryAt.Before(next) {
+				next = rec.RetryAt
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if ts := q.targets[target]; ts != nil {
+		for _, p := range parked {
+			ts.parked[p] = struct{}{}
+		}
+	}
+	return next, nil
+}
+
 // Unpark makes every record that failed until now claimable at once.
 func (q *Queue) Unpark(target string) {
 	q.mu.Lock()
@@ -720,8 +750,8 @@ func clearMissed(tx *bolt.Tx, active []string) error {
 // Parked reports whether path's record is parked for some target: its
 // last push failed on its own (rsync exit 23: unreadable, say) and it
 // waits out its park. Any change of it may be the fix (a chmod, whatever
-// the attrib switch says), so the watcher queues it again. Only parks made
-// by this process are known; older ones end with their park.
+// the attrib switch says), so the watcher queues it again. Parks of an
+// earlier process are known once LoadParks has read them.
 func (q *Queue) Parked(path string) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"github.com/sersyncd/sersyncd/internal/rsync"
 	"strconv"
 	"strings"
 	"sync"
@@ -150,7 +151,7 @@ func logResult(log logrus.FieldLogger, r *Result, repaired int) {
 	default:
 		var ex []string
 		for _, e := range r.Entries {
-			if e.Kind != Kept && len(ex) < logExamples {
+			if e.Kind != rsync.Kept && len(ex) < logExamples {
 				ex = append(ex, string(e.Kind)+" "+strconv.Quote(e.Path))
 			}
 		}

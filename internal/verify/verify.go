@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sersyncd/sersyncd/internal/rsync"
 	"io"
 	"os/exec"
 	"slices"
@@ -41,13 +42,13 @@ type Result struct {
 	KeepDeleted bool      `json:"delete_off,omitempty"`
 	// Error says why the target could not be checked (unreachable, rsync
 	// failed); the counts are then what was seen before, if anything.
-	Error     string   `json:"error,omitempty"`
-	Missing   int      `json:"missing"`
-	Differing int      `json:"differing"`
-	Extra     int      `json:"extra"`
-	Kept      int      `json:"kept"` // extra, but kept on purpose: delete is off
-	Entries   []Entry  `json:"entries"`
-	Notes     []string `json:"notes,omitempty"`
+	Error     string        `json:"error,omitempty"`
+	Missing   int           `json:"missing"`
+	Differing int           `json:"differing"`
+	Extra     int           `json:"extra"`
+	Kept      int           `json:"kept"` // extra, but kept on purpose: delete is off
+	Entries   []rsync.Entry `json:"entries"`
+	Notes     []string      `json:"notes,omitempty"`
 }
 
 // Drift is the number of paths that make the target differ from the
@@ -65,16 +66,16 @@ func (r *Result) RepairPaths() []string {
 	var extraDirs []string
 	var out []string
 	for _, e := range r.Entries {
-		if e.Kind == Extra && e.Type == "dir" {
+		if e.Kind == rsync.Extra && e.Type == "dir" {
 			extraDirs = append(extraDirs, e.Path+"/")
 		}
 	}
 next:
 	for _, e := range r.Entries {
-		if e.Kind == Kept || e.NewerKept {
+		if e.Kind == rsync.Kept || e.NewerKept {
 			continue
 		}
-		if e.Kind == Extra {
+		if e.Kind == rsync.Extra {
 			for _, d := range extraDirs {
 				if strings.HasPrefix(e.Path, d) {
 					continue next
@@ -90,7 +91,7 @@ next:
 // Target compares t with the source. It never fails: a target that cannot
 // be checked has Result.Error.
 func Target(ctx context.Context, t *pusher.RsyncTarget, opt Options) *Result {
-	r := &Result{Target: t.Name(), Checksum: opt.Checksum, Started: time.Now(), KeepDeleted: t.KeepDeleted, Entries: []Entry{}}
+	r := &Result{Target: t.Name(), Checksum: opt.Checksum, Started: time.Now(), KeepDeleted: t.KeepDeleted, Entries: []rsync.Entry{}}
 	defer func() { r.Seconds = time.Since(r.Started).Seconds() }()
 	rules, err := t.ExcludeRules(ctx)
 	if err != nil {
@@ -98,7 +99,7 @@ func Target(ctx context.Context, t *pusher.RsyncTarget, opt Options) *Result {
 		return r
 	}
 	err = runRsync(ctx, t, t.VerifyArgs(opt.Checksum), rules, opt.LowPriority, func(line string) {
-		e, ok := parseLine(line)
+		e, ok := rsync.ParseItemize(line)
 		if !ok {
 			return
 		}
@@ -107,8 +108,8 @@ func Target(ctx context.Context, t *pusher.RsyncTarget, opt Options) *Result {
 		if _, _, excluded := t.Filter.Match(e.Path, e.Type == "dir"); excluded {
 			return
 		}
-		if e.Kind == Extra && t.KeepDeleted {
-			e.Kind = Kept
+		if e.Kind == rsync.Extra && t.KeepDeleted {
+			e.Kind = rsync.Kept
 		}
 		if !utf8.ValidString(e.Path) {
 			e.PathBytes = []byte(e.Path)
@@ -130,14 +131,14 @@ func Target(ctx context.Context, t *pusher.RsyncTarget, opt Options) *Result {
 func (r *Result) markNewerKept(ctx context.Context, t *pusher.RsyncTarget) {
 	var list bytes.Buffer
 	for _, e := range r.Entries {
-		if e.Kind == Differs {
+		if e.Kind == rsync.Differs {
 			list.WriteString("./" + e.Path)
 			list.WriteByte(0)
 		}
 	}
 	pushed := map[string]bool{}
 	err := runRsync(ctx, t, t.VerifyListedArgs(), list.Bytes(), false, func(line string) {
-		if e, ok := parseLine(line); ok {
+		if e, ok := rsync.ParseItemize(line); ok {
 			pushed[e.Path] = true
 		}
 	})
@@ -147,7 +148,7 @@ func (r *Result) markNewerKept(ctx context.Context, t *pusher.RsyncTarget) {
 	}
 	n := 0
 	for i := range r.Entries {
-		if e := &r.Entries[i]; e.Kind == Differs && !pushed[e.Path] {
+		if e := &r.Entries[i]; e.Kind == rsync.Differs && !pushed[e.Path] {
 			e.NewerKept = true
 			e.Changes = append(e.Changes, "newer on the target")
 			n++
@@ -175,7 +176,7 @@ func (r *Result) DropPending(pending map[string]bool) {
 	r.Entries, r.Missing, r.Differing, r.Extra, r.Kept = nil, 0, 0, 0, 0
 next:
 	for _, e := range entries {
-		if pending[e.Path] || (parents[e.Path] && e.Type == "dir" && e.Kind == Differs && slices.Equal(e.Changes, []string{"time"})) {
+		if pending[e.Path] || (parents[e.Path] && e.Type == "dir" && e.Kind == rsync.Differs && slices.Equal(e.Changes, []string{"time"})) {
 			continue
 		}
 		for i := strings.IndexByte(e.Path, '/'); i > 0; i = nextSlash(e.Path, i) {
@@ -195,15 +196,15 @@ func nextSlash(s string, i int) int {
 	return i + 1 + j
 }
 
-func (r *Result) add(e Entry) {
+func (r *Result) add(e rsync.Entry) {
 	switch e.Kind {
-	case Missing:
+	case rsync.Missing:
 		r.Missing++
-	case Differs:
+	case rsync.Differs:
 		r.Differing++
-	case Extra:
+	case rsync.Extra:
 		r.Extra++
-	case Kept:
+	case rsync.Kept:
 		r.Kept++
 	}
 	r.Entries = append(r.Entries, e)

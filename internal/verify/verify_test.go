@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"github.com/sersyncd/sersyncd/internal/rsync"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,8 +32,8 @@ func write(t *testing.T, path, content string) {
 }
 
 // found maps each path of r to its kind.
-func found(r *Result) map[string]Kind {
-	m := map[string]Kind{}
+func found(r *Result) map[string]rsync.Kind {
+	m := map[string]rsync.Kind{}
 	for _, e := range r.Entries {
 		m[e.Path] = e.Kind
 	}
@@ -97,9 +98,9 @@ func TestTargetFindsEveryKind(t *testing.T) {
 	// The damage moved dir's mtime on the target, in this second or the
 	// next: put it back so the test does not depend on when it ran.
 	sameTime(t, filepath.Join(src, "dir"), filepath.Join(d.Dir, "dir"))
-	want := map[string]Kind{
-		"dir/new\nline": Missing, "dir/-e sh": Differs, "\xff extra": Extra,
-		"xd": Extra, "xd/y": Extra, "xd/y/z": Extra, "link": Differs,
+	want := map[string]rsync.Kind{
+		"dir/new\nline": rsync.Missing, "dir/-e sh": rsync.Differs, "\xff extra": rsync.Extra,
+		"xd": rsync.Extra, "xd/y": rsync.Extra, "xd/y/z": rsync.Extra, "link": rsync.Differs,
 	}
 	r = Target(ctx, tgt, Options{})
 	if got := found(r); r.Error != "" || !mapsEqual(got, want) {
@@ -108,7 +109,7 @@ func TestTargetFindsEveryKind(t *testing.T) {
 	if r.Missing != 1 || r.Differing != 2 || r.Extra != 4 || r.Drift() != 7 {
 		t.Fatalf("counts: %+v", r)
 	}
-	want["dir/with space"] = Differs
+	want["dir/with space"] = rsync.Differs
 	r = Target(ctx, tgt, Options{Checksum: true, LowPriority: true})
 	if got := found(r); r.Error != "" || !mapsEqual(got, want) {
 		t.Fatalf("--checksum: found %q (error %q), want %q", got, r.Error, want)
@@ -144,7 +145,7 @@ func TestTargetFindsEveryKind(t *testing.T) {
 	must(t, os.Chtimes(restored, earlier, earlier))
 	sameTime(t, filepath.Join(src, "dir"), filepath.Join(d.Dir, "dir"))
 	r = Target(ctx, tgt, Options{})
-	if found(r)["dir/#hash"] != Differs || found(r)["dir/;semi"] != Differs || len(r.Notes) != 1 ||
+	if found(r)["dir/#hash"] != rsync.Differs || found(r)["dir/;semi"] != rsync.Differs || len(r.Notes) != 1 ||
 		!strings.Contains(r.Notes[0], "1 differing paths are newer on the target: with -u (--update)") {
 		t.Fatalf("a file newer on the target: %+v", r)
 	}
@@ -158,7 +159,7 @@ func TestTargetFindsEveryKind(t *testing.T) {
 	}
 	// Pushed all the same, the newer one stays: the note is right.
 	must(t, tgt.Push(ctx, []string{"dir/#hash", "dir/;semi"}))
-	if r := Target(ctx, tgt, Options{}); !mapsEqual(found(r), map[string]Kind{"dir/#hash": Differs}) {
+	if r := Target(ctx, tgt, Options{}); !mapsEqual(found(r), map[string]rsync.Kind{"dir/#hash": rsync.Differs}) {
 		t.Fatalf("after a push: %+v", r)
 	}
 }
@@ -170,7 +171,7 @@ func TestTargetDeleteOffKeepsExtra(t *testing.T) {
 	must(t, tgt.FullPush(ctx, nil))
 	write(t, filepath.Join(d.Dir, "archived"), "the source deleted it long ago")
 	r := Target(ctx, tgt, Options{})
-	if !r.Equal() || r.Kept != 1 || found(r)["archived"] != Kept || len(r.RepairPaths()) != 0 {
+	if !r.Equal() || r.Kept != 1 || found(r)["archived"] != rsync.Kept || len(r.RepairPaths()) != 0 {
 		t.Fatalf("delete off: %+v", r)
 	}
 	if _, err := os.Stat(filepath.Join(d.Dir, "archived")); err != nil {
@@ -202,7 +203,7 @@ func must(t *testing.T, err error) {
 	}
 }
 
-func mapsEqual(a, b map[string]Kind) bool {
+func mapsEqual(a, b map[string]rsync.Kind) bool {
 	if len(a) != len(b) {
 		return false
 	}

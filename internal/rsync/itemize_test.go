@@ -1,11 +1,11 @@
-package verify
+package rsync
 
 import (
 	"reflect"
 	"testing"
 )
 
-func TestParseLine(t *testing.T) {
+func TestParseItemize(t *testing.T) {
 	tests := []struct {
 		name string
 		line string
@@ -37,60 +37,17 @@ func TestParseLine(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := parseLine(tc.line)
+			got, ok := ParseItemize(tc.line)
 			if ok != tc.ok {
-				t.Fatalf("parseLine(%q) ok = %t, want %t (%+v)", tc.line, ok, tc.ok, got)
+				t.Fatalf("ParseItemize(%q) ok = %t, want %t (%+v)", tc.line, ok, tc.ok, got)
 			}
 			if !ok {
 				return
 			}
 			got.Itemize = ""
 			if !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("parseLine(%q) = %+v, want %+v", tc.line, got, tc.want)
+				t.Fatalf("ParseItemize(%q) = %+v, want %+v", tc.line, got, tc.want)
 			}
 		})
-	}
-}
-
-func TestRepairPaths(t *testing.T) {
-	r := &Result{Entries: []Entry{
-		{Kind: Missing, Path: "m", Type: "file"},
-		{Kind: Differs, Path: "d", Type: "file"},
-		{Kind: Extra, Path: "x/y/z", Type: "file"},
-		{Kind: Extra, Path: "x/y", Type: "dir"},
-		{Kind: Extra, Path: "x", Type: "dir"},
-		{Kind: Extra, Path: "xx", Type: "file"},
-		{Kind: Kept, Path: "k", Type: "file"},
-	}}
-	want := []string{"d", "m", "x", "xx"}
-	if got := r.RepairPaths(); !reflect.DeepEqual(got, want) {
-		t.Fatalf("RepairPaths = %q, want %q", got, want)
-	}
-}
-
-func TestDropPending(t *testing.T) {
-	r := &Result{}
-	for _, e := range []Entry{
-		{Kind: Missing, Path: "queued", Type: "file"},
-		{Kind: Differs, Path: "dir", Type: "dir", Changes: []string{"time"}},
-		{Kind: Missing, Path: "dir/queued", Type: "file"},
-		{Kind: Extra, Path: "gone/below", Type: "file"},
-		{Kind: Extra, Path: "gone", Type: "dir"},
-		{Kind: Missing, Path: "drift", Type: "file"},
-		{Kind: Differs, Path: "dirty", Type: "dir", Changes: []string{"perms"}},
-		{Kind: Extra, Path: "queuedx", Type: "file"},
-		{Kind: Kept, Path: "kept", Type: "file"},
-	} {
-		r.add(e)
-	}
-	r.DropPending(map[string]bool{"queued": true, "dir/queued": true, "gone": true, "dirty/x/y": true})
-	var left []string
-	for _, e := range r.Entries {
-		left = append(left, e.Path)
-	}
-	// "dirty" is above a pending path, but its perms are drift all the same.
-	want := []string{"drift", "dirty", "queuedx", "kept"}
-	if !reflect.DeepEqual(left, want) || r.Missing != 1 || r.Differing != 1 || r.Extra != 1 || r.Kept != 1 {
-		t.Fatalf("left %q, counts %+v; want %q", left, r, want)
 	}
 }

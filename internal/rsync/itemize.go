@@ -1,4 +1,6 @@
-package verify
+// Package rsync knows rsync's own output: the itemized changes of
+// --itemize-changes and the escaping of names in it.
+package rsync
 
 import (
 	"strconv"
@@ -47,15 +49,15 @@ var changeNames = [9]map[byte]string{
 	{'x': "xattr"},
 }
 
-// parseLine reads one line of `rsync --itemize-changes --out-format="%i %n"`
+// ParseItemize reads one line of `rsync --itemize-changes --out-format="%i %n"`
 // (without its newline). ok is false for a line that is not an itemized
 // path (rsync's own messages, the stats of a -v in the user's options) and
 // for a path rsync lists without a difference.
-func parseLine(line string) (e Entry, ok bool) {
+func ParseItemize(line string) (e Entry, ok bool) {
 	if len(line) < 13 || line[11] != ' ' {
 		return Entry{}, false
 	}
-	item, name := line[:11], unescape(line[12:])
+	item, name := line[:11], Unescape(line[12:])
 	isDir := strings.HasSuffix(name, "/")
 	name = strings.TrimSuffix(name, "/")
 	if name == "" || name == "." {
@@ -102,11 +104,11 @@ func parseLine(line string) (e Entry, ok bool) {
 	return e, true
 }
 
-// unescape undoes rsync's escaping of a name in its output: every byte it
+// Unescape undoes rsync's escaping of a name in its output: every byte it
 // will not print (a control character, and without -8 every byte of 128 or
 // more) is written "\#ooo" in octal, and so is a backslash that starts such
 // a sequence; any other backslash is itself.
-func unescape(s string) string {
+func Unescape(s string) string {
 	if !strings.Contains(s, `\#`) {
 		return s
 	}
