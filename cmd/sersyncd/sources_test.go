@@ -278,13 +278,13 @@ func TestReloadAddsAndRemovesTrees(t *testing.T) {
 	if !strings.Contains(p.Output(), "watching "+tt.b) {
 		t.Fatalf("the added tree is not watched:\n%s", tail(p.Output(), 4000))
 	}
-	// b1.txt was written before B was watched: a full push of B, as at
-	// any start without -r, is the operator's (retry does not know it).
+	// b1.txt was written before B was watched: the reload pushes a new
+	// tree whole.
 	write(t, tt.b, "b2.txt", "after the reload")
 	write(t, tt.b, "x.log", "excluded by B's own filter")
 	write(t, tt.a, "a2.txt", "after the reload")
 	deadline := time.Now().Add(10 * time.Second)
-	for _, want := range []string{filepath.Join(tt.b0.Dir, "b2.txt"), filepath.Join(tt.a0.Dir, "a2.txt"), filepath.Join(tt.a1.Dir, "a2.txt")} {
+	for _, want := range []string{filepath.Join(tt.b0.Dir, "b1.txt"), filepath.Join(tt.b0.Dir, "b2.txt"), filepath.Join(tt.a0.Dir, "a2.txt"), filepath.Join(tt.a1.Dir, "a2.txt")} {
 		for {
 			if _, err := os.Lstat(want); err == nil {
 				break

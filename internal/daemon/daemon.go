@@ -321,11 +321,23 @@ func (d *Daemon) reload(c *config.Config) error {
 	}
 	d.metrics.SetTargetSources(targetSources(srcs))
 	for _, s := range srcs {
-		if filterChanged(s, oldSrcs) {
+		why := ""
+		switch {
+		case isNew(s, oldSrcs):
+			// Nothing of it was watched before: all of it may be new to
+			// its targets.
+			why = "it is new to the config"
+		case filterChanged(s, oldSrcs):
 			// Paths the old filter excluded may now be wanted.
-			if err := d.queue.AddTargets(s.names, []string{queue.FullSync}); err != nil {
-				d.log.WithError(err).Errorf("reload: queue full push of %s for its new filter", s.cfg.Path)
-			}
+			why = "its filter changed"
+		}
+		if why == "" {
+			continue
+		}
+		if err := d.queue.AddTargets(s.names, []string{queue.FullSync}); err != nil {
+			d.log.WithError(err).Errorf("reload: queue a full push of %s (%s)", s.cfg.Path, why)
+		} else {
+			d.log.Infof("reload: pushing %s whole to its targets: %s", s.cfg.Path, why)
 		}
 	}
 	for _, name := range d.pool.Names() {

@@ -86,6 +86,16 @@ func movedTarget(old, new []*source) string {
 	return ""
 }
 
+// isNew reports whether s's tree was not in old.
+func isNew(s *source, old []*source) bool {
+	for _, o := range old {
+		if o.cfg.Path == s.cfg.Path {
+			return false
+		}
+	}
+	return true
+}
+
 // filterChanged reports whether s's filter differs from the one its tree
 // had in old (a tree old did not have: false, nothing was excluded before).
 func filterChanged(s *source, old []*source) bool {
