@@ -48,7 +48,9 @@ Usage:
            [--log-target stderr|file|syslog]
   sersyncd check -o FILE [--path P]...             validate the config and print the effective settings,
                                                    or say for each path whether it is pushed or excluded
-  sersyncd retry -o FILE [--db FILE] [--target T]  push the failure records now; exit 1 if some still fail
+  sersyncd retry -o FILE [--db FILE] [--target T] [--source LOCALPATH]
+                                                   push the failure records now (of one target, or of the
+                                                   targets of one tree); exit 1 if some still fail
   sersyncd status -o FILE [--db FILE] [--json]     pending and failed paths, lag, last success and error per target
   sersyncd verify -o FILE [--target T] [--checksum] [--repair] [--db FILE] [--json]
                                                    compare each target with the source (rsync dry run,

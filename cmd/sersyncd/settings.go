@@ -15,15 +15,39 @@ import (
 )
 
 // printSettings shows what the daemon will do with cfg, in the terms of the
-// rsync command lines it will run.
+// rsync command lines it will run: each tree with its targets, then what
+// they share.
 func printSettings(w io.Writer, cfg *config.Config) {
 	fmt.Fprintf(w, "config:    %s\n", cfg.File)
-	fmt.Fprintf(w, "localpath: %s\n", cfg.LocalPath)
-	flt, err := filter.NewWithRules(activeExcludes(cfg), cfg.RsyncRules.Rules)
+	for i := range cfg.Sources {
+		printSource(w, cfg, &cfg.Sources[i])
+	}
+	printCommon(w, cfg)
+}
+
+// printSource shows one tree, the filter of its own if it has one, and its
+// targets' command lines.
+func printSource(w io.Writer, cfg *config.Config, src *config.Source) {
+	fmt.Fprintf(w, "localpath: %s\n", src.Path)
+	if src.OwnFilter {
+		if excl := src.Excludes(); len(excl) > 0 {
+			fmt.Fprintf(w, "  excludes:  %s (its own <filter>, in place of the top-level one)\n", quoteArgs(excl))
+		} else {
+			fmt.Fprintf(w, "  excludes:  none (its own <filter>, in place of the top-level one)\n")
+		}
+	}
+	if src.OwnRules {
+		if src.RsyncRules.Enabled {
+			fmt.Fprintf(w, "  rules:     %s (its own <rsyncFilter>, in place of the top-level one)\n", src.RsyncRules.File)
+		} else {
+			fmt.Fprintf(w, "  rules:     none (its own <rsyncFilter>, in place of the top-level one)\n")
+		}
+	}
+	flt, err := filter.NewWithRules(src.Excludes(), src.RsyncRules.Rules)
 	if err != nil {
 		flt = nil // refused by config.Load already
 	}
-	for _, t := range pusher.NewRsyncTargets(cfg, flt) {
+	for _, t := range pusher.NewRsyncTargets(cfg, src, flt) {
 		fmt.Fprintf(w, "target:    %s\n", t.Name())
 		bin := quoteArgs([]string{cmp.Or(t.Binary, "rsync")})
 		fmt.Fprintf(w, "  changes:   %s %s\n", bin, quoteArgs(t.PushArgs()))
@@ -45,6 +69,10 @@ func printSettings(w io.Writer, cfg *config.Config) {
 		}
 		fmt.Fprintf(w, "  verify:    rsync %s  (stdin: every excluded path, anchored)\n", quoteArgs(t.VerifyArgs(cfg.Daemon.VerifyChecksum)))
 	}
+}
+
+// printSettings, continued: what is not one tree's.
+func printCommon(w io.Writer, cfg *config.Config) {
 	if !cfg.Events.Delete {
 		fmt.Fprintf(w, "delete:    off: nothing is ever deleted on a target, by any push\n")
 	}
@@ -112,31 +140,41 @@ func activeExcludes(cfg *config.Config) []string {
 }
 
 // checkPaths answers `check --path`: for each path, pushed or excluded, and
-// by which expression of the file.
+// by which expression of the file. An absolute path is answered by the
+// filter of the tree holding it; a relative one is below the only tree.
 func checkPaths(cfg *config.Config, paths []string, stdout, stderr io.Writer) int {
-	flt, err := filter.NewWithRules(activeExcludes(cfg), cfg.RsyncRules.Rules)
-	if err != nil {
-		fmt.Fprintf(stderr, "sersyncd: %s: %v\n", cfg.File, err)
-		return exitUsage
-	}
 	for _, p := range paths {
+		src := &cfg.Sources[0]
 		rel := p
 		if filepath.IsAbs(p) {
-			r, err := filepath.Rel(cfg.LocalPath, p)
-			if err != nil || r == ".." || strings.HasPrefix(r, "../") {
-				fmt.Fprintf(stderr, "sersyncd check: --path %q: not below localpath %s\n", p, cfg.LocalPath)
+			src = cfg.SourceOf(filepath.Clean(p))
+			if src == nil {
+				fmt.Fprintf(stderr, "sersyncd check: --path %q: not below %s\n", p, localpaths(cfg))
+				return exitUsage
+			}
+			r, err := filepath.Rel(src.Path, p)
+			if err != nil {
+				fmt.Fprintf(stderr, "sersyncd check: --path %q: not below localpath %s\n", p, src.Path)
 				return exitUsage
 			}
 			rel = r
+		} else if len(cfg.Sources) > 1 {
+			fmt.Fprintf(stderr, "sersyncd check: --path %q: give the whole path: there are several trees (%s)\n", p, localpaths(cfg))
+			return exitUsage
 		}
 		rel = strings.TrimSuffix(filepath.ToSlash(filepath.Clean(rel)), "/")
 		if rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
-			fmt.Fprintf(stderr, "sersyncd check: --path %q: not below localpath %s\n", p, cfg.LocalPath)
+			fmt.Fprintf(stderr, "sersyncd check: --path %q: not below localpath %s\n", p, src.Path)
+			return exitUsage
+		}
+		flt, err := filter.NewWithRules(src.Excludes(), src.RsyncRules.Rules)
+		if err != nil {
+			fmt.Fprintf(stderr, "sersyncd: %s: %v\n", cfg.File, err)
 			return exitUsage
 		}
 		// A directory is matched with a trailing slash too, as sersync did
 		// when it set its watches; a path that does not exist is a file.
-		fi, err := os.Lstat(filepath.Join(cfg.LocalPath, rel))
+		fi, err := os.Lstat(filepath.Join(src.Path, rel))
 		isDir := err == nil && fi.IsDir()
 		isDir = isDir || strings.HasSuffix(p, "/")
 		i, form, excluded := flt.Match(rel, isDir)
@@ -149,9 +187,18 @@ func checkPaths(cfg *config.Config, paths []string, stdout, stderr io.Writer) in
 			continue
 		}
 		fmt.Fprintf(stdout, "%s: excluded by <exclude expression=\"%s\"> (%s:%d), which matches %s\n",
-			strconv.Quote(rel), cfg.Filter.Excludes[i], cfg.File, cfg.Filter.Lines[i], strconv.Quote(form))
+			strconv.Quote(rel), src.Filter.Excludes[i], cfg.File, src.Filter.Lines[i], strconv.Quote(form))
 	}
 	return exitOK
+}
+
+// localpaths lists the trees, for messages.
+func localpaths(cfg *config.Config) string {
+	var roots []string
+	for _, s := range cfg.Sources {
+		roots = append(roots, s.Path)
+	}
+	return "localpath " + strings.Join(roots, ", ")
 }
 
 func quoteArgs(args []string) string {

@@ -9,6 +9,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -25,6 +29,7 @@ type toolFlags struct {
 	config  string
 	db      string
 	target  string
+	source  string
 	json    bool
 	timeout time.Duration
 }
@@ -37,6 +42,7 @@ func parseToolFlags(name string, args []string, stdout, stderr io.Writer, withTa
 	fs.StringVar(&f.db, "db", "", "the queue file")
 	if withTarget {
 		fs.StringVar(&f.target, "target", "", "only this target (as `sersyncd status` names it)")
+		fs.StringVar(&f.source, "source", "", "only the targets of this tree (a `localpath` of the config)")
 		fs.DurationVar(&f.timeout, "timeout", 30*time.Minute, "give up after this long")
 	}
 	if withJSON {
@@ -67,6 +73,29 @@ func parseToolFlags(name string, args []string, stdout, stderr io.Writer, withTa
 	return &f, cfg, -1
 }
 
+// retryTargets are the targets `retry` replays: --target, the targets of
+// the --source tree, or [""] (every target).
+func retryTargets(cfg *config.Config, f *toolFlags) ([]string, error) {
+	if f.source == "" {
+		return []string{f.target}, nil
+	}
+	src := cfg.SourceOf(filepath.Clean(f.source))
+	if !filepath.IsAbs(f.source) || src == nil || src.Path != filepath.Clean(f.source) {
+		return nil, fmt.Errorf("--source %q: not a <localpath watch> of %s (%s)", f.source, cfg.File, localpaths(cfg))
+	}
+	var names []string
+	for _, r := range src.Remotes {
+		names = append(names, cfg.Destination(r))
+	}
+	if f.target == "" {
+		return names, nil
+	}
+	if !slices.Contains(names, f.target) {
+		return nil, fmt.Errorf("--target %q is not a target of --source %s (its targets: %s)", f.target, src.Path, strings.Join(names, ", "))
+	}
+	return []string{f.target}, nil
+}
+
 // openOffline opens the queue when no daemon answers on its socket.
 func openOffline(cfg *config.Config, f *toolFlags, stderr io.Writer) (*daemon.Tool, error) {
 	if _, err := os.Stat(f.db); err != nil {
@@ -90,8 +119,13 @@ func runRetry(args []string, stdout, stderr io.Writer) int {
 	if f == nil {
 		return code
 	}
+	targets, err := retryTargets(cfg, f)
+	if err != nil {
+		fmt.Fprintf(stderr, "sersyncd retry: %v\n", err)
+		return exitUsage
+	}
 	var results []pusher.ReplayResult
-	resp, err := control.Call(control.SocketPath(f.db), control.Request{Cmd: "retry", Target: f.target}, f.timeout)
+	resp, err := callRetry(f, targets)
 	switch {
 	case err == nil && resp.Error != "":
 		fmt.Fprintf(stderr, "sersyncd retry: %s\n", resp.Error)
@@ -109,9 +143,13 @@ func runRetry(args []string, stdout, stderr io.Writer) int {
 		defer stop()
 		ctx, cancel := context.WithTimeout(ctx, f.timeout)
 		defer cancel()
-		if results, err = tool.Replay(ctx, f.target); err != nil {
-			fmt.Fprintf(stderr, "sersyncd retry: %v\n", err)
-			return exitUsage
+		for _, target := range targets {
+			rs, err := tool.Replay(ctx, target)
+			if err != nil {
+				fmt.Fprintf(stderr, "sersyncd retry: %v\n", err)
+				return exitUsage
+			}
+			results = append(results, rs...)
 		}
 	default:
 		fmt.Fprintf(stderr, "sersyncd retry: %v\n", err)
@@ -130,6 +168,34 @@ func runRetry(args []string, stdout, stderr io.Writer) int {
 		return exitRuntime
 	}
 	return exitOK
+}
+
+// callRetry asks the running daemon to replay each target, all at once
+// (as it replays every target at once for no --target), and gathers the
+// answers in targets' order; the first error or refusal is the answer.
+func callRetry(f *toolFlags, targets []string) (*control.Response, error) {
+	resps := make([]*control.Response, len(targets))
+	errs := make([]error, len(targets))
+	var wg sync.WaitGroup
+	for i, target := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resps[i], errs[i] = control.Call(control.SocketPath(f.db), control.Request{Cmd: "retry", Target: target}, f.timeout)
+		}()
+	}
+	wg.Wait()
+	all := &control.Response{}
+	for i := range targets {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		if resps[i].Error != "" {
+			return resps[i], nil
+		}
+		all.Replay = append(all.Replay, resps[i].Replay...)
+	}
+	return all, nil
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) int {
@@ -188,9 +254,19 @@ func printStatus(w io.Writer, st *control.Status) {
 	}
 	fmt.Fprintf(w, "queue:   %s\n", st.Queue)
 	if st.Missed != "" {
-		fmt.Fprintf(w, "owed:    a full push of every target, since changes may have been missed: %s\n", st.Missed)
+		if len(st.Sources) > 1 {
+			// The reason names the tree; only its targets owe the push.
+			fmt.Fprintf(w, "owed:    a full push, since changes may have been missed: %s\n", st.Missed)
+		} else {
+			fmt.Fprintf(w, "owed:    a full push of every target, since changes may have been missed: %s\n", st.Missed)
+		}
 	}
+	source := ""
 	for _, t := range st.Targets {
+		if t.Source != source {
+			source = t.Source
+			printSourceStatus(w, st, source)
+		}
 		fmt.Fprintf(w, "target:  %s\n", t.Name)
 		fmt.Fprintf(w, "  pending %d, failed %d, lag %s\n", t.Pending, t.Failed, (time.Duration(t.LagSeconds * float64(time.Second))).Round(time.Millisecond))
 		if !t.LastSuccess.IsZero() {
@@ -210,6 +286,23 @@ func printStatus(w io.Writer, st *control.Status) {
 			fmt.Fprintln(w)
 		}
 	}
+}
+
+// printSourceStatus is the line that heads the targets of one tree.
+func printSourceStatus(w io.Writer, st *control.Status, root string) {
+	fmt.Fprintf(w, "source:  %s", root)
+	for _, s := range st.Sources {
+		if s.Path != root {
+			continue
+		}
+		if st.Running && len(st.Sources) > 1 {
+			fmt.Fprintf(w, ", %d watched directories", s.WatchedDirs)
+		}
+		if s.Degraded != "" && len(st.Sources) > 1 {
+			fmt.Fprintf(w, ", DEGRADED")
+		}
+	}
+	fmt.Fprintln(w)
 }
 
 // printVerifyStatus is a target's last scheduled verify in `status`.

@@ -69,12 +69,16 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	f.db = firstNonEmpty(f.db, cfg.Daemon.DB, defaultDB)
-	flt, err := filter.New(activeExcludes(cfg))
-	if err != nil {
-		fmt.Fprintf(stderr, "sersyncd: %s: %v\n", cfg.File, err)
-		return exitUsage
+	var targets []*pusher.RsyncTarget
+	for i := range cfg.Sources {
+		src := &cfg.Sources[i]
+		flt, err := filter.New(src.Excludes())
+		if err != nil {
+			fmt.Fprintf(stderr, "sersyncd: %s: %v\n", cfg.File, err)
+			return exitUsage
+		}
+		targets = append(targets, pusher.NewRsyncTargets(cfg, src, flt)...)
 	}
-	targets := pusher.NewRsyncTargets(cfg, flt)
 	if f.target != "" {
 		var names []string
 		for _, t := range targets {

@@ -16,15 +16,21 @@ import (
 
 // Config is the parsed and validated confxml.xml.
 type Config struct {
-	File       string            // path the config was loaded from (as given)
-	Host       Host              // <host hostip port>
-	Debug      bool              // <debug start>
-	XFS        bool              // <fileSystem xfs>
-	Filter     Filter            // <filter start> with <exclude expression> children: regular expressions
-	RsyncRules RsyncRules        // sersyncd-only <rsyncFilter start file>: rules in rsync's syntax
-	Events     Events            // <inotify> switches
-	LocalPath  string            // <sersync><localpath watch>: absolute, cleaned, no trailing slash
-	Remotes    []Remote          // <remote ip name> children of localpath, in file order
+	File       string     // path the config was loaded from (as given)
+	Host       Host       // <host hostip port>
+	Debug      bool       // <debug start>
+	XFS        bool       // <fileSystem xfs>
+	Filter     Filter     // <filter start> with <exclude expression> children: regular expressions
+	RsyncRules RsyncRules // sersyncd-only <rsyncFilter start file>: rules in rsync's syntax
+	Events     Events     // <inotify> switches
+	// Sources are the <sersync><localpath> sections, in file order: the
+	// trees watched, each with its own targets.
+	Sources []Source
+	// LocalPath and Remotes are the first source's Path and Remotes: the
+	// tree sersync itself watched (it ignored every later <localpath>),
+	// which the plugins follow.
+	LocalPath  string
+	Remotes    []Remote
 	Rsync      Rsync             // <sersync><rsync>
 	FailLog    FailLog           // <sersync><failLog>
 	Crontab    Crontab           // <sersync><crontab>
@@ -57,6 +63,21 @@ type RsyncRules struct {
 	Enabled bool
 	File    string
 	Rules   *filter.Rules // nil until Load has read File
+}
+
+// Source is one <localpath watch>: a tree and the targets it is pushed
+// to. Filter and RsyncRules are the ones that apply to it: its own
+// sersyncd-only <filter> and <rsyncFilter> children when it has them (sersync
+// ignores them), the top-level ones otherwise.
+type Source struct {
+	Path       string   // absolute, cleaned, no trailing slash
+	Remotes    []Remote // <remote ip name> children, in file order
+	Filter     Filter
+	RsyncRules RsyncRules
+	OwnFilter  bool // Filter is the <localpath>'s own
+	OwnRules   bool // RsyncRules is the <localpath>'s own
+	line       int  // of the <localpath>
+	rulesLine  int  // of the <rsyncFilter> RsyncRules came from
 }
 
 // Events are the <inotify> switches.
@@ -240,16 +261,18 @@ func Parse(name string, data []byte) (*Config, error) {
 
 // positions remembers where checked elements were, for Load's later errors.
 type positions struct {
-	localpath, auth, rsyncFilter, daemon int
+	auth, rsyncFilter, daemon int
 }
 
 func (c *Config) fsCheck(pos positions) error {
-	fi, err := os.Stat(c.LocalPath)
-	switch {
-	case err != nil:
-		return &Error{File: c.File, Line: pos.localpath, Element: "localpath", Attr: "watch", Value: c.LocalPath, Msg: statMsg(err)}
-	case !fi.IsDir():
-		return &Error{File: c.File, Line: pos.localpath, Element: "localpath", Attr: "watch", Value: c.LocalPath, Msg: "is not a directory"}
+	for _, s := range c.Sources {
+		fi, err := os.Stat(s.Path)
+		switch {
+		case err != nil:
+			return &Error{File: c.File, Line: s.line, Element: "localpath", Attr: "watch", Value: s.Path, Msg: statMsg(err)}
+		case !fi.IsDir():
+			return &Error{File: c.File, Line: s.line, Element: "localpath", Attr: "watch", Value: s.Path, Msg: "is not a directory"}
+		}
 	}
 	if a := c.Rsync.Auth; a.Enabled {
 		if err := checkPasswordFile(a.PasswordFile); err != "" {
@@ -262,6 +285,21 @@ func (c *Config) fsCheck(pos positions) error {
 			return &Error{File: c.File, Line: pos.rsyncFilter, Element: "rsyncFilter", Attr: "file", Value: rf.File, Msg: err.Error()}
 		}
 		rf.Rules = rules
+	}
+	for i := range c.Sources {
+		s := &c.Sources[i]
+		if !s.OwnRules {
+			s.RsyncRules.Rules = c.RsyncRules.Rules
+			continue
+		}
+		if !s.RsyncRules.Enabled {
+			continue
+		}
+		rules, err := filter.LoadRules(s.RsyncRules.File)
+		if err != nil {
+			return &Error{File: c.File, Line: s.rulesLine, Element: "rsyncFilter", Attr: "file", Value: s.RsyncRules.File, Msg: err.Error()}
+		}
+		s.RsyncRules.Rules = rules
 	}
 	if c.Daemon.Rsync != "" {
 		if msg := checkExecutable(c.Daemon.Rsync); msg != "" {
@@ -313,6 +351,30 @@ func checkPasswordFile(path string) string {
 		}
 	}
 	return ""
+}
+
+// SourceOf returns the source whose tree holds path (absolute, cleaned), or
+// nil.
+func (c *Config) SourceOf(path string) *Source {
+	for i := range c.Sources {
+		if s := &c.Sources[i]; path == s.Path || within(path, s.Path) {
+			return s
+		}
+	}
+	return nil
+}
+
+// within reports whether path is below dir (both cleaned, same kind).
+func within(path, dir string) bool {
+	return dir == "/" && path != "/" || strings.HasPrefix(path, dir+"/")
+}
+
+// Excludes are the source's filter expressions when its filter is on.
+func (s *Source) Excludes() []string {
+	if !s.Filter.Enabled {
+		return nil
+	}
+	return s.Filter.Excludes
 }
 
 // Destination returns the rsync destination argument for r.

@@ -97,6 +97,7 @@ func TestStockFile(t *testing.T) {
 		},
 		Daemon: Daemon{Settle: 20 * time.Millisecond, MaxHold: 10 * time.Second, BatchMax: 5000, BackoffMax: 2 * time.Minute, HealthLag: time.Minute, Standby: 10 * time.Second},
 	}
+	want.Sources = []Source{{Path: want.LocalPath, Remotes: want.Remotes, Filter: want.Filter, line: 24}}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("stock file:\n got %+v\nwant %+v", c, want)
 	}
@@ -156,6 +157,7 @@ func TestTestdataFiles(t *testing.T) {
 			DB: "/var/lib/sersyncd/queue.db", Metrics: "127.0.0.1:8009", LogFile: "/var/log/sersyncd.log", PidFile: "/run/sersyncd.pid",
 		},
 	}
+	want.Sources = []Source{{Path: want.LocalPath, Remotes: want.Remotes, Filter: want.Filter, line: 22}}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("full.xml:\n got %+v\nwant %+v", c, want)
 	}
@@ -207,7 +209,6 @@ func TestParseErrors(t *testing.T) {
 		{"unclosed", string(mustRead(t, "testdata/bad_unclosed.xml")), []string{"bad.xml:6: malformed XML: element <localpath> closed by </sersync>"}},
 		{"two roots", "<head/><head/>", []string{"more than one root element"}},
 		{"unknown encoding", `<?xml version="1.0" encoding="x-nope"?><head/>`, []string{"malformed XML", "x-nope"}},
-		{"two localpaths", string(mustRead(t, "testdata/bad_two_localpaths.xml")), []string{"bad.xml:7: <localpath>: a second <localpath>: several source trees are not supported yet (sersync silently used only the first, line 4"}},
 		{"no sersync", "<head/>", []string{"<head>: has no <sersync> section"}},
 		{"no localpath", "<head><sersync/></head>", []string{"<sersync>: has no <localpath"}},
 		{"watch missing", "<head><sersync><localpath><remote ip='a' name='b'/></localpath></sersync></head>", []string{`<localpath watch="">: is missing`}},
@@ -572,6 +573,17 @@ func FuzzParse(f *testing.F) {
 		for _, r := range c.Remotes {
 			_ = c.Destination(r)
 		}
+		// Accepted trees never overlap, and each has its targets.
+		for i, s := range c.Sources {
+			if len(s.Remotes) == 0 || !filepath.IsAbs(s.Path) {
+				t.Fatalf("accepted tree without remotes or absolute watch: %+v", s)
+			}
+			for _, o := range c.Sources[:i] {
+				if s.Path == o.Path || within(s.Path, o.Path) || within(o.Path, s.Path) {
+					t.Fatalf("accepted overlapping trees %q and %q", o.Path, s.Path)
+				}
+			}
+		}
 		for _, w := range c.Warnings {
 			if strings.ContainsAny(w, "\n\r") {
 				t.Fatalf("warning is not one line: %q", w)
@@ -687,6 +699,162 @@ func TestDeclaredEncoding(t *testing.T) {
 				t.Errorf("watch = %q, want %q", c.LocalPath, tt.want)
 			}
 		})
+	}
+}
+
+// sources builds a file whose <sersync> holds the given <localpath>
+// sections (each on lines of its own, so errors name their lines).
+func sources(rsync string, localpaths ...string) string {
+	return "<head>\n<sersync>\n" + strings.Join(localpaths, "\n") + "\n<rsync>" + rsync + "</rsync>\n</sersync>\n</head>\n"
+}
+
+func TestSources(t *testing.T) {
+	const (
+		a  = "<localpath watch=\"/srv/a\">\n<remote ip=\"127.0.0.1\" name=\"a\"/>\n<remote ip=\"127.0.0.2\" name=\"a\"/>\n</localpath>"
+		b  = "<localpath watch=\"/srv/b/\">\n<remote ip=\"127.0.0.1\" name=\"b\"/>\n</localpath>"
+		ab = "<localpath watch=\"/srv/ab\">\n<remote ip=\"127.0.0.3\" name=\"x\"/>\n</localpath>"
+	)
+	tests := []struct {
+		name    string
+		xml     string
+		wantErr string // "" for a valid file
+		check   func(t *testing.T, c *Config)
+	}{
+		{name: "several trees, each with its targets", xml: sources("", a, b, ab), check: func(t *testing.T, c *Config) {
+			if len(c.Sources) != 3 || c.Sources[0].Path != "/srv/a" || c.Sources[1].Path != "/srv/b" || c.Sources[2].Path != "/srv/ab" {
+				t.Fatalf("sources = %+v", c.Sources)
+			}
+			if got := len(c.Sources[0].Remotes) + len(c.Sources[1].Remotes); got != 3 {
+				t.Errorf("remotes of a and b = %d, want 3", got)
+			}
+			if c.LocalPath != "/srv/a" || !reflect.DeepEqual(c.Remotes, c.Sources[0].Remotes) {
+				t.Errorf("LocalPath/Remotes = %q %v, want the first source's", c.LocalPath, c.Remotes)
+			}
+			if s := c.SourceOf("/srv/ab/f"); s == nil || s.Path != "/srv/ab" {
+				t.Errorf("SourceOf(/srv/ab/f) = %+v", s)
+			}
+			if s := c.SourceOf("/srv/abc"); s != nil {
+				t.Errorf("SourceOf(/srv/abc) = %+v, want none", s)
+			}
+		}},
+		{name: "own filter, the top-level one for the others", xml: strings.Replace(sources("", a,
+			"<localpath watch=\"/srv/b\">\n<remote ip=\"127.0.0.1\" name=\"b\"/>\n<filter start=\"true\"><exclude expression=\"(.*)\\.log\"/></filter>\n<rsyncFilter start=\"true\" file=\"/etc/b.rules\"/>\n</localpath>"),
+			"<sersync>", "<filter start=\"true\"><exclude expression=\"(.*)\\.tmp\"/></filter>\n<rsyncFilter start=\"false\" file=\"/etc/top.rules\"/>\n<sersync>", 1),
+			check: func(t *testing.T, c *Config) {
+				sa, sb := c.Sources[0], c.Sources[1]
+				if sa.OwnFilter || !reflect.DeepEqual(sa.Excludes(), []string{`(.*)\.tmp`}) {
+					t.Errorf("a: own %v excludes %q, want the top-level (.*)\\.tmp", sa.OwnFilter, sa.Excludes())
+				}
+				if !sb.OwnFilter || !reflect.DeepEqual(sb.Excludes(), []string{`(.*)\.log`}) || sb.Filter.Lines[0] != 11 {
+					t.Errorf("b: own %v excludes %q lines %v, want its own (.*)\\.log on line 11", sb.OwnFilter, sb.Excludes(), sb.Filter.Lines)
+				}
+				if sa.OwnRules || sa.RsyncRules.Enabled || sa.RsyncRules.File != "/etc/top.rules" {
+					t.Errorf("a: rules %+v, want the top-level (off)", sa.RsyncRules)
+				}
+				if !sb.OwnRules || !sb.RsyncRules.Enabled || sb.RsyncRules.File != "/etc/b.rules" {
+					t.Errorf("b: rules %+v, want its own", sb.RsyncRules)
+				}
+			}},
+		{name: "testdata/sources.xml", xml: string(mustRead(t, "testdata/sources.xml")), check: func(t *testing.T, c *Config) {
+			if len(c.Sources) != 3 || c.Sources[1].Path != "/srv/mail" || !c.Sources[1].OwnFilter || c.Sources[2].OwnFilter ||
+				!reflect.DeepEqual(c.Sources[2].Excludes(), []string{`(.*)\.tmp`}) || c.Destination(c.Sources[1].Remotes[0]) != "127.0.0.1::backup/mail" {
+				t.Errorf("sources = %+v", c.Sources)
+			}
+		}},
+		{name: "sibling modules of one daemon", xml: sources("",
+			"<localpath watch=\"/srv/a\">\n<remote ip=\"h\" name=\"m/a\"/>\n</localpath>",
+			"<localpath watch=\"/srv/b\">\n<remote ip=\"h\" name=\"m/b\"/>\n</localpath>")},
+		{name: "same tree twice", xml: sources("", a, "<localpath watch=\"/srv/a/\">\n<remote ip=\"h\" name=\"z\"/>\n</localpath>"),
+			wantErr: `bad.xml:7: <localpath watch="/srv/a">: is the same tree as the <localpath> of line 3`},
+		{name: "tree inside another", xml: sources("", a, "<localpath watch=\"/srv/a/sub\">\n<remote ip=\"h\" name=\"z\"/>\n</localpath>"),
+			wantErr: `bad.xml:7: <localpath watch="/srv/a/sub">: is inside the <localpath watch="/srv/a"> of line 3: its changes would be pushed twice`},
+		{name: "tree holding another", xml: sources("", a, "<localpath watch=\"/srv\">\n<remote ip=\"h\" name=\"z\"/>\n</localpath>"),
+			wantErr: `bad.xml:7: <localpath watch="/srv">: holds the <localpath watch="/srv/a"> of line 3`},
+		{name: "root holds every tree", xml: sources("", a, "<localpath watch=\"/\">\n<remote ip=\"h\" name=\"z\"/>\n</localpath>"),
+			wantErr: `<localpath watch="/">: holds the <localpath watch="/srv/a">`},
+		{name: "same destination", xml: sources("", a, "<localpath watch=\"/srv/c\">\n<remote ip=\"127.0.0.2\" name=\"a\"/>\n</localpath>"),
+			wantErr: `bad.xml:8: <remote name="a">: 127.0.0.2::a is also a target of <localpath watch="/srv/a"> (line 5): both trees would push into the same directory there, and each one's full push would delete what the other pushed`},
+		{name: "same destination with auth", xml: sources(`<auth start="true" users="u" passwordfile="/p"/>`, b, "<localpath watch=\"/srv/c\">\n<remote ip=\"127.0.0.1\" name=\"b\"/>\n</localpath>"),
+			wantErr: `<remote name="b">: u@127.0.0.1::b is also a target of <localpath watch="/srv/b">`},
+		{name: "module inside another's", xml: sources("", b, "<localpath watch=\"/srv/c\">\n<remote ip=\"127.0.0.1\" name=\"b/sub\"/>\n</localpath>"),
+			wantErr: `<remote name="b/sub">: 127.0.0.1::b/sub overlaps 127.0.0.1::b, a target of <localpath watch="/srv/b"> (line 4)`},
+		{name: "ssh directory inside another's", xml: sources(`<ssh start="true"/>`,
+			"<localpath watch=\"/srv/a\">\n<remote ip=\"u@h\" name=\"/backup\"/>\n</localpath>",
+			"<localpath watch=\"/srv/b\">\n<remote ip=\"v@h\" name=\"/backup/b/\"/>\n</localpath>"),
+			wantErr: `<remote name="/backup/b/">: v@h:/backup/b/ overlaps u@h:/backup`},
+		{name: "second filter in a localpath", xml: sources("", "<localpath watch=\"/x\">\n<remote ip=\"h\" name=\"m\"/>\n<filter/>\n<filter/>\n</localpath>"),
+			wantErr: `bad.xml:6: <filter>: a second <filter> in one <localpath>`},
+		{name: "own rules file relative", xml: sources("", "<localpath watch=\"/x\">\n<remote ip=\"h\" name=\"m\"/>\n<rsyncFilter start=\"true\" file=\"r.rules\"/>\n</localpath>"),
+			wantErr: `bad.xml:5: <rsyncFilter file="r.rules">: must be an absolute path`},
+		{name: "own filter expression bad", xml: sources("", "<localpath watch=\"/x\">\n<remote ip=\"h\" name=\"m\"/>\n<filter start=\"true\"><exclude expression=\"(a\"/></filter>\n</localpath>"),
+			wantErr: `bad.xml:5: <exclude expression="(a">: is not a valid regular expression`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("bad.xml", []byte(tt.xml))
+			if tt.wantErr != "" {
+				if err == nil {
+					t.Fatalf("want error %q, got config %+v", tt.wantErr, c.Sources)
+				}
+				checkError(t, err)
+				if !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %q\n does not contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.check != nil {
+				tt.check(t, c)
+			}
+		})
+	}
+}
+
+// TestSourcesLoad: Load checks every tree and reads each source's own rules.
+func TestSourcesLoad(t *testing.T) {
+	stubRsync(t, true)
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	for _, d := range []string{a, b} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rules := filepath.Join(dir, "b.rules")
+	if err := os.WriteFile(rules, []byte("- *.log\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, xml string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(xml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.xml", sources("",
+		"<localpath watch=\""+a+"\">\n<remote ip=\"h\" name=\"a\"/>\n</localpath>",
+		"<localpath watch=\""+b+"\">\n<remote ip=\"h\" name=\"b\"/>\n<rsyncFilter start=\"true\" file=\""+rules+"\"/>\n</localpath>"))
+	c, err := Load(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Sources[0].RsyncRules.Rules != nil || !c.Sources[1].RsyncRules.Rules.Excluded("x.log", false) {
+		t.Errorf("rules: a %v, b %v; want none for a, b's own excluding x.log", c.Sources[0].RsyncRules.Rules, c.Sources[1].RsyncRules.Rules)
+	}
+	missing := write("missing.xml", sources("",
+		"<localpath watch=\""+a+"\">\n<remote ip=\"h\" name=\"a\"/>\n</localpath>",
+		"<localpath watch=\""+filepath.Join(dir, "nope")+"\">\n<remote ip=\"h\" name=\"b\"/>\n</localpath>"))
+	_, err = Load(missing)
+	if ce := checkError(t, err); ce.Line != 6 || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("second tree missing: %v, want line 6, does not exist", err)
+	}
+	noRules := write("norules.xml", sources("",
+		"<localpath watch=\""+a+"\">\n<remote ip=\"h\" name=\"a\"/>\n<rsyncFilter start=\"true\" file=\""+filepath.Join(dir, "none.rules")+"\"/>\n</localpath>"))
+	_, err = Load(noRules)
+	if ce := checkError(t, err); ce.Line != 5 || ce.Element != "rsyncFilter" {
+		t.Errorf("own rules file missing: %v, want line 5, <rsyncFilter>", err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -123,8 +124,9 @@ type parser struct {
 	cfg  *Config
 	pos  positions
 	err  *Error
-	// remotes holds the <remote> nodes parallel to cfg.Remotes, for error lines.
-	remotes []*node
+	// remotes holds, per source, the <remote> nodes parallel to its
+	// Remotes, for error lines.
+	remotes [][]*node
 }
 
 func (p *parser) fail(n *node, attr, value, msg string) {
@@ -267,17 +269,12 @@ func (p *parser) head(root *node) {
 				p.warn(n.name, "xfs option has no effect in sersyncd")
 			}
 		case "filter":
-			c.Filter = Filter{Enabled: p.boolAttr(n, "start", false)}
-			c.Filter.Excludes, c.Filter.Lines = p.regexpLines(n, "exclude")
+			c.Filter = p.filter(n)
 		case "inotify":
 			c.Events = p.events(n)
 		case "rsyncFilter":
 			p.pos.rsyncFilter = n.line
-			c.RsyncRules.Enabled = p.boolAttr(n, "start", false)
-			c.RsyncRules.File, _ = n.attr("file")
-			if c.RsyncRules.Enabled && !filepath.IsAbs(c.RsyncRules.File) {
-				p.fail(n, "file", c.RsyncRules.File, "must be an absolute path to a file of rsync filter rules")
-			}
+			c.RsyncRules = p.rsyncFilter(n)
 		case "sersync":
 			if sersync != nil {
 				p.fail(n, "", "", "only one <sersync> section is supported")
@@ -293,6 +290,20 @@ func (p *parser) head(root *node) {
 	}
 	if sersync == nil {
 		p.fail(root, "", "", "has no <sersync> section")
+	}
+	// The top-level filter may come after <sersync>: a source without its
+	// own gets it only now.
+	for i := range c.Sources {
+		s := &c.Sources[i]
+		if !s.OwnFilter {
+			s.Filter = c.Filter
+		}
+		if !s.OwnRules {
+			s.RsyncRules, s.rulesLine = c.RsyncRules, p.pos.rsyncFilter
+		}
+	}
+	if len(c.Sources) > 0 {
+		c.LocalPath, c.Remotes = c.Sources[0].Path, c.Sources[0].Remotes
 	}
 	if d := &c.Daemon; d.Standby > 0 && c.Rsync.Timeout > 0 && d.Standby >= c.Rsync.Timeout {
 		if v, set := daemon.attr("standby"); set {
@@ -311,6 +322,21 @@ func (p *parser) head(root *node) {
 	if pl := c.Plugin; pl.Enabled && (pl.Name == "command" && c.Command == nil || pl.Name == "socket" && c.Socket == nil) {
 		p.warn("plugin", "plugin "+pl.Name+` is enabled but there is no top-level <plugin name="`+pl.Name+`"> section; ignored`)
 	}
+}
+
+func (p *parser) filter(n *node) Filter {
+	f := Filter{Enabled: p.boolAttr(n, "start", false)}
+	f.Excludes, f.Lines = p.regexpLines(n, "exclude")
+	return f
+}
+
+func (p *parser) rsyncFilter(n *node) RsyncRules {
+	r := RsyncRules{Enabled: p.boolAttr(n, "start", false)}
+	r.File, _ = n.attr("file")
+	if r.Enabled && !filepath.IsAbs(r.File) {
+		p.fail(n, "file", r.File, "must be an absolute path to a file of rsync filter rules")
+	}
+	return r
 }
 
 func (p *parser) events(n *node) Events {
@@ -345,15 +371,9 @@ func (p *parser) events(n *node) Events {
 
 func (p *parser) sersync(s *node) {
 	c := p.cfg
-	var local *node
 	for _, n := range s.kids {
 		switch n.name {
 		case "localpath":
-			if local != nil {
-				p.fail(n, "", "", fmt.Sprintf("a second <localpath>: several source trees are not supported yet (sersync silently used only the first, line %d, and ignored the rest); run one sersyncd per directory, each with its own config and --db", local.line))
-				continue
-			}
-			local = n
 			p.localpath(n)
 		case "rsync":
 			p.rsync(n)
@@ -376,10 +396,11 @@ func (p *parser) sersync(s *node) {
 			}
 		}
 	}
-	if local == nil {
+	if len(c.Sources) == 0 {
 		p.fail(s, "", "", "has no <localpath watch=...> section")
 	}
 	p.checkRemotes()
+	p.checkSources()
 	a, ssh := c.Rsync.Auth, c.Rsync.SSH
 	if a.Enabled && ssh.Enabled && p.err == nil {
 		p.err = &Error{File: p.file, Line: p.pos.auth, Element: "auth", Attr: "start", Value: "true",
@@ -388,8 +409,7 @@ func (p *parser) sersync(s *node) {
 }
 
 func (p *parser) localpath(n *node) {
-	c := p.cfg
-	p.pos.localpath = n.line
+	src := Source{line: n.line}
 	w, ok := n.attr("watch")
 	switch {
 	case !ok:
@@ -401,35 +421,112 @@ func (p *parser) localpath(n *node) {
 	case !filepath.IsAbs(w):
 		p.fail(n, "watch", w, "is not an absolute path")
 	default:
-		c.LocalPath = filepath.Clean(w)
+		src.Path = filepath.Clean(w)
 	}
-	for _, r := range n.children("remote") {
-		ip, _ := r.attr("ip")
-		name, _ := r.attr("name")
-		c.Remotes = append(c.Remotes, Remote{IP: ip, Name: name})
-		p.remotes = append(p.remotes, r)
+	var remotes []*node
+	for _, k := range n.kids {
+		switch k.name {
+		case "remote":
+			ip, _ := k.attr("ip")
+			name, _ := k.attr("name")
+			src.Remotes = append(src.Remotes, Remote{IP: ip, Name: name})
+			remotes = append(remotes, k)
+		case "filter": // sersyncd-only, ignored by sersync
+			if src.OwnFilter {
+				p.fail(k, "", "", "a second <filter> in one <localpath>")
+			}
+			src.Filter, src.OwnFilter = p.filter(k), true
+		case "rsyncFilter": // sersyncd-only, ignored by sersync
+			if src.OwnRules {
+				p.fail(k, "", "", "a second <rsyncFilter> in one <localpath>")
+			}
+			src.RsyncRules, src.OwnRules, src.rulesLine = p.rsyncFilter(k), true, k.line
+		}
 	}
-	if len(c.Remotes) == 0 {
+	if len(src.Remotes) == 0 {
 		p.fail(n, "", "", "has no <remote ip=... name=...> child")
 	}
+	p.cfg.Sources = append(p.cfg.Sources, src)
+	p.remotes = append(p.remotes, remotes)
 }
 
 // checkRemotes runs after <rsync> is read because ssh mode allows user@host.
 func (p *parser) checkRemotes() {
-	for i, r := range p.cfg.Remotes {
-		n := p.remotes[i]
-		if msg := badHost(r.IP, p.cfg.Rsync.SSH.Enabled); msg != "" {
-			p.fail(n, "ip", r.IP, msg)
-		}
-		switch {
-		case r.Name == "":
-			p.fail(n, "name", r.Name, "is empty")
-		case strings.HasPrefix(r.Name, "-"):
-			p.fail(n, "name", r.Name, "must not start with '-': rsync would take it as an option")
-		case strings.ContainsAny(r.Name, "\x00\n\r"):
-			p.fail(n, "name", r.Name, "contains a NUL or newline character")
+	for i, s := range p.cfg.Sources {
+		for j, r := range s.Remotes {
+			n := p.remotes[i][j]
+			if msg := badHost(r.IP, p.cfg.Rsync.SSH.Enabled); msg != "" {
+				p.fail(n, "ip", r.IP, msg)
+			}
+			switch {
+			case r.Name == "":
+				p.fail(n, "name", r.Name, "is empty")
+			case strings.HasPrefix(r.Name, "-"):
+				p.fail(n, "name", r.Name, "must not start with '-': rsync would take it as an option")
+			case strings.ContainsAny(r.Name, "\x00\n\r"):
+				p.fail(n, "name", r.Name, "contains a NUL or newline character")
+			}
 		}
 	}
+}
+
+// checkSources refuses sources that would overlap: a tree inside another
+// (or the same tree twice) would have its changes pushed twice, by two
+// watchers to two sets of targets, and two trees pushing to one place on a
+// target would each delete the other's files with their full pushes.
+func (p *parser) checkSources() {
+	srcs := p.cfg.Sources
+	for i, s := range srcs {
+		for _, o := range srcs[:i] {
+			if s.Path == "" || o.Path == "" {
+				continue
+			}
+			n := &node{name: "localpath", line: s.line}
+			switch {
+			case s.Path == o.Path:
+				p.fail(n, "watch", s.Path, fmt.Sprintf("is the same tree as the <localpath> of line %d: give each tree one <localpath>, with all its <remote>s", o.line))
+			case within(s.Path, o.Path):
+				p.fail(n, "watch", s.Path, fmt.Sprintf("is inside the <localpath watch=%q> of line %d: its changes would be pushed twice, by both; leave it out, or use a filter to split the trees", o.Path, o.line))
+			case within(o.Path, s.Path):
+				p.fail(n, "watch", s.Path, fmt.Sprintf("holds the <localpath watch=%q> of line %d: its changes would be pushed twice, by both; leave it out, or use a filter to split the trees", o.Path, o.line))
+			}
+		}
+	}
+	for i, s := range srcs {
+		for j, r := range s.Remotes {
+			for oi, o := range srcs[:i] {
+				for k, or := range o.Remotes {
+					if !p.overlap(r, or) {
+						continue
+					}
+					d, od := p.cfg.Destination(r), p.cfg.Destination(or)
+					what := fmt.Sprintf("%s is also a target of <localpath watch=%q> (line %d)", d, o.Path, p.remotes[oi][k].line)
+					if d != od {
+						what = fmt.Sprintf("%s overlaps %s, a target of <localpath watch=%q> (line %d)", d, od, o.Path, p.remotes[oi][k].line)
+					}
+					p.fail(p.remotes[i][j], "name", r.Name, what+": both trees would push into the same directory there, and each one's full push would delete what the other pushed; give each tree a module (or a directory) of its own")
+				}
+			}
+		}
+	}
+}
+
+// overlap reports whether a and b push into the same place: the same host
+// (whoever logs in) and one name the other or a directory below it (a
+// module "m" holds "m/a"; an ssh path "/b" holds "/b/a"). Different names
+// of one host, or one module under two names, are beyond what can be known.
+func (p *parser) overlap(a, b Remote) bool {
+	host := func(ip string) string {
+		if i := strings.LastIndexByte(ip, '@'); i >= 0 {
+			ip = ip[i+1:]
+		}
+		return strings.TrimSuffix(strings.TrimPrefix(ip, "["), "]")
+	}
+	if host(a.IP) != host(b.IP) {
+		return false
+	}
+	an, bn := path.Clean(a.Name), path.Clean(b.Name)
+	return an == bn || within(an, bn) || within(bn, an)
 }
 
 func badHost(ip string, ssh bool) string {

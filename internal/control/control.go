@@ -62,13 +62,24 @@ type Status struct {
 	Degraded    string `json:"degraded,omitempty"` // why some directories have no watch
 	// Missed is why changes may have been missed, while a full push of
 	// every target is owed for it.
-	Missed  string         `json:"missed,omitempty"`
+	Missed string `json:"missed,omitempty"`
+	// Sources are the watched trees (<localpath>), in config order.
+	Sources []SourceStatus `json:"sources"`
 	Targets []TargetStatus `json:"targets"`
+}
+
+// SourceStatus is one watched tree and the names of its targets.
+type SourceStatus struct {
+	Path        string   `json:"path"`
+	Targets     []string `json:"targets"`
+	WatchedDirs int      `json:"watched_dirs,omitempty"`
+	Degraded    string   `json:"degraded,omitempty"`
 }
 
 // TargetStatus is one target's part of Status.
 type TargetStatus struct {
 	Name                string    `json:"name"`
+	Source              string    `json:"source"` // the root of the tree it is pushed from
 	Pending             int       `json:"pending"`
 	Failed              int       `json:"failed"`
 	OldestPending       time.Time `json:"oldest_pending,omitzero"`

@@ -2,7 +2,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/control"
-	"github.com/sersyncd/sersyncd/internal/filter"
 	"github.com/sersyncd/sersyncd/internal/heartbeat"
 	"github.com/sersyncd/sersyncd/internal/metrics"
 	"github.com/sersyncd/sersyncd/internal/plugin"
@@ -58,19 +56,18 @@ type Daemon struct {
 
 	mu       sync.Mutex // guards what a reload replaces
 	cfg      *config.Config
-	watcher  *watch.Watcher
+	sources  []*source
+	watchers *watchSet
 	pool     *pusher.Pool
 	failLog  *retry.FailLog
 	schedule *retry.Schedule
 	verifier *verify.Schedule // nil when no verify is scheduled
 	plugin   plugin.Plugin    // nil when no plugin is enabled; closed when its pool stops
 
-	watchStop context.CancelFunc
-	watchDone chan error
-	poolStop  context.CancelFunc
-	pools     sync.WaitGroup // every pool started, replaced ones included
-	cronDone  []context.Context
-	failLogs  []*retry.FailLog
+	poolStop context.CancelFunc
+	pools    sync.WaitGroup // every pool started, replaced ones included
+	cronDone []context.Context
+	failLogs []*retry.FailLog
 
 	verified *verify.Store // the last scheduled verify of each target, across reloads
 
@@ -107,7 +104,7 @@ func Start(opt Options) (*Daemon, error) {
 		t.OnProgress = func(target string, p pusher.Progress) { prog.update(target, p) }
 		t.Standby = c.Daemon.Standby
 	}
-	flt, targets, names, err := buildTargets(c, hooks)
+	srcs, targets, names, err := buildSources(c, hooks)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +114,12 @@ func Start(opt Options) (*Daemon, error) {
 		return nil, err
 	}
 	if why := q.Missed(); why != "" {
-		log.Warnf("changes may have been missed: %s; pushing the whole tree to every target", why)
+		if len(srcs) > 1 {
+			// The mark may be one tree's: its targets alone owe the push.
+			log.Warnf("changes may have been missed: %s; pushing the whole tree to every target that owes it", why)
+		} else {
+			log.Warnf("changes may have been missed: %s; pushing the whole tree to every target", why)
+		}
 	}
 	for _, name := range names {
 		if n := q.Pending(name); n > 0 {
@@ -126,9 +128,10 @@ func Start(opt Options) (*Daemon, error) {
 	}
 	hard, kill := context.WithCancel(context.Background())
 	d := &Daemon{opt: opt, log: log, queue: q, metrics: m, progress: prog, hard: hard, kill: kill, cfg: c,
-		verified: verify.NewStore(), reloads: make(chan reloadRequest), killed: make(chan struct{})}
+		sources: srcs, verified: verify.NewStore(), reloads: make(chan reloadRequest), killed: make(chan struct{})}
 	m.SetSource(d)
-	if d.watcher, err = d.newWatcher(c, flt); err != nil {
+	m.SetTargetSources(targetSources(srcs))
+	if d.watchers, err = d.newWatchers(c, srcs); err != nil {
 		q.Close()
 		return nil, err
 	}
@@ -169,29 +172,37 @@ func Start(opt Options) (*Daemon, error) {
 	return d, nil
 }
 
-func (d *Daemon) newWatcher(c *config.Config, flt *filter.Filter) (*watch.Watcher, error) {
+// newWatchers sets the watches of every tree, each feeding its own
+// targets; on error none is left.
+func (d *Daemon) newWatchers(c *config.Config, srcs []*source) (*watchSet, error) {
 	var degradedEvery time.Duration // the watcher's default unless crontab sets one
 	if c.Crontab.Enabled {
 		degradedEvery = c.Crontab.Interval
 	}
-	w, err := watch.New(watch.Options{
-		Root:                  c.LocalPath,
-		Filter:                flt,
-		Events:                c.Events,
-		Settle:                c.Daemon.Settle,
-		MaxHold:               c.Daemon.MaxHold,
-		DegradedFullSyncEvery: degradedEvery,
-		OnEvent:               d.metrics.Event,
-		Sink:                  countingSink{d.queue, d.metrics},
-		Parked:                d.queue.Parked,
-		Log:                   d.log,
-		Heartbeat:             d.opt.Heartbeat,
-	})
-	if err != nil {
-		return nil, err
+	set := &watchSet{srcs: srcs}
+	for _, s := range srcs {
+		sink := sourceSink{q: d.queue, m: d.metrics, srcs: srcs, src: s}
+		w, err := watch.New(watch.Options{
+			Root:                  s.cfg.Path,
+			Filter:                s.flt,
+			Events:                c.Events,
+			Settle:                c.Daemon.Settle,
+			MaxHold:               c.Daemon.MaxHold,
+			DegradedFullSyncEvery: degradedEvery,
+			OnEvent:               d.metrics.Event,
+			Sink:                  sink,
+			Parked:                func(rel string) bool { return d.queue.ParkedFor(s.names, rel) },
+			Log:                   d.log,
+			Heartbeat:             d.opt.Heartbeat,
+		})
+		if err != nil {
+			set.discard()
+			return nil, err
+		}
+		d.log.WithField("dirs", w.Dirs()).Infof("watching %s", s.cfg.Path)
+		set.ws = append(set.ws, w)
 	}
-	d.log.WithField("dirs", w.Dirs()).Infof("watching %s", c.LocalPath)
-	return w, nil
+	return set, nil
 }
 
 // newPool makes the pool for c, with a failLog observer; the failLog of
@@ -212,13 +223,6 @@ func (d *Daemon) newPool(c *config.Config, targets []pusher.Target) *pusher.Pool
 		obs = append(obs, d.plugin)
 	}
 	return newPool(c, d.queue, targets, d.opt.Workers, obs, d.log, d.opt.Heartbeat)
-}
-
-func (d *Daemon) startWatcher(w *watch.Watcher) {
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	d.watchStop, d.watchDone = stop, done
 }
 
 func (d *Daemon) startPool(p *pusher.Pool, plug plugin.Plugin) {
@@ -271,17 +275,19 @@ func (d *Daemon) Reload(c *config.Config) error {
 }
 
 func (d *Daemon) reload(c *config.Config) error {
-	old := d.cfg
-	if c.LocalPath != old.LocalPath {
-		return fmt.Errorf("reload: localpath changed from %s to %s: restart sersyncd to watch another tree", old.LocalPath, c.LocalPath)
-	}
-	flt, targets, names, err := buildTargets(c, func(t *pusher.RsyncTarget) {
+	srcs, targets, names, err := buildSources(c, func(t *pusher.RsyncTarget) {
 		t.OnBytesSent = d.metrics.BytesSent
 		t.OnProgress = d.progress.update
 		t.Standby = c.Daemon.Standby
 	})
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
+	}
+	// Trees may come and go (a new one is watched before the old watchers
+	// stop; a removed one's targets keep their records, as any removed
+	// target's), but a target stays with its tree.
+	if moved := movedTarget(d.sources, srcs); moved != "" {
+		return fmt.Errorf("reload: %s: the paths queued for it are relative to the tree it had; give the target another name, or restart sersyncd once its queue is empty", moved)
 	}
 	if err := plugin.Check(c); err != nil {
 		return fmt.Errorf("reload: %w", err)
@@ -297,7 +303,7 @@ func (d *Daemon) reload(c *config.Config) error {
 	if err := d.queue.SetTargets(names); err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
-	w, err := d.newWatcher(c, flt)
+	ws, err := d.newWatchers(c, srcs)
 	if err != nil {
 		_ = d.queue.SetTargets(d.queue.Targets())
 		return fmt.Errorf("reload: %w", err)
@@ -307,17 +313,31 @@ func (d *Daemon) reload(c *config.Config) error {
 	// The old pool stops claiming first: a full push queued for the new
 	// filter must not be taken by a target built with the old one.
 	d.poolStop()
-	oldStop, oldDone := d.watchStop, d.watchDone
-	d.watcher = w
-	d.startWatcher(w)
-	oldStop()
-	if err := <-oldDone; err != nil {
+	old, oldSrcs := d.watchers, d.sources
+	d.watchers, d.sources = ws, srcs
+	ws.start()
+	if _, err := old.Stop(); err != nil {
 		d.log.WithError(err).Warn("reload: old watcher")
 	}
-	if !slices.Equal(filterOf(c), filterOf(old)) || !bytes.Equal(c.RsyncRules.Rules.NULList(), old.RsyncRules.Rules.NULList()) {
-		// Paths the old filter excluded may now be wanted.
-		if err := d.queue.AddFullSync(); err != nil {
-			d.log.WithError(err).Error("reload: queue full push for the new filter")
+	d.metrics.SetTargetSources(targetSources(srcs))
+	for _, s := range srcs {
+		why := ""
+		switch {
+		case isNew(s, oldSrcs):
+			// Nothing of it was watched before: all of it may be new to
+			// its targets.
+			why = "it is new to the config"
+		case filterChanged(s, oldSrcs):
+			// Paths the old filter excluded may now be wanted.
+			why = "its filter changed"
+		}
+		if why == "" {
+			continue
+		}
+		if err := d.queue.AddTargets(s.names, []string{queue.FullSync}); err != nil {
+			d.log.WithError(err).Errorf("reload: queue a full push of %s (%s)", s.cfg.Path, why)
+		} else {
+			d.log.Infof("reload: pushing %s whole to its targets: %s", s.cfg.Path, why)
 		}
 	}
 	for _, name := range d.pool.Names() {
@@ -353,20 +373,13 @@ func (d *Daemon) reload(c *config.Config) error {
 	return nil
 }
 
-func filterOf(c *config.Config) []string {
-	if !c.Filter.Enabled {
-		return nil
-	}
-	return c.Filter.Excludes
-}
-
 // Run replicates until ctx ends, then stops gracefully: the watcher commits
 // what it has seen, running pushes get DrainTimeout to finish, the queue is
 // closed cleanly.
 func (d *Daemon) Run(ctx context.Context) error {
 	defer d.kill()
 	d.mu.Lock()
-	d.startWatcher(d.watcher)
+	d.watchers.start()
 	d.startPool(d.pool, d.plugin)
 	d.schedule.Start()
 	if d.verifier != nil {
@@ -374,11 +387,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.mu.Unlock()
 
-	var runErr error
 loop:
 	for {
 		d.mu.Lock()
-		watchDone := d.watchDone
+		watchEnded := d.watchers.ended
 		d.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -387,19 +399,14 @@ loop:
 			break loop
 		case req := <-d.reloads:
 			req.reply <- d.reload(req.cfg)
-		case err := <-watchDone:
-			runErr = err
-			watchDone <- err
+		case <-watchEnded:
 			break loop
 		}
 	}
 	d.log.Info("stopping: committing seen changes, letting running pushes finish")
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.watchStop()
-	if err := <-d.watchDone; err != nil && runErr == nil {
-		runErr = err
-	}
+	gone, runErr := d.watchers.Stop()
 	d.cronDone = append(d.cronDone, d.schedule.Stop())
 	if d.verifier != nil {
 		d.cronDone = append(d.cronDone, d.verifier.Stop())
@@ -428,7 +435,7 @@ loop:
 		// Whatever is put in its place is unknown to the queue: the next
 		// start pushes all of it (the pushes have stopped, so none runs
 		// now against the missing root).
-		if err := d.queue.MarkMissed("the watched directory was removed or renamed"); err != nil {
+		if err := d.queue.MarkMissedTargets(missedIn(d.sources, gone, "the watched directory was removed or renamed"), gone.names); err != nil {
 			runErr = fmt.Errorf("%w; restore it and start sersyncd again with -r (recording that a full push is owed failed: %v)", runErr, err)
 		} else {
 			runErr = fmt.Errorf("%w; restore it and start sersyncd again: a full push will run at start", runErr)
@@ -453,9 +460,9 @@ loop:
 // Status reports the queue and the targets' health.
 func (d *Daemon) Status() (*control.Status, error) {
 	d.mu.Lock()
-	pool, w := d.pool, d.watcher
+	pool, w, srcs := d.pool, d.watchers, d.sources
 	d.mu.Unlock()
-	st, err := status(d.queue, pool, d.opt.DBPath)
+	st, err := status(d.queue, pool, srcs, d.opt.DBPath)
 	if err != nil {
 		return nil, err
 	}
@@ -466,8 +473,12 @@ func (d *Daemon) Status() (*control.Status, error) {
 	}
 	st.WatchedDirs = w.Dirs()
 	st.Overflows = w.Overflows()
-	if deg := w.Degraded(); deg != nil {
-		st.Degraded = deg.Error()
+	st.Degraded = w.Degraded()
+	for i := range st.Sources {
+		st.Sources[i].WatchedDirs = w.ws[i].Dirs()
+		if deg := w.ws[i].Degraded(); deg != nil {
+			st.Sources[i].Degraded = deg.Error()
+		}
 	}
 	return st, nil
 }
@@ -485,15 +496,13 @@ var _ control.Handler = (*Daemon)(nil)
 // Snapshot gives the metrics their gauges.
 func (d *Daemon) Snapshot() metrics.Snapshot {
 	d.mu.Lock()
-	pool, w := d.pool, d.watcher
+	pool, w, srcs := d.pool, d.watchers, d.sources
 	d.mu.Unlock()
-	s := metrics.Snapshot{WatchedDirs: w.Dirs(), Overflows: w.Overflows()}
-	if deg := w.Degraded(); deg != nil {
-		s.Degraded = deg.Error()
-	}
+	s := metrics.Snapshot{WatchedDirs: w.Dirs(), Overflows: w.Overflows(), Degraded: w.Degraded()}
 	now := time.Now()
+	sourceOf := targetSources(srcs)
 	for _, ps := range pool.Status() {
-		t := metrics.Target{Name: ps.Name, Pending: d.queue.Pending(ps.Name),
+		t := metrics.Target{Name: ps.Name, Source: sourceOf[ps.Name], Pending: d.queue.Pending(ps.Name),
 			ConsecutiveFailures: ps.ConsecutiveFailures, LastError: ps.LastError}
 		if oldest, err := d.queue.OldestQueued(ps.Name); err == nil && !oldest.IsZero() {
 			t.Lag = now.Sub(oldest)
@@ -505,39 +514,6 @@ func (d *Daemon) Snapshot() metrics.Snapshot {
 }
 
 var _ metrics.Source = (*Daemon)(nil)
-
-// countingSink counts what the watcher commits.
-type countingSink struct {
-	*queue.Queue
-	m *metrics.Metrics
-}
-
-func (s countingSink) Add(paths []string) error {
-	if err := s.Queue.Add(paths); err != nil {
-		return err
-	}
-	s.m.Queued(len(paths))
-	return nil
-}
-
-// buildTargets makes the filter and one target per remote; hook, when not
-// nil, connects each target to the daemon's metrics and progress.
-func buildTargets(c *config.Config, hook func(*pusher.RsyncTarget)) (*filter.Filter, []pusher.Target, []string, error) {
-	flt, err := filter.NewWithRules(filterOf(c), c.RsyncRules.Rules)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("build filter: %w", err)
-	}
-	rsyncTargets := pusher.NewRsyncTargets(c, flt)
-	targets := make([]pusher.Target, len(rsyncTargets))
-	names := make([]string, len(rsyncTargets))
-	for i, t := range rsyncTargets {
-		if hook != nil {
-			hook(t)
-		}
-		targets[i], names[i] = t, t.Name()
-	}
-	return flt, targets, names, nil
-}
 
 func newPool(c *config.Config, q *queue.Queue, targets []pusher.Target, workers int, obs pusher.Observers, log logrus.FieldLogger, hb *heartbeat.Registry) *pusher.Pool {
 	var observer pusher.Observer
@@ -554,12 +530,16 @@ func newPool(c *config.Config, q *queue.Queue, targets []pusher.Target, workers 
 	})
 }
 
-func status(q *queue.Queue, pool *pusher.Pool, db string) (*control.Status, error) {
+func status(q *queue.Queue, pool *pusher.Pool, srcs []*source, db string) (*control.Status, error) {
 	missed, err := q.MissedNow()
 	if err != nil {
 		return nil, err
 	}
 	st := &control.Status{Queue: db, Missed: missed}
+	for _, s := range srcs {
+		st.Sources = append(st.Sources, control.SourceStatus{Path: s.cfg.Path, Targets: s.names})
+	}
+	sourceOf := targetSources(srcs)
 	now := time.Now()
 	for _, ps := range pool.Status() {
 		qs, err := q.Stats(ps.Name)
@@ -567,7 +547,7 @@ func status(q *queue.Queue, pool *pusher.Pool, db string) (*control.Status, erro
 			return nil, err
 		}
 		ts := control.TargetStatus{
-			Name: ps.Name, Pending: qs.Pending, Failed: qs.Failed, OldestPending: qs.OldestQueued,
+			Name: ps.Name, Source: sourceOf[ps.Name], Pending: qs.Pending, Failed: qs.Failed, OldestPending: qs.OldestQueued,
 			LastSuccess: ps.LastSuccess, LastError: ps.LastError,
 			ConsecutiveFailures: ps.ConsecutiveFailures, RetryAt: ps.RetryAt,
 		}
@@ -587,15 +567,16 @@ func status(q *queue.Queue, pool *pusher.Pool, db string) (*control.Status, erro
 // Tool is the queue and the targets, opened by `sersyncd retry` and
 // `sersyncd status` while no daemon runs.
 type Tool struct {
-	queue *queue.Queue
-	pool  *pusher.Pool
-	db    string
+	queue   *queue.Queue
+	pool    *pusher.Pool
+	sources []*source
+	db      string
 }
 
 // OpenTool opens the queue without taking the daemon's place: the marker
 // of an unclean stop stays for the daemon's next start.
 func OpenTool(c *config.Config, db string, log logrus.FieldLogger) (*Tool, error) {
-	_, targets, names, err := buildTargets(c, nil)
+	srcs, targets, names, err := buildSources(c, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -607,11 +588,11 @@ func OpenTool(c *config.Config, db string, log logrus.FieldLogger) (*Tool, error
 	if c.FailLog.Path != "" {
 		obs = append(obs, retry.OpenFailLog(c.FailLog.Path, log))
 	}
-	return &Tool{queue: q, pool: newPool(c, q, targets, 1, obs, log, nil), db: db}, nil
+	return &Tool{queue: q, pool: newPool(c, q, targets, 1, obs, log, nil), sources: srcs, db: db}, nil
 }
 
 // Status reports the queue's records.
-func (t *Tool) Status() (*control.Status, error) { return status(t.queue, t.pool, t.db) }
+func (t *Tool) Status() (*control.Status, error) { return status(t.queue, t.pool, t.sources, t.db) }
 
 // Replay pushes the failure records now.
 func (t *Tool) Replay(ctx context.Context, target string) ([]pusher.ReplayResult, error) {

@@ -41,14 +41,19 @@ func (d *Daemon) newVerifySchedule(c *config.Config) (*verify.Schedule, error) {
 	if c.Daemon.Verify <= 0 {
 		return nil, nil
 	}
-	flt, _, _, err := buildTargets(c, nil)
-	if err != nil {
-		return nil, err
+	var targets []*pusher.RsyncTarget
+	for i := range c.Sources {
+		src := &c.Sources[i]
+		flt, err := sourceFilter(src)
+		if err != nil {
+			return nil, err
+		}
+		targets = append(targets, pusher.NewRsyncTargets(c, src, flt)...)
 	}
 	o := verify.ScheduleOptions{
 		Every:   c.Daemon.Verify,
 		Options: verify.Options{Checksum: c.Daemon.VerifyChecksum, LowPriority: true},
-		Targets: pusher.NewRsyncTargets(c, flt),
+		Targets: targets,
 		Pending: d.pendingPaths,
 		Store:   d.verified,
 		Log:     d.log,

@@ -32,6 +32,7 @@ type Snapshot struct {
 // Target is one target's part of a Snapshot.
 type Target struct {
 	Name                string
+	Source              string // the root of the tree it is pushed from
 	Pending             int
 	Lag                 time.Duration // age of the oldest pending change
 	ConsecutiveFailures int
@@ -59,6 +60,9 @@ type Metrics struct {
 	queued    prometheus.Counter
 	events    *prometheus.CounterVec
 	healthLag atomic.Int64 // the /healthz lag bound, in nanoseconds
+	// sources maps a target to the root of its tree, the source label of
+	// the per-target series (SetTargetSources).
+	sources atomic.Pointer[map[string]string]
 }
 
 var _ pusher.Observer = (*Metrics)(nil)
@@ -72,17 +76,17 @@ func New(src Source) *Metrics {
 		src: src,
 		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sersyncd_pushes_total", Help: "rsync pushes by target and exit code (0: success).",
-		}, []string{"target", "exit"}),
+		}, []string{"target", "source", "exit"}),
 		paths: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sersyncd_pushed_paths_total", Help: "Paths pushed successfully, by target.",
-		}, []string{"target"}),
+		}, []string{"target", "source"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "sersyncd_push_duration_seconds", Help: "Wall time of one rsync push, by target.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
-		}, []string{"target"}),
+		}, []string{"target", "source"}),
 		bytesSent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sersyncd_bytes_sent_total", Help: "Bytes rsync sent (its --stats), by target.",
-		}, []string{"target"}),
+		}, []string{"target", "source"}),
 		queued: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sersyncd_paths_queued_total", Help: "Changed paths committed to the queue (per path, not per target).",
 		}),
@@ -96,8 +100,20 @@ func New(src Source) *Metrics {
 	return m
 }
 
+// SetTargetSources tells which tree each target is pushed from (target
+// name to the root); a target not in it gets an empty source label.
+func (m *Metrics) SetTargetSources(sources map[string]string) { m.sources.Store(&sources) }
+
+func (m *Metrics) sourceOf(target string) string {
+	if s := m.sources.Load(); s != nil {
+		return (*s)[target]
+	}
+	return ""
+}
+
 // Pushed counts a push.
 func (m *Metrics) Pushed(target string, paths []string, took time.Duration, err error) {
+	source := m.sourceOf(target)
 	code := 0
 	if err != nil {
 		code = -1
@@ -106,15 +122,15 @@ func (m *Metrics) Pushed(target string, paths []string, took time.Duration, err 
 			code = exitErr.Code
 		}
 	} else {
-		m.paths.WithLabelValues(target).Add(float64(len(paths)))
+		m.paths.WithLabelValues(target, source).Add(float64(len(paths)))
 	}
-	m.pushes.WithLabelValues(target, strconv.Itoa(code)).Inc()
-	m.duration.WithLabelValues(target).Observe(took.Seconds())
+	m.pushes.WithLabelValues(target, source, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(target, source).Observe(took.Seconds())
 }
 
 // BytesSent counts what rsync reported sending.
 func (m *Metrics) BytesSent(target string, n int64) {
-	m.bytesSent.WithLabelValues(target).Add(float64(n))
+	m.bytesSent.WithLabelValues(target, m.sourceOf(target)).Add(float64(n))
 }
 
 // Queued counts paths committed to the queue.
@@ -124,17 +140,17 @@ func (m *Metrics) Queued(n int) { m.queued.Add(float64(n)) }
 func (m *Metrics) Event(kind string) { m.events.WithLabelValues(kind).Inc() }
 
 var (
-	pendingDesc  = prometheus.NewDesc("sersyncd_pending_paths", "Paths waiting to be pushed, by target.", []string{"target"}, nil)
-	lagDesc      = prometheus.NewDesc("sersyncd_replication_lag_seconds", "Age of the oldest change not yet pushed, by target (0 when none waits).", []string{"target"}, nil)
-	failingDesc  = prometheus.NewDesc("sersyncd_target_consecutive_failures", "Pushes failed in a row, by target.", []string{"target"}, nil)
+	pendingDesc  = prometheus.NewDesc("sersyncd_pending_paths", "Paths waiting to be pushed, by target.", []string{"target", "source"}, nil)
+	lagDesc      = prometheus.NewDesc("sersyncd_replication_lag_seconds", "Age of the oldest change not yet pushed, by target (0 when none waits).", []string{"target", "source"}, nil)
+	failingDesc  = prometheus.NewDesc("sersyncd_target_consecutive_failures", "Pushes failed in a row, by target.", []string{"target", "source"}, nil)
 	dirsDesc     = prometheus.NewDesc("sersyncd_watched_directories", "Directories with an inotify watch.", nil, nil)
 	degradedDesc = prometheus.NewDesc("sersyncd_watch_degraded", "1 while some directories have no inotify watch (the watch limit) and full pushes stand in.", nil, nil)
 	overflowDesc = prometheus.NewDesc("sersyncd_inotify_overflows_total", "Times the kernel's event queue overflowed.", nil, nil)
 	// Exported so an alert on the lag follows <sersyncd healthLag> instead
 	// of a copy of it (docs/monitoring/sersyncd.rules.yml).
 	healthLagDesc = prometheus.NewDesc("sersyncd_health_lag_seconds", "The lag bound of /healthz (<sersyncd healthLag>): a target whose oldest pending change is older is unhealthy.", nil, nil)
-	driftDesc     = prometheus.NewDesc("sersyncd_verify_drift_paths", "Paths that differed from the source (missing, differing, extra) at the last scheduled verify that could check the target.", []string{"target"}, nil)
-	verifiedDesc  = prometheus.NewDesc("sersyncd_verify_last_success_timestamp_seconds", "When the last scheduled verify that could check the target ran (Unix time).", []string{"target"}, nil)
+	driftDesc     = prometheus.NewDesc("sersyncd_verify_drift_paths", "Paths that differed from the source (missing, differing, extra) at the last scheduled verify that could check the target.", []string{"target", "source"}, nil)
+	verifiedDesc  = prometheus.NewDesc("sersyncd_verify_last_success_timestamp_seconds", "When the last scheduled verify that could check the target ran (Unix time).", []string{"target", "source"}, nil)
 )
 
 // SetSource sets where the gauges come from.
@@ -151,12 +167,12 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.m.src.Snapshot()
 	for _, t := range s.Targets {
-		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(t.Pending), t.Name)
-		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, t.Lag.Seconds(), t.Name)
-		ch <- prometheus.MustNewConstMetric(failingDesc, prometheus.GaugeValue, float64(t.ConsecutiveFailures), t.Name)
+		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(t.Pending), t.Name, t.Source)
+		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, t.Lag.Seconds(), t.Name, t.Source)
+		ch <- prometheus.MustNewConstMetric(failingDesc, prometheus.GaugeValue, float64(t.ConsecutiveFailures), t.Name, t.Source)
 		if !t.VerifyLastSuccess.IsZero() {
-			ch <- prometheus.MustNewConstMetric(driftDesc, prometheus.GaugeValue, float64(t.VerifyDrift), t.Name)
-			ch <- prometheus.MustNewConstMetric(verifiedDesc, prometheus.GaugeValue, float64(t.VerifyLastSuccess.UnixNano())/1e9, t.Name)
+			ch <- prometheus.MustNewConstMetric(driftDesc, prometheus.GaugeValue, float64(t.VerifyDrift), t.Name, t.Source)
+			ch <- prometheus.MustNewConstMetric(verifiedDesc, prometheus.GaugeValue, float64(t.VerifyLastSuccess.UnixNano())/1e9, t.Name, t.Source)
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(dirsDesc, prometheus.GaugeValue, float64(s.WatchedDirs))

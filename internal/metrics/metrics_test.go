@@ -184,11 +184,13 @@ func TestMetricsExposition(t *testing.T) {
 		Overflows:   3,
 		Degraded:    "watch limit",
 		Targets: []Target{
-			{Name: "a", Pending: 5, Lag: 90 * time.Second},
-			{Name: "b", Pending: 0, ConsecutiveFailures: 4, LastError: "down"},
+			{Name: "a", Source: "/srv/a", Pending: 5, Lag: 90 * time.Second},
+			{Name: "b", Source: "/srv/b", Pending: 0, ConsecutiveFailures: 4, LastError: "down"},
 		},
 	}}
 	m := New(src)
+	// Each target's series name its tree (several <localpath>).
+	m.SetTargetSources(map[string]string{"a": "/srv/a", "b": "/srv/b"})
 	m.Pushed("a", []string{"x", "y", "z"}, 250*time.Millisecond, nil)
 	m.Pushed("a", []string{"w"}, time.Second, &pusher.ExitError{Code: 23})
 	m.Pushed("a", []string{"v"}, 2*time.Second, fmt.Errorf("batch: %w", &pusher.ExitError{Code: 23}))
@@ -210,30 +212,30 @@ func TestMetricsExposition(t *testing.T) {
 	}
 	got := samples(t, body)
 	for name, want := range map[string]string{
-		`sersyncd_pushes_total{exit="0",target="a"}`:                  "1",
-		`sersyncd_pushes_total{exit="23",target="a"}`:                 "2",
-		`sersyncd_pushes_total{exit="-1",target="b"}`:                 "1",
-		`sersyncd_pushed_paths_total{target="a"}`:                     "3",
-		`sersyncd_push_duration_seconds_count{target="a"}`:            "3",
-		`sersyncd_push_duration_seconds_sum{target="a"}`:              "3.25",
-		`sersyncd_push_duration_seconds_bucket{target="a",le="0.25"}`: "1",
-		`sersyncd_push_duration_seconds_bucket{target="a",le="1"}`:    "2",
-		`sersyncd_push_duration_seconds_bucket{target="a",le="2.5"}`:  "3",
-		`sersyncd_push_duration_seconds_count{target="b"}`:            "1",
-		`sersyncd_bytes_sent_total{target="a"}`:                       "1234",
-		`sersyncd_paths_queued_total`:                                 "7",
-		`sersyncd_events_total{kind="create"}`:                        "2",
-		`sersyncd_events_total{kind="delete"}`:                        "1",
-		`sersyncd_pending_paths{target="a"}`:                          "5",
-		`sersyncd_pending_paths{target="b"}`:                          "0",
-		`sersyncd_replication_lag_seconds{target="a"}`:                "90",
-		`sersyncd_replication_lag_seconds{target="b"}`:                "0",
-		`sersyncd_target_consecutive_failures{target="a"}`:            "0",
-		`sersyncd_target_consecutive_failures{target="b"}`:            "4",
-		`sersyncd_watched_directories`:                                "42",
-		`sersyncd_inotify_overflows_total`:                            "3",
-		`sersyncd_watch_degraded`:                                     "1",
-		`sersyncd_health_lag_seconds`:                                 "60",
+		`sersyncd_pushes_total{exit="0",source="/srv/a",target="a"}`:                  "1",
+		`sersyncd_pushes_total{exit="23",source="/srv/a",target="a"}`:                 "2",
+		`sersyncd_pushes_total{exit="-1",source="/srv/b",target="b"}`:                 "1",
+		`sersyncd_pushed_paths_total{source="/srv/a",target="a"}`:                     "3",
+		`sersyncd_push_duration_seconds_count{source="/srv/a",target="a"}`:            "3",
+		`sersyncd_push_duration_seconds_sum{source="/srv/a",target="a"}`:              "3.25",
+		`sersyncd_push_duration_seconds_bucket{source="/srv/a",target="a",le="0.25"}`: "1",
+		`sersyncd_push_duration_seconds_bucket{source="/srv/a",target="a",le="1"}`:    "2",
+		`sersyncd_push_duration_seconds_bucket{source="/srv/a",target="a",le="2.5"}`:  "3",
+		`sersyncd_push_duration_seconds_count{source="/srv/b",target="b"}`:            "1",
+		`sersyncd_bytes_sent_total{source="/srv/a",target="a"}`:                       "1234",
+		`sersyncd_paths_queued_total`:                                                 "7",
+		`sersyncd_events_total{kind="create"}`:                                        "2",
+		`sersyncd_events_total{kind="delete"}`:                                        "1",
+		`sersyncd_pending_paths{source="/srv/a",target="a"}`:                          "5",
+		`sersyncd_pending_paths{source="/srv/b",target="b"}`:                          "0",
+		`sersyncd_replication_lag_seconds{source="/srv/a",target="a"}`:                "90",
+		`sersyncd_replication_lag_seconds{source="/srv/b",target="b"}`:                "0",
+		`sersyncd_target_consecutive_failures{source="/srv/a",target="a"}`:            "0",
+		`sersyncd_target_consecutive_failures{source="/srv/b",target="b"}`:            "4",
+		`sersyncd_watched_directories`:                                                "42",
+		`sersyncd_inotify_overflows_total`:                                            "3",
+		`sersyncd_watch_degraded`:                                                     "1",
+		`sersyncd_health_lag_seconds`:                                                 "60",
 	} {
 		if v, ok := got[name]; !ok {
 			t.Errorf("%s missing", name)
@@ -242,8 +244,8 @@ func TestMetricsExposition(t *testing.T) {
 		}
 	}
 	// Paths of failed pushes are not counted as pushed.
-	if v, ok := got[`sersyncd_pushed_paths_total{target="b"}`]; ok {
-		t.Errorf(`sersyncd_pushed_paths_total{target="b"} = %s, want no series`, v)
+	if v, ok := got[`sersyncd_pushed_paths_total{source="/srv/b",target="b"}`]; ok {
+		t.Errorf(`sersyncd_pushed_paths_total{source="/srv/b",target="b"} = %s, want no series`, v)
 	}
 	for _, family := range []string{
 		"# TYPE sersyncd_pushes_total counter",
@@ -383,14 +385,14 @@ func TestServeBadAddress(t *testing.T) {
 func TestVerifyGauges(t *testing.T) {
 	when := time.Unix(1796136778, 500_000_000)
 	src := &fakeSource{s: Snapshot{Targets: []Target{
-		{Name: "checked", VerifyLastSuccess: when, VerifyDrift: 3},
+		{Name: "checked", Source: "/srv/www", VerifyLastSuccess: when, VerifyDrift: 3},
 		{Name: "never"},
 	}}}
 	_, _, body := get(t, New(src).Handler(time.Minute), "/metrics")
 	m := samples(t, body)
 	for name, want := range map[string]string{
-		`sersyncd_verify_drift_paths{target="checked"}`:                    "3",
-		`sersyncd_verify_last_success_timestamp_seconds{target="checked"}`: "1.7961367785e+09",
+		`sersyncd_verify_drift_paths{source="/srv/www",target="checked"}`:                    "3",
+		`sersyncd_verify_last_success_timestamp_seconds{source="/srv/www",target="checked"}`: "1.7961367785e+09",
 	} {
 		if m[name] != want {
 			t.Errorf("%s = %q, want %q", name, m[name], want)

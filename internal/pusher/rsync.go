@@ -92,13 +92,14 @@ var DefaultTimeout = 300 * time.Second
 // ConnectTimeout bounds the connection to an rsync daemon.
 var ConnectTimeout = 30 * time.Second
 
-// NewRsyncTargets builds one target per configured remote.
-func NewRsyncTargets(c *config.Config, flt *filter.Filter) []*RsyncTarget {
+// NewRsyncTargets builds one target per remote of the source tree src,
+// with flt, src's filter.
+func NewRsyncTargets(c *config.Config, src *config.Source, flt *filter.Filter) []*RsyncTarget {
 	var ts []*RsyncTarget
-	for _, r := range c.Remotes {
+	for _, r := range src.Remotes {
 		t := &RsyncTarget{
 			Binary:  c.Daemon.Rsync, // "" is rsync from PATH
-			Source:  c.LocalPath,
+			Source:  src.Path,
 			Dest:    c.Destination(r),
 			Params:  c.Rsync.CommonParams,
 			Port:    c.Rsync.Port,

@@ -257,6 +257,17 @@ func (q *Queue) MarkMissed(why string) error {
 	q.mu.Lock()
 	targets := q.active
 	q.mu.Unlock()
+	return q.MarkMissedTargets(why, targets)
+}
+
+// MarkMissedTargets is MarkMissed for some targets only: those of the
+// tree whose changes may have been missed (an overflow in one source tree
+// owes a full push of its own targets, not of another tree's). The mark
+// stays until every target still owes none.
+func (q *Queue) MarkMissedTargets(why string, targets []string) error {
+	if err := q.known(targets); err != nil {
+		return fmt.Errorf("record that changes may have been missed: %w", err)
+	}
 	added := map[string]int{}
 	err := q.db.Update(func(tx *bolt.Tx) error {
 		clear(added)
@@ -335,13 +346,28 @@ func (q *Queue) Add(paths []string) error {
 
 // AddTarget records that paths changed, for one target only.
 func (q *Queue) AddTarget(target string, paths []string) error {
-	q.mu.Lock()
-	_, ok := q.targets[target]
-	q.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("add to queue: unknown target %q", target)
+	return q.AddTargets([]string{target}, paths)
+}
+
+// AddTargets records that paths changed, for these targets only (those
+// of the source tree the paths are in).
+func (q *Queue) AddTargets(targets []string, paths []string) error {
+	if err := q.known(targets); err != nil {
+		return fmt.Errorf("add to queue: %w", err)
 	}
-	return q.add([]string{target}, paths)
+	return q.add(targets, paths)
+}
+
+// known says which of targets has no buckets (none: nil).
+func (q *Queue) known(targets []string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, t := range targets {
+		if _, ok := q.targets[t]; !ok {
+			return fmt.Errorf("unknown target %q", t)
+		}
+	}
+	return nil
 }
 
 func (q *Queue) add(only []string, paths []string) error {
@@ -730,6 +756,24 @@ func (q *Queue) Parked(path string) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, ts := range q.targets {
+		if _, ok := ts.parked[path]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// ParkedFor is Parked for some targets only: a path is relative to its
+// own tree, so "a" parked for one tree's targets says nothing about "a" in
+// another.
+func (q *Queue) ParkedFor(targets []string, path string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, name := range targets {
+		ts := q.targets[name]
+		if ts == nil {
+			continue
+		}
 		if _, ok := ts.parked[path]; ok {
 			return true
 		}

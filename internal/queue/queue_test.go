@@ -830,6 +830,55 @@ func TestAddTargetDuringSetTargets(t *testing.T) {
 	<-done
 }
 
+// TestScopedToSourceTargets: with several source trees, a tree's changes,
+// its missed changes and its parks concern its own targets only (A1, A2
+// for tree A; B for tree B), and the mark clears once those have pushed.
+func TestScopedToSourceTargets(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	q := reopen(t, path, "A1", "A2", "B")
+	treeA := []string{"A1", "A2"}
+	if err := q.AddTargets(treeA, []string{"x"}); err != nil {
+		t.Fatal(err)
+	}
+	if a1, a2, b := q.Pending("A1"), q.Pending("A2"), q.Pending("B"); a1 != 1 || a2 != 1 || b != 0 {
+		t.Fatalf("after tree A's change: pending A1=%d A2=%d B=%d, want 1 1 0", a1, a2, b)
+	}
+	if err := q.AddTargets([]string{"A1", "nope"}, []string{"y"}); err == nil || !strings.Contains(err.Error(), `unknown target "nope"`) {
+		t.Fatalf("AddTargets with an unknown target: %v", err)
+	}
+	if err := q.MarkMissedTargets("tree A: the inotify queue overflowed", treeA); err != nil {
+		t.Fatal(err)
+	}
+	if b := q.Pending("B"); b != 0 {
+		t.Fatalf("tree A's overflow queued %d records for tree B's target", b)
+	}
+	for _, target := range treeA {
+		items := mustClaim(t, q, target, 10)
+		equal(t, "claim "+target, paths(items), []string{"x"})
+		mustAck(t, q, target, items)
+		why, err := q.MissedNow()
+		if err != nil || why != "tree A: the inotify queue overflowed" {
+			t.Fatalf("after %s pushed x: mark %q (%v), want it kept until A's full pushes", target, why, err)
+		}
+		items = mustClaim(t, q, target, 10)
+		equal(t, "claim "+target, paths(items), []string{FullSync})
+		mustAck(t, q, target, items)
+	}
+	if why, _ := q.MissedNow(); why != "" {
+		t.Fatalf("mark %q kept after every target of tree A pushed the tree", why)
+	}
+	if err := q.AddTargets([]string{"B"}, []string{"p"}); err != nil {
+		t.Fatal(err)
+	}
+	items := mustClaim(t, q, "B", 10)
+	if err := q.Fail("B", items, Failure{ExitCode: 23, Error: "unreadable", Park: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if !q.ParkedFor([]string{"B"}, "p") || q.ParkedFor(treeA, "p") {
+		t.Errorf("ParkedFor: tree B %v, tree A %v; want the park of B's p seen by B only", q.ParkedFor([]string{"B"}, "p"), q.ParkedFor(treeA, "p"))
+	}
+}
+
 // TestCrashOwesEveryTargetAFullPush: a crash while an older mark still
 // stands (one target had pushed the whole tree for it, the other not) owes
 // both targets a full push again: the first had pushed before what this
