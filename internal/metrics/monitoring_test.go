@@ -15,7 +15,7 @@ import (
 // histograms' _bucket, _sum and _count included.
 func exported(t *testing.T) map[string]bool {
 	t.Helper()
-	m := New(&fakeSource{s: Snapshot{Targets: []Target{{Name: "t", Pending: 1}}}})
+	m := New(&fakeSource{s: Snapshot{Targets: []Target{{Name: "t", Pending: 1, VerifyLastSuccess: time.Now(), VerifyDrift: 1}}}})
 	m.Pushed("t", []string{"a"}, time.Second, nil)
 	m.Pushed("t", []string{"a"}, time.Second, errors.New("x"))
 	m.BytesSent("t", 1)
