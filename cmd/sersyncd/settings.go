@@ -10,8 +10,8 @@ import (
 	"strings"
 
 	"github.com/sersyncd/sersyncd/internal/config"
+	"github.com/sersyncd/sersyncd/internal/daemon"
 	"github.com/sersyncd/sersyncd/internal/filter"
-	"github.com/sersyncd/sersyncd/internal/pusher"
 )
 
 // printSettings shows what the daemon will do with cfg, in the terms of the
@@ -23,9 +23,9 @@ func printSettings(w io.Writer, cfg *config.Config) {
 	if err != nil {
 		flt = nil // refused by config.Load already
 	}
-	for _, t := range pusher.NewRsyncTargets(cfg, flt) {
+	for _, t := range daemon.RsyncTargets(cfg, flt, nil) {
 		fmt.Fprintf(w, "target:    %s\n", t.Name())
-		bin := quoteArgs([]string{cmp.Or(t.Binary, "rsync")})
+		bin := quoteArgs([]string{cmp.Or(t.Options().Binary, "rsync")})
 		fmt.Fprintf(w, "  changes:   %s %s\n", bin, quoteArgs(t.PushArgs()))
 		if !flt.HasExpressions() {
 			stdin := ""
@@ -34,9 +34,9 @@ func printSettings(w io.Writer, cfg *config.Config) {
 			}
 			fmt.Fprintf(w, "  full push: %s %s%s\n", bin, quoteArgs(t.FullPushArgs(nil)), stdin)
 		} else {
-			// See pusher.RsyncTarget.FullPush: the regular expressions
+			// See rsync.Target.FullPush: the regular expressions
 			// cannot be rsync rules, so the walked tree goes as lists.
-			if !t.KeepDeleted {
+			if !t.Options().KeepDeleted {
 				fmt.Fprintf(w, "  full push: %s %s  (stdin: every excluded path, anchored; lists what the target has alone)\n", bin,
 					quoteArgs(t.DeletionsArgs(nil)))
 				fmt.Fprintf(w, "  full push: %s %s  (stdin: those of them the filter does not exclude)\n", bin, quoteArgs(t.PushArgs()))

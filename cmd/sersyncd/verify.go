@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/sersyncd/sersyncd/internal/rsync"
 	"io"
 	"os"
 	"os/signal"
@@ -15,12 +14,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sersyncd/sersyncd/internal/daemon"
+	"github.com/sersyncd/sersyncd/internal/rsync"
+
 	"golang.org/x/term"
 
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/control"
 	"github.com/sersyncd/sersyncd/internal/filter"
-	"github.com/sersyncd/sersyncd/internal/pusher"
 	"github.com/sersyncd/sersyncd/internal/verify"
 )
 
@@ -74,13 +75,13 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sersyncd: %s: %v\n", cfg.File, err)
 		return exitUsage
 	}
-	targets := pusher.NewRsyncTargets(cfg, flt)
+	targets := daemon.RsyncTargets(cfg, flt, nil)
 	if f.target != "" {
 		var names []string
 		for _, t := range targets {
 			names = append(names, t.Name())
 			if t.Name() == f.target {
-				targets = []*pusher.RsyncTarget{t}
+				targets = []*rsync.Target{t}
 				names = nil
 				break
 			}

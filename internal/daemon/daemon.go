@@ -22,6 +22,7 @@ import (
 	"github.com/sersyncd/sersyncd/internal/pusher"
 	"github.com/sersyncd/sersyncd/internal/queue"
 	"github.com/sersyncd/sersyncd/internal/retry"
+	"github.com/sersyncd/sersyncd/internal/rsync"
 	"github.com/sersyncd/sersyncd/internal/verify"
 	"github.com/sersyncd/sersyncd/internal/watch"
 )
@@ -102,9 +103,9 @@ func Start(opt Options) (*Daemon, error) {
 	}
 	m := metrics.New(nil)
 	var prog *progress
-	hooks := func(t *pusher.RsyncTarget) {
+	hooks := func(t *rsync.Options) {
 		t.OnBytesSent = m.BytesSent
-		t.OnProgress = func(target string, p pusher.Progress) { prog.update(target, p) }
+		t.OnProgress = func(target string, p rsync.Progress) { prog.update(target, p) }
 		t.Standby = c.Daemon.Standby
 	}
 	flt, targets, names, err := buildTargets(c, hooks)
@@ -275,7 +276,7 @@ func (d *Daemon) reload(c *config.Config) error {
 	if c.LocalPath != old.LocalPath {
 		return fmt.Errorf("reload: localpath changed from %s to %s: restart sersyncd to watch another tree", old.LocalPath, c.LocalPath)
 	}
-	flt, targets, names, err := buildTargets(c, func(t *pusher.RsyncTarget) {
+	flt, targets, names, err := buildTargets(c, func(t *rsync.Options) {
 		t.OnBytesSent = d.metrics.BytesSent
 		t.OnProgress = d.progress.update
 		t.Standby = c.Daemon.Standby
@@ -522,18 +523,15 @@ func (s countingSink) Add(paths []string) error {
 
 // buildTargets makes the filter and one target per remote; hook, when not
 // nil, connects each target to the daemon's metrics and progress.
-func buildTargets(c *config.Config, hook func(*pusher.RsyncTarget)) (*filter.Filter, []pusher.Target, []string, error) {
+func buildTargets(c *config.Config, hook func(*rsync.Options)) (*filter.Filter, []pusher.Target, []string, error) {
 	flt, err := filter.NewWithRules(filterOf(c), c.RsyncRules.Rules)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("build filter: %w", err)
 	}
-	rsyncTargets := pusher.NewRsyncTargets(c, flt)
+	rsyncTargets := RsyncTargets(c, flt, hook)
 	targets := make([]pusher.Target, len(rsyncTargets))
 	names := make([]string, len(rsyncTargets))
 	for i, t := range rsyncTargets {
-		if hook != nil {
-			hook(t)
-		}
 		targets[i], names[i] = t, t.Name()
 	}
 	return flt, targets, names, nil

@@ -6,7 +6,6 @@ import (
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/control"
 	"github.com/sersyncd/sersyncd/internal/metrics"
-	"github.com/sersyncd/sersyncd/internal/pusher"
 	"github.com/sersyncd/sersyncd/internal/queue"
 	"github.com/sersyncd/sersyncd/internal/verify"
 )
@@ -48,7 +47,7 @@ func (d *Daemon) newVerifySchedule(c *config.Config) (*verify.Schedule, error) {
 	o := verify.ScheduleOptions{
 		Every:   c.Daemon.Verify,
 		Options: verify.Options{Checksum: c.Daemon.VerifyChecksum, LowPriority: true},
-		Targets: pusher.NewRsyncTargets(c, flt),
+		Targets: RsyncTargets(c, flt, nil),
 		Pending: d.pendingPaths,
 		Store:   d.verified,
 		Log:     d.log,

@@ -4,7 +4,6 @@ package metrics
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -100,11 +99,7 @@ func New(src Source) *Metrics {
 func (m *Metrics) Pushed(target string, paths []string, took time.Duration, err error) {
 	code := 0
 	if err != nil {
-		code = -1
-		var exitErr *pusher.ExitError
-		if errors.As(err, &exitErr) {
-			code = exitErr.Code
-		}
+		code, _, _ = pusher.CodeOf(err)
 	} else {
 		m.paths.WithLabelValues(target).Add(float64(len(paths)))
 	}

@@ -1,6 +1,6 @@
 // Package verify says whether each target equals the source, under the
 // rules of a push: rsync itself compares them, in a dry run that itemizes
-// every difference (pusher.RsyncTarget.VerifyArgs) and changes nothing.
+// every difference (rsync.Target.VerifyArgs) and changes nothing.
 // What it finds can be queued as changes (Repair), so the pushers fix it
 // with their usual guarantees.
 package verify
@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/sersyncd/sersyncd/internal/rsync"
 	"io"
 	"os/exec"
 	"slices"
@@ -20,7 +19,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/sersyncd/sersyncd/internal/pusher"
+	"github.com/sersyncd/sersyncd/internal/rsync"
 )
 
 // Options says how to compare.
@@ -90,8 +89,8 @@ next:
 
 // Target compares t with the source. It never fails: a target that cannot
 // be checked has Result.Error.
-func Target(ctx context.Context, t *pusher.RsyncTarget, opt Options) *Result {
-	r := &Result{Target: t.Name(), Checksum: opt.Checksum, Started: time.Now(), KeepDeleted: t.KeepDeleted, Entries: []rsync.Entry{}}
+func Target(ctx context.Context, t *rsync.Target, opt Options) *Result {
+	r := &Result{Target: t.Name(), Checksum: opt.Checksum, Started: time.Now(), KeepDeleted: t.Options().KeepDeleted, Entries: []rsync.Entry{}}
 	defer func() { r.Seconds = time.Since(r.Started).Seconds() }()
 	rules, err := t.ExcludeRules(ctx)
 	if err != nil {
@@ -105,10 +104,10 @@ func Target(ctx context.Context, t *pusher.RsyncTarget, opt Options) *Result {
 		}
 		// A path made after the walk, or one only the target has, is not
 		// in the rules: the filter still decides, as for a push.
-		if _, _, excluded := t.Filter.Match(e.Path, e.Type == "dir"); excluded {
+		if _, _, excluded := t.Options().Filter.Match(e.Path, e.Type == "dir"); excluded {
 			return
 		}
-		if e.Kind == rsync.Extra && t.KeepDeleted {
+		if e.Kind == rsync.Extra && t.Options().KeepDeleted {
 			e.Kind = rsync.Kept
 		}
 		if !utf8.ValidString(e.Path) {
@@ -128,7 +127,7 @@ func Target(ctx context.Context, t *pusher.RsyncTarget, opt Options) *Result {
 // markNewerKept finds the differing paths a push would skip because the
 // user's -u keeps what is newer on the target: the dry run of a push of
 // them all leaves those out.
-func (r *Result) markNewerKept(ctx context.Context, t *pusher.RsyncTarget) {
+func (r *Result) markNewerKept(ctx context.Context, t *rsync.Target) {
 	var list bytes.Buffer
 	for _, e := range r.Entries {
 		if e.Kind == rsync.Differs {
@@ -212,8 +211,8 @@ func (r *Result) add(e rsync.Entry) {
 
 // runRsync runs rsync with args, rules on its stdin, and hands each line of
 // its output to line as it comes.
-func runRsync(ctx context.Context, t *pusher.RsyncTarget, args []string, rules []byte, low bool, line func(string)) error {
-	bin := t.Binary
+func runRsync(ctx context.Context, t *rsync.Target, args []string, rules []byte, low bool, line func(string)) error {
+	bin := t.Options().Binary
 	if bin == "" {
 		bin = "rsync"
 	}
@@ -272,7 +271,7 @@ func runRsync(ctx context.Context, t *pusher.RsyncTarget, args []string, rules [
 		if len(msg) > 2048 {
 			msg = msg[len(msg)-2048:]
 		}
-		return &pusher.ExitError{Code: exitErr.ExitCode(), Stderr: strings.TrimSpace(msg)}
+		return &rsync.ExitError{Code: exitErr.ExitCode(), Stderr: strings.TrimSpace(msg)}
 	}
 	return fmt.Errorf("run rsync: %w", err)
 }
