@@ -107,7 +107,7 @@ func (m *Metrics) Pushed(target string, paths []string, took time.Duration, err 
 	m.duration.WithLabelValues(target).Observe(took.Seconds())
 }
 
-// BytesSent counts what rsync reported sending.
+// BytesSent counts what a target reported sending (rsync: its --stats).
 func (m *Metrics) BytesSent(target string, n int64) {
 	m.bytesSent.WithLabelValues(target).Add(float64(n))
 }
