@@ -126,12 +126,14 @@ func pushError(err error) error {
 		pe.Code, pe.Meaning = exitErr.Code, ExitMeaning(exitErr.Code)
 		pe.Outcome = exitErr.outcome()
 	}
-	// Whatever the fresh rsync's exit says, the standby's connection died
-	// with its list in hand: a transfer may have been cut off. And an
-	// rsync that ended without an exit code (killed, or never started) may
-	// have been cut off anywhere, as far as anyone can tell.
+	// An rsync that ended without an exit code (killed, or never started)
+	// may have been cut off anywhere, as far as anyone can tell. A standby
+	// whose connection died with its list in hand may have been cut off
+	// too, whatever the fresh rsync's exit says; but a partial transfer of
+	// the fresh one stays partial, so its batch is still split (as before
+	// the move; the standby's leftovers then wait for the next full push).
 	var standbyLost *standbyLostError
-	if errors.As(err, &standbyLost) {
+	if errors.As(err, &standbyLost) && pe.Outcome != pusher.Partial {
 		pe.Outcome = pusher.ConnectionLost
 	}
 	return pe

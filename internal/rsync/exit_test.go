@@ -38,6 +38,8 @@ func TestExitOutcome(t *testing.T) {
 		{"unknown code", &ExitError{Code: 99}, pusher.Failed, 99, "unknown rsync exit code", "rsync exit 99 (unknown rsync exit code)"},
 		{"standby lost, then refused", &standbyLostError{err: &ExitError{Code: 10, Stderr: "rsync: failed to connect to h (h): Connection refused (111)"}, standby: &ExitError{Code: 12}},
 			pusher.ConnectionLost, 10, "error in socket I/O", "rsync exit 10 (error in socket I/O): rsync: failed to connect to h (h): Connection refused (111)"},
+		{"standby lost, then partial", &standbyLostError{err: &ExitError{Code: 23}, standby: &ExitError{Code: 12}},
+			pusher.Partial, 23, "partial transfer due to error", "rsync exit 23 (partial transfer due to error)"},
 		{"no exit code", errors.New("run rsync: signal: killed"), pusher.ConnectionLost, -1, "", "run rsync: signal: killed"},
 	}
 	for _, tc := range tests {
