@@ -3,6 +3,7 @@ package rsync
 import (
 	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 
 	"github.com/sersyncd/sersyncd/internal/pusher"
@@ -78,6 +79,25 @@ var exitMeanings = map[int]string{
 	30:  "timeout in data send/receive",
 	35:  "timeout waiting for daemon connection",
 	255: "ssh connection failed or remote command error",
+}
+
+// exitError is cmd.Wait's err as rsync's: an *ExitError holding the last
+// tail bytes of stderr, or nil for exit 24 (source files vanished during
+// the run: each vanishing is an event of its own, pushed as a deletion
+// after it). ok is false when rsync had no exit code (killed, not run).
+func exitError(err error, stderr []byte, tail int) (_ error, ok bool) {
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() < 0 {
+		return nil, false
+	}
+	code := exitErr.ExitCode()
+	if code == 24 {
+		return nil, true
+	}
+	if len(stderr) > tail {
+		stderr = stderr[len(stderr)-tail:]
+	}
+	return &ExitError{Code: code, Stderr: strings.TrimSpace(string(stderr))}, true
 }
 
 // cutOffCodes are rsync's exit codes of a connection that died, maybe in

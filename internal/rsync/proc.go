@@ -3,12 +3,10 @@ package rsync
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -104,19 +102,8 @@ func (p *rsyncProc) finish(ctx context.Context, list []byte) error {
 	if tail <= 0 {
 		tail = 2048
 	}
-	msg := p.stderr.Bytes()
-	if len(msg) > tail {
-		msg = msg[len(msg)-tail:]
-	}
-	var exitErr *exec.ExitError
-	if errors.As(err, &exitErr) && exitErr.ExitCode() >= 0 {
-		code := exitErr.ExitCode()
-		if code == 24 {
-			// Source files vanished during the push: each vanishing is an
-			// event of its own and is pushed (as a deletion) after this.
-			return nil
-		}
-		return &ExitError{Code: code, Stderr: strings.TrimSpace(string(msg))}
+	if err, ok := exitError(err, p.stderr.Bytes(), tail); ok {
+		return err
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("run rsync: %w", ctx.Err())
