@@ -7,6 +7,17 @@ import (
 	"strings"
 )
 
+// Progress is one line of rsync's --info=progress2.
+type Progress struct {
+	Bytes   int64  // transferred so far
+	Percent int    // of the total known so far
+	Rate    string // as rsync prints it, e.g. "12.34MB/s"
+	ETA     string // h:mm:ss
+	Files   int    // files transferred (xfr#)
+	Left    int    // files still to check
+	Total   int    // files known so far
+}
+
 // progressWriter parses rsync's progress lines ('\r'-separated) as they
 // come, and keeps the rest of the output.
 type progressWriter struct {

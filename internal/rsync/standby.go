@@ -13,7 +13,7 @@ import (
 // rsync started when the change is due.
 //
 // One is kept per target, only while the target is in use: after a push
-// that succeeded, for Target.Standby. Unused by then, it is given an
+// that succeeded, for Options.Standby. Unused by then, it is given an
 // empty list and ends cleanly (the daemon logs a session that moved
 // nothing), well before rsync's own --timeout or a module's "timeout"
 // would cut it. One that lost its connection anyway (the daemon restarted)

@@ -25,6 +25,8 @@ type Target struct {
 	closed  bool
 }
 
+// The pool owns the interface and the outcome type, as litestream's
+// ReplicaClient: rsync imports pusher, pusher never imports rsync.
 var (
 	_ pusher.Target = (*Target)(nil)
 	_ pusher.Prober = (*Target)(nil)
@@ -64,17 +66,6 @@ func New(opt Options) *Target { return &Target{opt: opt} }
 
 // Options returns what New was given.
 func (t *Target) Options() Options { return t.opt }
-
-// Progress is one line of rsync's --info=progress2.
-type Progress struct {
-	Bytes   int64  // transferred so far
-	Percent int    // of the total known so far
-	Rate    string // as rsync prints it, e.g. "12.34MB/s"
-	ETA     string // h:mm:ss
-	Files   int    // files transferred (xfr#)
-	Left    int    // files still to check
-	Total   int    // files known so far
-}
 
 // DefaultTimeout ends a push to a target that stopped answering when the
 // config sets no timeout: a push hanging forever would hold its records
