@@ -10,8 +10,8 @@ import (
 	"strings"
 
 	"github.com/sersyncd/sersyncd/internal/config"
+	"github.com/sersyncd/sersyncd/internal/daemon"
 	"github.com/sersyncd/sersyncd/internal/filter"
-	"github.com/sersyncd/sersyncd/internal/pusher"
 )
 
 // printSettings shows what the daemon will do with cfg, in the terms of the
@@ -47,9 +47,9 @@ func printSource(w io.Writer, cfg *config.Config, src *config.Source) {
 	if err != nil {
 		flt = nil // refused by config.Load already
 	}
-	for _, t := range pusher.NewRsyncTargets(cfg, src, flt) {
+	for _, t := range daemon.RsyncTargets(cfg, src, flt, nil) {
 		fmt.Fprintf(w, "target:    %s\n", t.Name())
-		bin := quoteArgs([]string{cmp.Or(t.Binary, "rsync")})
+		bin := quoteArgs([]string{cmp.Or(t.Options().Binary, "rsync")})
 		fmt.Fprintf(w, "  changes:   %s %s\n", bin, quoteArgs(t.PushArgs()))
 		if !flt.HasExpressions() {
 			stdin := ""
@@ -58,9 +58,9 @@ func printSource(w io.Writer, cfg *config.Config, src *config.Source) {
 			}
 			fmt.Fprintf(w, "  full push: %s %s%s\n", bin, quoteArgs(t.FullPushArgs(nil)), stdin)
 		} else {
-			// See pusher.RsyncTarget.FullPush: the regular expressions
+			// See rsync.Target.FullPush: the regular expressions
 			// cannot be rsync rules, so the walked tree goes as lists.
-			if !t.KeepDeleted {
+			if !t.Options().KeepDeleted {
 				fmt.Fprintf(w, "  full push: %s %s  (stdin: every excluded path, anchored; lists what the target has alone)\n", bin,
 					quoteArgs(t.DeletionsArgs(nil)))
 				fmt.Fprintf(w, "  full push: %s %s  (stdin: those of them the filter does not exclude)\n", bin, quoteArgs(t.PushArgs()))

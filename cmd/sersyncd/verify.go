@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/sersyncd/sersyncd/internal/rsync"
 	"io"
 	"os"
 	"os/signal"
@@ -15,12 +14,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sersyncd/sersyncd/internal/daemon"
+	"github.com/sersyncd/sersyncd/internal/rsync"
+
 	"golang.org/x/term"
 
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/control"
 	"github.com/sersyncd/sersyncd/internal/filter"
-	"github.com/sersyncd/sersyncd/internal/pusher"
 	"github.com/sersyncd/sersyncd/internal/verify"
 )
 
@@ -69,7 +70,7 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	f.db = firstNonEmpty(f.db, cfg.Daemon.DB, defaultDB)
-	var targets []*pusher.RsyncTarget
+	var targets []*rsync.Target
 	for i := range cfg.Sources {
 		src := &cfg.Sources[i]
 		flt, err := filter.New(src.Excludes())
@@ -77,14 +78,14 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "sersyncd: %s: %v\n", cfg.File, err)
 			return exitUsage
 		}
-		targets = append(targets, pusher.NewRsyncTargets(cfg, src, flt)...)
+		targets = append(targets, daemon.RsyncTargets(cfg, src, flt, nil)...)
 	}
 	if f.target != "" {
 		var names []string
 		for _, t := range targets {
 			names = append(names, t.Name())
 			if t.Name() == f.target {
-				targets = []*pusher.RsyncTarget{t}
+				targets = []*rsync.Target{t}
 				names = nil
 				break
 			}

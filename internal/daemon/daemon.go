@@ -20,6 +20,7 @@ import (
 	"github.com/sersyncd/sersyncd/internal/pusher"
 	"github.com/sersyncd/sersyncd/internal/queue"
 	"github.com/sersyncd/sersyncd/internal/retry"
+	"github.com/sersyncd/sersyncd/internal/rsync"
 	"github.com/sersyncd/sersyncd/internal/verify"
 	"github.com/sersyncd/sersyncd/internal/watch"
 )
@@ -99,9 +100,9 @@ func Start(opt Options) (*Daemon, error) {
 	}
 	m := metrics.New(nil)
 	var prog *progress
-	hooks := func(t *pusher.RsyncTarget) {
+	hooks := func(t *rsync.Options) {
 		t.OnBytesSent = m.BytesSent
-		t.OnProgress = func(target string, p pusher.Progress) { prog.update(target, p) }
+		t.OnProgress = func(target string, p rsync.Progress) { prog.update(target, p) }
 		t.Standby = c.Daemon.Standby
 	}
 	srcs, targets, names, err := buildSources(c, hooks)
@@ -275,7 +276,7 @@ func (d *Daemon) Reload(c *config.Config) error {
 }
 
 func (d *Daemon) reload(c *config.Config) error {
-	srcs, targets, names, err := buildSources(c, func(t *pusher.RsyncTarget) {
+	srcs, targets, names, err := buildSources(c, func(t *rsync.Options) {
 		t.OnBytesSent = d.metrics.BytesSent
 		t.OnProgress = d.progress.update
 		t.Standby = c.Daemon.Standby

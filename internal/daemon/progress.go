@@ -12,6 +12,7 @@ import (
 
 	"github.com/sersyncd/sersyncd/internal/pusher"
 	"github.com/sersyncd/sersyncd/internal/queue"
+	"github.com/sersyncd/sersyncd/internal/rsync"
 )
 
 // ProgressEvery is how often a full push's progress is logged when no
@@ -27,14 +28,14 @@ type progress struct {
 	mu      sync.Mutex
 	bars    *mpb.Progress
 	bar     map[string]*mpb.Bar
-	last    map[string]pusher.Progress
+	last    map[string]rsync.Progress
 	lastLog map[string]time.Time
 }
 
 var _ pusher.Observer = (*progress)(nil)
 
 func newProgress(log *logrus.Logger, out io.Writer, terminal bool, targets []string) *progress {
-	p := &progress{log: log, out: out, last: map[string]pusher.Progress{}, lastLog: map[string]time.Time{}}
+	p := &progress{log: log, out: out, last: map[string]rsync.Progress{}, lastLog: map[string]time.Time{}}
 	if !terminal {
 		return p
 	}
@@ -55,7 +56,7 @@ func newProgress(log *logrus.Logger, out io.Writer, terminal bool, targets []str
 }
 
 // update takes one progress line of a target's full push.
-func (p *progress) update(target string, pr pusher.Progress) {
+func (p *progress) update(target string, pr rsync.Progress) {
 	p.mu.Lock()
 	p.last[target] = pr
 	bar := p.bar[target]

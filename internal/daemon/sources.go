@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/sersyncd/sersyncd/internal/rsync"
 	"slices"
 	"strings"
 	"sync"
@@ -30,7 +31,7 @@ type source struct {
 // buildSources makes each source's filter and targets; hook, when not nil,
 // connects each target to the daemon's metrics and progress. targets and
 // names are every source's, in config order.
-func buildSources(c *config.Config, hook func(*pusher.RsyncTarget)) (srcs []*source, targets []pusher.Target, names []string, err error) {
+func buildSources(c *config.Config, hook func(*rsync.Options)) (srcs []*source, targets []pusher.Target, names []string, err error) {
 	for i := range c.Sources {
 		cs := &c.Sources[i]
 		flt, err := sourceFilter(cs)
@@ -38,10 +39,7 @@ func buildSources(c *config.Config, hook func(*pusher.RsyncTarget)) (srcs []*sou
 			return nil, nil, nil, err
 		}
 		s := &source{cfg: cs, flt: flt}
-		for _, t := range pusher.NewRsyncTargets(c, cs, flt) {
-			if hook != nil {
-				hook(t)
-			}
+		for _, t := range RsyncTargets(c, cs, flt, hook) {
 			s.targets = append(s.targets, t)
 			s.names = append(s.names, t.Name())
 		}

@@ -2,11 +2,11 @@ package daemon
 
 import (
 	"fmt"
+	"github.com/sersyncd/sersyncd/internal/rsync"
 
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/control"
 	"github.com/sersyncd/sersyncd/internal/metrics"
-	"github.com/sersyncd/sersyncd/internal/pusher"
 	"github.com/sersyncd/sersyncd/internal/queue"
 	"github.com/sersyncd/sersyncd/internal/verify"
 )
@@ -41,14 +41,14 @@ func (d *Daemon) newVerifySchedule(c *config.Config) (*verify.Schedule, error) {
 	if c.Daemon.Verify <= 0 {
 		return nil, nil
 	}
-	var targets []*pusher.RsyncTarget
+	var targets []*rsync.Target
 	for i := range c.Sources {
 		src := &c.Sources[i]
 		flt, err := sourceFilter(src)
 		if err != nil {
 			return nil, err
 		}
-		targets = append(targets, pusher.NewRsyncTargets(c, src, flt)...)
+		targets = append(targets, RsyncTargets(c, src, flt, nil)...)
 	}
 	o := verify.ScheduleOptions{
 		Every:   c.Daemon.Verify,

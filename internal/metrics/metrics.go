@@ -4,7 +4,6 @@ package metrics
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -116,11 +115,7 @@ func (m *Metrics) Pushed(target string, paths []string, took time.Duration, err 
 	source := m.sourceOf(target)
 	code := 0
 	if err != nil {
-		code = -1
-		var exitErr *pusher.ExitError
-		if errors.As(err, &exitErr) {
-			code = exitErr.Code
-		}
+		code, _, _ = pusher.CodeOf(err)
 	} else {
 		m.paths.WithLabelValues(target, source).Add(float64(len(paths)))
 	}
@@ -128,7 +123,7 @@ func (m *Metrics) Pushed(target string, paths []string, took time.Duration, err 
 	m.duration.WithLabelValues(target, source).Observe(took.Seconds())
 }
 
-// BytesSent counts what rsync reported sending.
+// BytesSent counts what a target reported sending (rsync: its --stats).
 func (m *Metrics) BytesSent(target string, n int64) {
 	m.bytesSent.WithLabelValues(target, m.sourceOf(target)).Add(float64(n))
 }

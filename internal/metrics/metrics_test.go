@@ -192,8 +192,8 @@ func TestMetricsExposition(t *testing.T) {
 	// Each target's series name its tree (several <localpath>).
 	m.SetTargetSources(map[string]string{"a": "/srv/a", "b": "/srv/b"})
 	m.Pushed("a", []string{"x", "y", "z"}, 250*time.Millisecond, nil)
-	m.Pushed("a", []string{"w"}, time.Second, &pusher.ExitError{Code: 23})
-	m.Pushed("a", []string{"v"}, 2*time.Second, fmt.Errorf("batch: %w", &pusher.ExitError{Code: 23}))
+	m.Pushed("a", []string{"w"}, time.Second, &pusher.PushError{Outcome: pusher.Partial, Code: 23, Err: errors.New("partial")})
+	m.Pushed("a", []string{"v"}, 2*time.Second, fmt.Errorf("batch: %w", &pusher.PushError{Outcome: pusher.Partial, Code: 23, Err: errors.New("partial")}))
 	m.Pushed("b", []string{"u"}, 0, errors.New("run rsync: signal: killed"))
 	m.BytesSent("a", 1000)
 	m.BytesSent("a", 234)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sersyncd/sersyncd/internal/heartbeat"
 	"github.com/sersyncd/sersyncd/internal/queue"
+	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
 // hungClaims holds every Claim until gate is closed, as a queue on a hung
@@ -47,7 +48,7 @@ func TestHeartbeatSeesAStuckTargetLoop(t *testing.T) {
 
 	// The claim hangs: the loop is stuck.
 	var got []string
-	eventually(t, 5*time.Second, "the hung claim to be reported", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the hung claim to be reported", func() bool {
 		got = reg.Stuck(time.Now(), bound)
 		return len(got) > 0
 	})
@@ -56,8 +57,8 @@ func TestHeartbeatSeesAStuckTargetLoop(t *testing.T) {
 	}
 	// The claim returns, the push hangs: the loop waits, alive.
 	close(gate)
-	eventually(t, 5*time.Second, "the push to start", func() bool { c, _, _, _ := slow.snapshot(); return c == 1 })
-	eventually(t, 5*time.Second, "the loop to be alive during the hung push", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the push to start", func() bool { c, _, _, _ := slow.snapshot(); return c == 1 })
+	testutil.Eventually(t, 5*time.Second, "the loop to be alive during the hung push", func() bool {
 		return len(reg.Stuck(time.Now(), bound)) == 0
 	})
 	time.Sleep(3 * bound)

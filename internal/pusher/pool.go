@@ -1,6 +1,7 @@
 // Package pusher drains the queue into the targets: per target, batches of
-// pending paths, one rsync per batch, a shared pool of workers that no slow
-// or dead target can take over.
+// pending paths, one push per batch, a shared pool of workers that no slow
+// or dead target can take over. It knows a target only through Target and
+// the Outcome of its pushes.
 package pusher
 
 import (
@@ -8,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"sync"
 	"time"
 
@@ -56,27 +56,6 @@ func (os Observers) Pushed(target string, paths []string, took time.Duration, er
 // every further one up to Options.BackoffMax.
 var BackoffMin = time.Second
 
-// cutOffCodes are rsync's exit codes of a connection that died, maybe in
-// the middle of a file.
-var cutOffCodes = map[int]bool{10: true, 12: true, 20: true, 30: true, 35: true, 255: true}
-
-// neverConnected reports whether a failed push ended before it reached the
-// target (refused, no route, no daemon greeting): it can have left nothing
-// there. Told apart from a connection that died by rsync's and ssh's own
-// lines; a push to a daemon that was down cost a full push of the tree
-// after it came back (27 s for 100,000 directories under load).
-func neverConnected(e *ExitError) bool {
-	switch e.Code {
-	case 35: // timeout waiting for daemon connection
-		return true
-	case 10: // "rsync: [sender] failed to connect to HOST (IP): Connection refused (111)"
-		return strings.Contains(e.Stderr, "failed to connect to ")
-	case 255: // "ssh: connect to host HOST port 22: Connection refused"
-		return strings.Contains(e.Stderr, "ssh: connect to host ")
-	}
-	return false
-}
-
 // BusyBatch and BusyPushInterval: in a stream of pushes (pace.Stream: of
 // at least BusyBatch paths each, within 2×BusyPushInterval of each other),
 // the target's next push starts no sooner than BusyPushInterval after the
@@ -87,17 +66,17 @@ var (
 )
 
 // MinParallelBacklog is the backlog (paths not yet in flight) from which a
-// target runs a second rsync beside the first.
+// target runs a second push beside the first.
 var MinParallelBacklog = 1000
 
-// SplitBudget bounds the extra rsync calls spent isolating the paths that
+// SplitBudget bounds the extra pushes spent isolating the paths that
 // make a batch end in a partial transfer.
 var SplitBudget = 16
 
 // Options configures a Pool.
 type Options struct {
-	Workers    int           // rsyncs running at once over all targets
-	BatchMax   int           // paths per rsync
+	Workers    int           // pushes running at once over all targets
+	BatchMax   int           // paths per push
 	BackoffMax time.Duration // cap of a failing target's wait, and of a failing path's park
 	// ProbeEvery: while a target that did not answer backs off, a Prober
 	// target is probed this often, and pushed as soon as it answers again.
@@ -112,14 +91,8 @@ type Options struct {
 
 // DefaultProbeEvery is Options.ProbeEvery's default: a target that comes
 // back is pushed within this (and a push) of answering again, however long
-// its backoff, while one still down sees a TCP connect, not an rsync.
+// its backoff, while one still down sees a TCP connect, not a push.
 const DefaultProbeEvery = 2 * time.Second
-
-// Prober is a target that can tell cheaply whether it is reachable at all.
-type Prober interface {
-	// Probe returns nil when the target accepts a connection.
-	Probe(ctx context.Context) error
-}
 
 // Pool runs the pushes of every target.
 type Pool struct {
@@ -135,7 +108,7 @@ type Pool struct {
 type targetRunner struct {
 	pool   *Pool
 	target Target
-	limit  int // rsyncs in flight for this target at most
+	limit  int // pushes in flight for this target at most
 	kick   chan struct{}
 
 	mu          sync.Mutex
@@ -310,7 +283,7 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 			continue
 		}
 		// Under a steady stream, pushes spaced BusyPushInterval apart carry
-		// more paths each: fewer rsyncs, a lag still far under a second.
+		// more paths each: fewer pushes, a lag still far under a second.
 		// A lone change (a batch of one or two) is never held back, nor is
 		// the end of a short burst: files written aside and renamed into
 		// place come as two batches, the temporary names first, and the
@@ -326,11 +299,11 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 			}
 		}
 		claimed := false
-		// A second rsync for the same target only pays off for a large
+		// A second push for the same target only pays off for a large
 		// backlog; a small one waits and goes out as one batch when the
-		// running push ends, which keeps the count of rsync calls low.
+		// running push ends, which keeps the count of pushes low.
 		// A failing target gets one at a time: a retry that finds it still
-		// down is one rsync, not one per worker of its share.
+		// down is one push, not one per worker of its share.
 		if inflight == 0 || (inflight < tr.limit && !tr.failing() && p.q.Pending(name)-inflightPaths >= MinParallelBacklog) {
 			beat.Idle() // waiting for a worker
 			select {
@@ -466,8 +439,8 @@ func (tr *targetRunner) backoffLeft() time.Duration {
 	return time.Until(tr.retryAt)
 }
 
-// pushBatch pushes items with one rsync and records the outcome; it returns
-// how many paths still fail and why. A partial transfer (rsync exit 23) of
+// pushBatch pushes items in one Target.Push and records the outcome; it returns
+// how many paths still fail and why. A partial push (Outcome Partial) of
 // several paths is split in halves, within budget, so one bad file never
 // holds back the rest of its batch; a path that fails alone is parked while
 // the target goes on.
@@ -502,8 +475,7 @@ func (tr *targetRunner) pushBatch(ctx context.Context, items []queue.Item, budge
 		log.WithField("exit", 0).Debug("pushed")
 		return 0, nil
 	}
-	var exitErr *ExitError
-	partial := errors.As(err, &exitErr) && exitErr.Code == 23
+	partial := OutcomeOf(err) == Partial
 	if partial && len(items) > 1 && *budget >= 2 {
 		*budget -= 2
 		half := len(items) / 2
@@ -512,9 +484,9 @@ func (tr *targetRunner) pushBatch(ctx context.Context, items []queue.Item, budge
 		return n1 + n2, errors.Join(err1, err2)
 	}
 	f := queue.Failure{ExitCode: -1, Error: err.Error()}
-	if exitErr != nil {
-		f.ExitCode = exitErr.Code
-		log = log.WithField("exit", exitErr.Code)
+	if code, _, ok := CodeOf(err); ok {
+		f.ExitCode = code
+		log = log.WithField("exit", code)
 	}
 	if partial && len(items) == 1 {
 		// On the backoff of its own failures in a row: a file made
@@ -572,9 +544,8 @@ func (tr *targetRunner) fullPush(ctx context.Context, items []queue.Item, extraE
 		return nil
 	}
 	f := queue.Failure{ExitCode: -1, Error: err.Error()}
-	var exitErr *ExitError
-	if errors.As(err, &exitErr) {
-		f.ExitCode = exitErr.Code
+	if code, _, ok := CodeOf(err); ok {
+		f.ExitCode = code
 	}
 	if ferr := p.q.Fail(name, items, f); ferr != nil {
 		log.WithError(ferr).Error("record failure")
@@ -602,7 +573,7 @@ func (tr *targetRunner) endFullPush(log logrus.FieldLogger) {
 }
 
 // FullPushAll pushes the whole tree to every target at once (the crontab
-// job), with extra rsync exclude patterns, and waits for all of them.
+// job), with extra exclude patterns, and waits for all of them.
 func (p *Pool) FullPushAll(extraExcludes []string) error {
 	ctx := p.hardContext()
 	errs := make([]error, len(p.targets))
@@ -629,7 +600,7 @@ type ReplayResult struct {
 }
 
 // Replay pushes every record of the named target (all targets when name is
-// empty) now, failed or held back by a backoff, one batched rsync per target
+// empty) now, failed or held back by a backoff, one batched push per target
 // and batch, and ends the backoffs.
 func (p *Pool) Replay(ctx context.Context, name string) ([]ReplayResult, error) {
 	runners, err := p.selected(name)
@@ -745,9 +716,9 @@ func (tr *targetRunner) succeeded(log logrus.FieldLogger) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	if tr.cutOff {
-		// rsync's receiver leaves its temp file (".name.XXXXXX") when the
-		// connection dies mid-file; pushing listed paths never removes it,
-		// a full push's --delete does.
+		// A push cut off mid-file may leave a temporary copy of it on the
+		// target (rsync's ".name.XXXXXX"); pushing listed paths never
+		// removes it, a full push does.
 		tr.cutOff = false
 		if err := tr.pool.q.AddTarget(tr.target.Name(), []string{queue.FullSync}); err != nil {
 			log.WithError(err).Error("queue a full push to clear what a cut-off push left")
@@ -773,9 +744,7 @@ func (tr *targetRunner) succeeded(log logrus.FieldLogger) {
 func (tr *targetRunner) failed(log logrus.FieldLogger, err error, failSeq uint64) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	var exitErr *ExitError
-	var standbyLost *standbyLostError
-	if !errors.As(err, &exitErr) || (cutOffCodes[exitErr.Code] && !neverConnected(exitErr)) || errors.As(err, &standbyLost) {
+	if OutcomeOf(err) == ConnectionLost {
 		tr.cutOff = true
 	}
 	tr.lastErr = err
@@ -827,7 +796,7 @@ var ProbeTimeout = time.Second
 // backoff ends now, however long it was. One that answers from the start
 // failed for another reason (auth, a full disk, a module that hangs): its
 // backoff runs its course, and it is not probed again until its next
-// failure, so an rsync daemon that is up sees no stream of connections.
+// failure, so a target that is up sees no stream of connections.
 func (tr *targetRunner) probe(stop context.Context) {
 	ctx, cancel := context.WithTimeout(stop, ProbeTimeout)
 	defer cancel()

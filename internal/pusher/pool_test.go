@@ -2,6 +2,7 @@ package pusher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/sersyncd/sersyncd/internal/queue"
+	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
 // fakeTarget stands for an rsync target; push and full decide each call's
@@ -155,17 +157,6 @@ func start(t *testing.T, p *Pool) *running {
 	return r
 }
 
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func recordsOf(t *testing.T, q *queue.Queue, target string) map[string]queue.Record {
 	t.Helper()
 	recs := map[string]queue.Record{}
@@ -218,7 +209,7 @@ func TestPoolPushesEachPathOnce(t *testing.T) {
 			if err := q.Add(tc.paths); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 5*time.Second, "every target drained", func() bool {
+			testutil.Eventually(t, 5*time.Second, "every target drained", func() bool {
 				return q.Pending("a") == 0 && q.Pending("b") == 0
 			})
 			// Nothing is left to claim, so the counts are final once Run returns.
@@ -264,10 +255,10 @@ func TestPoolSlowTargetDoesNotHoldOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	eventually(t, 5*time.Second, "the fast target drains while the slow one hangs", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the fast target drains while the slow one hangs", func() bool {
 		return q.Pending("fast") == 0
 	})
-	eventually(t, 5*time.Second, "the slow target uses its share", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the slow target uses its share", func() bool {
 		_, _, inflight, _ := slow.snapshot()
 		return inflight == 2
 	})
@@ -276,7 +267,7 @@ func TestPoolSlowTargetDoesNotHoldOthers(t *testing.T) {
 	}
 
 	close(release)
-	eventually(t, 5*time.Second, "the slow target drains once released", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the slow target drains once released", func() bool {
 		return q.Pending("slow") == 0
 	})
 	for _, f := range []*fakeTarget{slow, fast} {
@@ -293,7 +284,8 @@ func TestPoolFailingTargetBacksOff(t *testing.T) {
 	failing.Store(true)
 	bad := &fakeTarget{name: "bad", push: func(context.Context, []string) error {
 		if failing.Load() {
-			return &ExitError{Code: 10, Stderr: "rsync: failed to connect: Connection refused (111)"}
+			return &PushError{Outcome: ConnectionLost, Code: 10, Meaning: "error in socket I/O",
+				Err: errors.New("exit 10 (error in socket I/O): failed to connect: Connection refused (111)")}
 		}
 		return nil
 	}}
@@ -305,9 +297,9 @@ func TestPoolFailingTargetBacksOff(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	eventually(t, 5*time.Second, "the healthy target converges", func() bool { return q.Pending("good") == 0 })
+	testutil.Eventually(t, 5*time.Second, "the healthy target converges", func() bool { return q.Pending("good") == 0 })
 	// Status, not the fake, says when a failure is fully recorded.
-	eventually(t, 5*time.Second, "the failing target retries", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the failing target retries", func() bool {
 		return p.Status()[0].ConsecutiveFailures >= 6
 	})
 
@@ -344,7 +336,7 @@ func TestPoolFailingTargetBacksOff(t *testing.T) {
 
 	failing.Store(false)
 	// The status is reset just after the ack, so both are awaited.
-	eventually(t, 5*time.Second, "the recovered target converges and is healthy again", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the recovered target converges and is healthy again", func() bool {
 		st := p.Status()[0]
 		return q.Pending("bad") == 0 && st.ConsecutiveFailures == 0 && st.LastError == ""
 	})
@@ -356,7 +348,7 @@ func TestPoolRetryNowEndsBackoff(t *testing.T) {
 	fails.Store(1)
 	tg := &fakeTarget{name: "t", push: func(context.Context, []string) error {
 		if fails.Add(-1) >= 0 {
-			return &ExitError{Code: 30}
+			return failure(ConnectionLost, 30, "")
 		}
 		return nil
 	}}
@@ -367,7 +359,7 @@ func TestPoolRetryNowEndsBackoff(t *testing.T) {
 		t.Fatal(err)
 	}
 	// RetryNow before the failure is recorded would be overwritten by it.
-	eventually(t, 5*time.Second, "the first push fails", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the first push fails", func() bool {
 		return p.Status()[0].ConsecutiveFailures == 1
 	})
 	if left := time.Until(p.Status()[0].RetryAt); left < 30*time.Minute {
@@ -378,7 +370,7 @@ func TestPoolRetryNowEndsBackoff(t *testing.T) {
 	}
 
 	p.RetryNow()
-	eventually(t, 2*time.Second, "RetryNow pushes at once", func() bool { return q.Pending("t") == 0 })
+	testutil.Eventually(t, 2*time.Second, "RetryNow pushes at once", func() bool { return q.Pending("t") == 0 })
 	if calls, _, _, _ := tg.snapshot(); calls != 2 {
 		t.Errorf("%d pushes, want 2", calls)
 	}
@@ -408,7 +400,7 @@ func TestPoolBisectsPartialTransfer(t *testing.T) {
 			tg := &fakeTarget{name: "t", push: func(_ context.Context, paths []string) error {
 				for _, p := range paths {
 					if bad[p] {
-						return &ExitError{Code: 23, Stderr: "rsync: send_files failed to open " + p + ": Permission denied (13)"}
+						return failure(Partial, 23, "send_files failed to open "+p+": Permission denied (13)")
 					}
 				}
 				return nil
@@ -423,7 +415,7 @@ func TestPoolBisectsPartialTransfer(t *testing.T) {
 
 			want := append([]string(nil), tc.bad...)
 			sort.Strings(want)
-			eventually(t, 5*time.Second, "only the bad paths remain, failed", func() bool {
+			testutil.Eventually(t, 5*time.Second, "only the bad paths remain, failed", func() bool {
 				recs := recordsOf(t, q, "t")
 				for _, r := range recs {
 					if r.Attempts == 0 {
@@ -446,7 +438,7 @@ func TestPoolBisectsPartialTransfer(t *testing.T) {
 			if err := q.Add([]string{"late"}); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 2*time.Second, "a later change is pushed", func() bool { return tg.pushedCount("late") == 1 })
+			testutil.Eventually(t, 2*time.Second, "a later change is pushed", func() bool { return tg.pushedCount("late") == 1 })
 		})
 	}
 }
@@ -460,7 +452,7 @@ func TestPoolRetriesParkedPath(t *testing.T) {
 	broken.Store(true)
 	tg := &fakeTarget{name: "t", push: func(_ context.Context, paths []string) error {
 		if broken.Load() && len(paths) == 1 && paths[0] == "bad" {
-			return &ExitError{Code: 23}
+			return failure(Partial, 23, "")
 		}
 		return nil
 	}}
@@ -470,11 +462,11 @@ func TestPoolRetriesParkedPath(t *testing.T) {
 	if err := q.Add([]string{"bad"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the path is parked", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the path is parked", func() bool {
 		return recordsOf(t, q, "t")["bad"].Attempts == 1
 	})
 	broken.Store(false)
-	eventually(t, 2*time.Second, "the parked path is retried after its park", func() bool { return q.Pending("t") == 0 })
+	testutil.Eventually(t, 2*time.Second, "the parked path is retried after its park", func() bool { return q.Pending("t") == 0 })
 }
 
 func TestPoolRunStopAndKill(t *testing.T) {
@@ -605,14 +597,14 @@ func TestPoolRepushesPathsOverlappingFullPush(t *testing.T) {
 			if tc.liveFirst {
 				close(releaseLive)
 				// LastSuccess is set after the ack, where the path is noted.
-				eventually(t, 5*time.Second, "live push done", func() bool { return !p.Status()[0].LastSuccess.IsZero() })
+				testutil.Eventually(t, 5*time.Second, "live push done", func() bool { return !p.Status()[0].LastSuccess.IsZero() })
 				close(releaseFull)
 			} else {
 				close(releaseFull)
-				eventually(t, 5*time.Second, "full push done", func() bool { return !p.Status()[0].FullPushRunning })
+				testutil.Eventually(t, 5*time.Second, "full push done", func() bool { return !p.Status()[0].FullPushRunning })
 				close(releaseLive)
 			}
-			eventually(t, 5*time.Second, "the overlapped path is pushed again", func() bool {
+			testutil.Eventually(t, 5*time.Second, "the overlapped path is pushed again", func() bool {
 				return tg.pushedCount("f") == 2 && q.Pending("t") == 0
 			})
 		})
@@ -641,7 +633,7 @@ func TestPoolSmallBacklogWaitsForTheRunningPush(t *testing.T) {
 	if err := q.Add([]string{"first"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the first push runs", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the first push runs", func() bool {
 		_, _, inflight, _ := tg.snapshot()
 		return inflight == 1
 	})
@@ -655,7 +647,7 @@ func TestPoolSmallBacklogWaitsForTheRunningPush(t *testing.T) {
 		t.Fatalf("%d pushes started for a backlog of 100, want the running one only", calls)
 	}
 	close(release)
-	eventually(t, 5*time.Second, "the backlog drains", func() bool { return q.Pending("t") == 0 })
+	testutil.Eventually(t, 5*time.Second, "the backlog drains", func() bool { return q.Pending("t") == 0 })
 	if calls, _, _, _ := tg.snapshot(); calls != 2 {
 		t.Fatalf("%d pushes, want 2: the backlog of 100 as one batch", calls)
 	}
@@ -670,7 +662,7 @@ func TestPoolReplayBesideALivePushOfTheFailures(t *testing.T) {
 		heldPush  error
 		wantStill int
 	}{
-		{"the held push fails too", &ExitError{Code: 10}, 2},
+		{"the held push fails too", failure(ConnectionLost, 10, ""), 2},
 		{"the held push succeeds", nil, 0},
 	}
 	for _, tc := range tests {
@@ -681,12 +673,12 @@ func TestPoolReplayBesideALivePushOfTheFailures(t *testing.T) {
 			tg := &fakeTarget{name: "t", push: func(ctx context.Context, _ []string) error {
 				switch calls.Add(1) {
 				case 1:
-					return &ExitError{Code: 10}
+					return failure(ConnectionLost, 10, "")
 				case 2:
 					<-release
 					return tc.heldPush
 				}
-				return &ExitError{Code: 10}
+				return failure(ConnectionLost, 10, "")
 			}}
 			q := openQueue(t, tg)
 			p := newPool(q, []*fakeTarget{tg}, Options{Workers: 1, BackoffMax: time.Hour})
@@ -694,7 +686,7 @@ func TestPoolReplayBesideALivePushOfTheFailures(t *testing.T) {
 			if err := q.Add([]string{"a", "b"}); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 5*time.Second, "the live retry holds the failed records", func() bool {
+			testutil.Eventually(t, 5*time.Second, "the live retry holds the failed records", func() bool {
 				_, held, _ := q.Failing("t")
 				return calls.Load() == 2 && held == 2
 			})
@@ -722,4 +714,9 @@ func TestPoolReplayBesideALivePushOfTheFailures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// failure is a failed push as a target explains it to the pool.
+func failure(o Outcome, code int, text string) error {
+	return &PushError{Outcome: o, Code: code, Meaning: "test", Err: fmt.Errorf("exit %d: %s", code, text)}
 }

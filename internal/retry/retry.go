@@ -7,7 +7,6 @@ package retry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -77,13 +76,8 @@ func (f *FailLog) Pushed(target string, paths []string, _ time.Duration, err err
 	b.WriteString(f.now().UTC().Format(time.RFC3339))
 	b.WriteString(" target=")
 	b.WriteString(quote(target))
-	code := -1
-	var exitErr *pusher.ExitError
-	if errors.As(err, &exitErr) {
-		code = exitErr.Code
-	}
-	if code >= 0 {
-		fmt.Fprintf(&b, " exit=%d (%s)", code, pusher.ExitMeaning(code))
+	if code, meaning, ok := pusher.CodeOf(err); ok {
+		fmt.Fprintf(&b, " exit=%d (%s)", code, meaning)
 	} else {
 		b.WriteString(" exit=none")
 	}

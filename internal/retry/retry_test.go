@@ -144,7 +144,7 @@ func TestFailLogLine(t *testing.T) {
 			name:   "rsync exit code",
 			target: "127.0.0.1::backup",
 			paths:  []string{"a b", "c"},
-			err:    &pusher.ExitError{Code: 10},
+			err:    exitErr(10, "error in socket I/O"),
 			exit:   "10 (error in socket I/O)",
 			reason: "rsync exit 10 (error in socket I/O)",
 		},
@@ -152,7 +152,7 @@ func TestFailLogLine(t *testing.T) {
 			name:   "wrapped exit code",
 			target: "t",
 			paths:  []string{"x"},
-			err:    fmt.Errorf("push: %w", &pusher.ExitError{Code: 23}),
+			err:    fmt.Errorf("push: %w", exitErr(23, "partial transfer due to error")),
 			exit:   "23 (partial transfer due to error)",
 			reason: "push: rsync exit 23 (partial transfer due to error)",
 		},
@@ -160,7 +160,7 @@ func TestFailLogLine(t *testing.T) {
 			name:   "unknown exit code",
 			target: "t",
 			paths:  []string{"x"},
-			err:    &pusher.ExitError{Code: 99},
+			err:    exitErr(99, "unknown rsync exit code"),
 			exit:   "99 (unknown rsync exit code)",
 			reason: "rsync exit 99 (unknown rsync exit code)",
 		},
@@ -838,4 +838,11 @@ func TestSchedulePanicDoesNotStopTheJob(t *testing.T) {
 			t.Fatalf("run %d of the replay did not come after a panic in run 1", i+1)
 		}
 	}
+}
+
+// exitErr is a push that the target ended with code, worded as rsync's
+// target words it (internal/rsync's TestExitOutcome checks that wording).
+func exitErr(code int, meaning string) error {
+	return &pusher.PushError{Outcome: pusher.Failed, Code: code, Meaning: meaning,
+		Err: fmt.Errorf("rsync exit %d (%s)", code, meaning)}
 }

@@ -1,5 +1,10 @@
-// Package rsync knows rsync's own output: the itemized changes of
-// --itemize-changes and the escaping of names in it.
+// Package rsync is the backend that pushes with the rsync binary, to an
+// rsync daemon's module or over ssh: its command lines (target.go), its
+// processes (proc.go) and the standby one (standby.go), what its exit codes
+// mean (exit.go), its output (--stats, progress: output.go; the itemized
+// changes and the escaping of names in them: itemize.go). Target implements
+// pusher.Target: the pool sees a push's pusher.Outcome, never an exit code.
+// It knows nothing of the config (internal/daemon maps one onto Options).
 package rsync
 
 import (

@@ -2,16 +2,15 @@ package verify
 
 import (
 	"context"
-	"github.com/sersyncd/sersyncd/internal/rsync"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/sersyncd/sersyncd/internal/rsync"
+
 	"github.com/robfig/cron/v3"
 	"github.com/sirupsen/logrus"
-
-	"github.com/sersyncd/sersyncd/internal/pusher"
 )
 
 // Last is what a target's last scheduled verify found.
@@ -64,7 +63,7 @@ type Pending func(target string) (paths map[string]bool, full bool, err error)
 type ScheduleOptions struct {
 	Every   time.Duration
 	Options Options
-	Targets []*pusher.RsyncTarget
+	Targets []*rsync.Target
 	// Repair, when set, queues what each run finds.
 	Repair Repair
 	// Pending, when set, tells which differences are changes the pushers

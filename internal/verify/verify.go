@@ -1,26 +1,20 @@
 // Package verify says whether each target equals the source, under the
 // rules of a push: rsync itself compares them, in a dry run that itemizes
-// every difference (pusher.RsyncTarget.VerifyArgs) and changes nothing.
+// every difference (rsync.Target.VerifyArgs) and changes nothing.
 // What it finds can be queued as changes (Repair), so the pushers fix it
 // with their usual guarantees.
 package verify
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"github.com/sersyncd/sersyncd/internal/rsync"
-	"io"
-	"os/exec"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
-	"github.com/sersyncd/sersyncd/internal/pusher"
+	"github.com/sersyncd/sersyncd/internal/rsync"
 )
 
 // Options says how to compare.
@@ -90,25 +84,25 @@ next:
 
 // Target compares t with the source. It never fails: a target that cannot
 // be checked has Result.Error.
-func Target(ctx context.Context, t *pusher.RsyncTarget, opt Options) *Result {
-	r := &Result{Target: t.Name(), Checksum: opt.Checksum, Started: time.Now(), KeepDeleted: t.KeepDeleted, Entries: []rsync.Entry{}}
+func Target(ctx context.Context, t *rsync.Target, opt Options) *Result {
+	r := &Result{Target: t.Name(), Checksum: opt.Checksum, Started: time.Now(), KeepDeleted: t.Options().KeepDeleted, Entries: []rsync.Entry{}}
 	defer func() { r.Seconds = time.Since(r.Started).Seconds() }()
 	rules, err := t.ExcludeRules(ctx)
 	if err != nil {
 		r.Error = err.Error()
 		return r
 	}
-	err = runRsync(ctx, t, t.VerifyArgs(opt.Checksum), rules, opt.LowPriority, func(line string) {
+	err = t.RunLines(ctx, t.VerifyArgs(opt.Checksum), rules, opt.LowPriority, func(line string) {
 		e, ok := rsync.ParseItemize(line)
 		if !ok {
 			return
 		}
 		// A path made after the walk, or one only the target has, is not
 		// in the rules: the filter still decides, as for a push.
-		if _, _, excluded := t.Filter.Match(e.Path, e.Type == "dir"); excluded {
+		if _, _, excluded := t.Options().Filter.Match(e.Path, e.Type == "dir"); excluded {
 			return
 		}
-		if e.Kind == rsync.Extra && t.KeepDeleted {
+		if e.Kind == rsync.Extra && t.Options().KeepDeleted {
 			e.Kind = rsync.Kept
 		}
 		if !utf8.ValidString(e.Path) {
@@ -128,7 +122,7 @@ func Target(ctx context.Context, t *pusher.RsyncTarget, opt Options) *Result {
 // markNewerKept finds the differing paths a push would skip because the
 // user's -u keeps what is newer on the target: the dry run of a push of
 // them all leaves those out.
-func (r *Result) markNewerKept(ctx context.Context, t *pusher.RsyncTarget) {
+func (r *Result) markNewerKept(ctx context.Context, t *rsync.Target) {
 	var list bytes.Buffer
 	for _, e := range r.Entries {
 		if e.Kind == rsync.Differs {
@@ -137,7 +131,7 @@ func (r *Result) markNewerKept(ctx context.Context, t *pusher.RsyncTarget) {
 		}
 	}
 	pushed := map[string]bool{}
-	err := runRsync(ctx, t, t.VerifyListedArgs(), list.Bytes(), false, func(line string) {
+	err := t.RunLines(ctx, t.VerifyListedArgs(), list.Bytes(), false, func(line string) {
 		if e, ok := rsync.ParseItemize(line); ok {
 			pushed[e.Path] = true
 		}
@@ -208,84 +202,4 @@ func (r *Result) add(e rsync.Entry) {
 		r.Kept++
 	}
 	r.Entries = append(r.Entries, e)
-}
-
-// runRsync runs rsync with args, rules on its stdin, and hands each line of
-// its output to line as it comes.
-func runRsync(ctx context.Context, t *pusher.RsyncTarget, args []string, rules []byte, low bool, line func(string)) error {
-	bin := t.Binary
-	if bin == "" {
-		bin = "rsync"
-	}
-	argv := append([]string{bin}, args...)
-	niced := false
-	if low {
-		argv, niced = lowPriority(argv)
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdin = bytes.NewReader(rules)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return fmt.Errorf("start rsync: %w", err)
-	}
-	// Its own process group, killed as a whole when ctx ends; and killed
-	// with sersyncd, so no orphan keeps reading a tree.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start rsync: %w", err)
-	}
-	if low && !niced {
-		// No nice binary: lower rsync itself, before it has done much.
-		_ = syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, 19)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
-	defer stop()
-	rd := bufio.NewReaderSize(out, 64<<10)
-	for {
-		s, err := rd.ReadString('\n')
-		if s != "" {
-			line(strings.TrimSuffix(s, "\n"))
-		}
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			}
-			break
-		}
-	}
-	err = cmd.Wait()
-	if err == nil {
-		return nil
-	}
-	if ctx.Err() != nil {
-		return fmt.Errorf("run rsync: %w", ctx.Err())
-	}
-	var exitErr *exec.ExitError
-	if errors.As(err, &exitErr) && exitErr.ExitCode() >= 0 {
-		if exitErr.ExitCode() == 24 {
-			return nil // files vanished from the source while it ran
-		}
-		msg := stderr.String()
-		if len(msg) > 2048 {
-			msg = msg[len(msg)-2048:]
-		}
-		return &pusher.ExitError{Code: exitErr.ExitCode(), Stderr: strings.TrimSpace(msg)}
-	}
-	return fmt.Errorf("run rsync: %w", err)
-}
-
-// lowPriority prefixes argv with nice and ionice where they are installed,
-// so rsync and what it starts (ssh) run at low priority from their start.
-func lowPriority(argv []string) (out []string, niced bool) {
-	if path, err := exec.LookPath("ionice"); err == nil {
-		argv = append([]string{path, "-c3"}, argv...)
-	}
-	if path, err := exec.LookPath("nice"); err == nil {
-		argv = append([]string{path, "-n", "19"}, argv...)
-		niced = true
-	}
-	return argv, niced
 }

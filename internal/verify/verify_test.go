@@ -2,7 +2,6 @@ package verify
 
 import (
 	"context"
-	"github.com/sersyncd/sersyncd/internal/rsync"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,8 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sersyncd/sersyncd/internal/rsync"
+
 	"github.com/sersyncd/sersyncd/internal/filter"
-	"github.com/sersyncd/sersyncd/internal/pusher"
 	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
@@ -40,7 +40,7 @@ func found(r *Result) map[string]rsync.Kind {
 	return m
 }
 
-func setup(t *testing.T, excludes []string, keep bool) (src string, d *testutil.Daemon, tgt *pusher.RsyncTarget) {
+func setup(t *testing.T, excludes []string, keep bool) (src string, d *testutil.Daemon, tgt *rsync.Target) {
 	t.Helper()
 	d = testutil.StartDaemon(t, testutil.DaemonOptions{})
 	src = t.TempDir()
@@ -48,8 +48,8 @@ func setup(t *testing.T, excludes []string, keep bool) (src string, d *testutil.
 	if err != nil {
 		t.Fatal(err)
 	}
-	tgt = &pusher.RsyncTarget{Source: src, Dest: "127.0.0.1::" + d.Module, Port: d.Port, Params: []string{"-artuz"},
-		Timeout: 20 * time.Second, Filter: flt, KeepDeleted: keep}
+	tgt = rsync.New(rsync.Options{Source: src, Dest: "127.0.0.1::" + d.Module, Port: d.Port, Params: []string{"-artuz"},
+		Timeout: 20 * time.Second, Filter: flt, KeepDeleted: keep})
 	return src, d, tgt
 }
 
@@ -224,7 +224,9 @@ func TestLowPriority(t *testing.T) {
 	out := filepath.Join(dir, "priority")
 	wrapper := filepath.Join(dir, "rsync")
 	must(t, os.WriteFile(wrapper, []byte("#!/bin/sh\necho \"$(ionice -p $$) $(nice)\" > "+out+"\nexec rsync \"$@\"\n"), 0o755))
-	tgt.Binary = wrapper
+	opt := tgt.Options()
+	opt.Binary = wrapper
+	tgt = rsync.New(opt)
 	r := Target(context.Background(), tgt, Options{LowPriority: true})
 	b, err := os.ReadFile(out)
 	must(t, err)

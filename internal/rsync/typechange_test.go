@@ -1,4 +1,4 @@
-package pusher
+package rsync
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/sersyncd/sersyncd/internal/pusher"
 	"github.com/sersyncd/sersyncd/internal/queue"
 	"github.com/sersyncd/sersyncd/internal/testutil"
 )
@@ -165,15 +166,15 @@ func TestTypeChangesConverge(t *testing.T) {
 	mkfile(t, outside, "index.html", "outside the tree")
 	kinds := []struct {
 		name   string
-		target func(src, name string) (*RsyncTarget, string)
+		target func(src, name string) (*Target, string)
 	}{
-		{"daemon", func(src, name string) (*RsyncTarget, string) {
-			return &RsyncTarget{Source: src, Dest: "127.0.0.1::" + d.Module + "/" + name, Port: d.Port, Params: []string{"-artuz"}},
+		{"daemon", func(src, name string) (*Target, string) {
+			return New(Options{Source: src, Dest: "127.0.0.1::" + d.Module + "/" + name, Port: d.Port, Params: []string{"-artuz"}}),
 				filepath.Join(d.Dir, name)
 		}},
-		{"ssh", func(src, _ string) (*RsyncTarget, string) {
+		{"ssh", func(src, _ string) (*Target, string) {
 			dst := t.TempDir()
-			return &RsyncTarget{Source: src, Dest: "127.0.0.1:" + dst, SSHCommand: sshd.Command, Params: []string{"-artuz"}}, dst
+			return New(Options{Source: src, Dest: "127.0.0.1:" + dst, SSHCommand: sshd.Command, Params: []string{"-artuz"}}), dst
 		}},
 	}
 	for _, kind := range kinds {
@@ -202,7 +203,7 @@ func TestTypeChangesConverge(t *testing.T) {
 				}
 				log := logrus.New()
 				log.SetOutput(io.Discard)
-				p := New(q, []Target{tgt}, Options{Workers: 2, BackoffMax: time.Minute, Log: log})
+				p := pusher.New(q, []pusher.Target{tgt}, pusher.Options{Workers: 2, BackoffMax: time.Minute, Log: log})
 				stop, cancelStop := context.WithCancel(context.Background())
 				done := make(chan struct{})
 				go func() { defer close(done); p.Run(stop, ctx) }()

@@ -1,4 +1,4 @@
-package pusher
+package rsync
 
 import (
 	"context"
@@ -8,14 +8,12 @@ import (
 	"strings"
 )
 
-var _ Prober = (*RsyncTarget)(nil)
-
 // Probe connects to the target's rsync daemon port, or its ssh port, and
 // hangs up: far cheaper than an rsync, and enough to see a target that was
 // down answer again. An ssh command that sets its own port or host alias
 // (not userDefinedPort) may make the probe miss; then the target is only
 // retried on its backoff, as without probes.
-func (t *RsyncTarget) Probe(ctx context.Context) error {
+func (t *Target) Probe(ctx context.Context) error {
 	addr, err := t.probeAddr()
 	if err != nil {
 		return err
@@ -30,8 +28,8 @@ func (t *RsyncTarget) Probe(ctx context.Context) error {
 
 // probeAddr is host:port of Dest ("[user@]host::module" for a daemon,
 // "[user@]host:path" over ssh; an IPv6 host in brackets).
-func (t *RsyncTarget) probeAddr() (string, error) {
-	rest := t.Dest
+func (t *Target) probeAddr() (string, error) {
+	rest := t.opt.Dest
 	// The user part may hold anything but the host holds no '@'.
 	if i := strings.LastIndexByte(hostPart(rest), '@'); i >= 0 {
 		rest = rest[i+1:]
@@ -41,10 +39,10 @@ func (t *RsyncTarget) probeAddr() (string, error) {
 	if host == "" {
 		return "", fmt.Errorf("probe %s: no host in the destination", t.Name())
 	}
-	port := t.Port
+	port := t.opt.Port
 	if port == 0 {
 		port = 873
-		if t.SSHCommand != "" {
+		if t.opt.SSHCommand != "" {
 			port = 22
 		}
 	}

@@ -1,4 +1,4 @@
-package pusher
+package rsync
 
 import (
 	"context"
@@ -41,7 +41,7 @@ func TestArgs(t *testing.T) {
 
 	tests := []struct {
 		name     string
-		target   *RsyncTarget
+		target   *Target
 		excludes []string // FullPushArgs only
 		want     []string // options both argvs carry
 		wantFull []string // options only the full push carries
@@ -49,27 +49,27 @@ func TestArgs(t *testing.T) {
 	}{
 		{
 			name: "daemon with port and password",
-			target: &RsyncTarget{Source: "/data", Dest: "10.0.0.1::mod", Params: []string{"-artuz"},
-				Port: 8873, PasswordFile: "/etc/rsync.pas", Timeout: 100 * time.Second},
+			target: New(Options{Source: "/data", Dest: "10.0.0.1::mod", Params: []string{"-artuz"},
+				Port: 8873, PasswordFile: "/etc/rsync.pas", Timeout: 100 * time.Second}),
 			want:   []string{"--timeout=100", conTimeout, "--sockopts=TCP_NODELAY", "--port=8873", "--password-file=/etc/rsync.pas"},
 			absent: []string{"--rsh"},
 		},
 		{
 			name:   "daemon defaults",
-			target: &RsyncTarget{Source: "/data", Dest: "user@host::mod"},
+			target: New(Options{Source: "/data", Dest: "user@host::mod"}),
 			want:   []string{defTimeout, conTimeout, "--sockopts=TCP_NODELAY"},
 			absent: []string{"--rsh", "--port", "--password-file"},
 		},
 		{
 			name: "ssh",
-			target: &RsyncTarget{Source: "/srv/www", Dest: "host:/backup", Params: []string{"-a", "-z"},
-				Port: 2222, SSHCommand: "ssh -p 2222", Timeout: 7 * time.Second},
+			target: New(Options{Source: "/srv/www", Dest: "host:/backup", Params: []string{"-a", "-z"},
+				Port: 2222, SSHCommand: "ssh -p 2222", Timeout: 7 * time.Second}),
 			want:   []string{"--timeout=7", "--rsh=ssh -p 2222"},
 			absent: []string{"--sockopts", "--port", "--contimeout", "--password-file"},
 		},
 		{
 			name:     "full push with crontab excludes",
-			target:   &RsyncTarget{Source: "/data", Dest: "h::m"},
+			target:   New(Options{Source: "/data", Dest: "h::m"}),
 			excludes: []string{"*.php", "cache/"},
 			want:     []string{defTimeout},
 			wantFull: []string{"--exclude=*.php", "--exclude=cache/"},
@@ -89,10 +89,10 @@ func TestArgs(t *testing.T) {
 				opts := options(t, a.args)
 				// The user's params come first so ours win where rsync
 				// takes the last of a repeated option.
-				if got := opts[:len(tc.target.Params)]; len(tc.target.Params) > 0 && !reflect.DeepEqual(got, tc.target.Params) {
-					t.Errorf("%s starts with %q, want the user's params %q", a.name, got, tc.target.Params)
+				if got := opts[:len(tc.target.opt.Params)]; len(tc.target.opt.Params) > 0 && !reflect.DeepEqual(got, tc.target.opt.Params) {
+					t.Errorf("%s starts with %q, want the user's params %q", a.name, got, tc.target.opt.Params)
 				}
-				ends := []string{"--", tc.target.Source + "/", tc.target.Dest + "/"}
+				ends := []string{"--", tc.target.opt.Source + "/", tc.target.opt.Dest + "/"}
 				if got := a.args[len(a.args)-3:]; !reflect.DeepEqual(got, ends) {
 					t.Errorf("%s ends with %q, want %q", a.name, got, ends)
 				}
@@ -256,7 +256,7 @@ func TestPushRunsBinary(t *testing.T) {
 			if err := os.Mkdir(filepath.Join(src, "sp ace"), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			tgt := &RsyncTarget{Binary: bin, Source: src, Dest: "h::m"}
+			tgt := New(Options{Binary: bin, Source: src, Dest: "h::m"})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err := tgt.Push(ctx, paths)
@@ -291,7 +291,7 @@ func TestPushCancelKillsProcessGroup(t *testing.T) {
 	// The child stands for ssh: it must die with rsync, or it would hold
 	// the stderr pipe and Push would wait for WaitDelay.
 	bin, _, _ := fakeRsync(t, "sleep 60 & wait")
-	tgt := &RsyncTarget{Binary: bin, Source: "/src", Dest: "h::m"}
+	tgt := New(Options{Binary: bin, Source: "/src", Dest: "h::m"})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -331,8 +331,8 @@ func TestWithoutUpdate(t *testing.T) {
 
 func TestVerifyArgs(t *testing.T) {
 	for _, keep := range []bool{false, true} {
-		tgt := &RsyncTarget{Source: "/data", Dest: "h::m", Params: []string{"-artuz"}, KeepDeleted: keep,
-			OnBytesSent: func(string, int64) {}}
+		tgt := New(Options{Source: "/data", Dest: "h::m", Params: []string{"-artuz"}, KeepDeleted: keep,
+			OnBytesSent: func(string, int64) {}})
 		for _, checksum := range []bool{false, true} {
 			args := tgt.VerifyArgs(checksum)
 			opts := options(t, args)

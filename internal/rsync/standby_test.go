@@ -1,4 +1,4 @@
-package pusher
+package rsync
 
 import (
 	"context"
@@ -13,17 +13,17 @@ import (
 )
 
 // standbyTarget is a target of d's module with a standby kept for keep.
-func standbyTarget(t *testing.T, d *testutil.Daemon, keep time.Duration) (*RsyncTarget, string) {
+func standbyTarget(t *testing.T, d *testutil.Daemon, keep time.Duration) (*Target, string) {
 	t.Helper()
 	src := t.TempDir()
-	tgt := &RsyncTarget{Source: src, Dest: "127.0.0.1::" + d.Module, Port: d.Port, Params: []string{"-a"}, Standby: keep}
+	tgt := New(Options{Source: src, Dest: "127.0.0.1::" + d.Module, Port: d.Port, Params: []string{"-a"}, Standby: keep})
 	t.Cleanup(func() { tgt.Close() })
 	return tgt, src
 }
 
 // pushedOnce pushes file "a" (content) to a new daemon through a target
 // that keeps a standby for keep, and returns the standby that push left.
-func pushedOnce(t *testing.T, opts testutil.DaemonOptions, keep time.Duration, content string) (*testutil.Daemon, *RsyncTarget, string, *rsyncProc) {
+func pushedOnce(t *testing.T, opts testutil.DaemonOptions, keep time.Duration, content string) (*testutil.Daemon, *Target, string, *rsyncProc) {
 	t.Helper()
 	d := testutil.StartDaemon(t, opts)
 	tgt, src := standbyTarget(t, d, keep)
@@ -38,13 +38,13 @@ func pushedOnce(t *testing.T, opts testutil.DaemonOptions, keep time.Duration, c
 	return d, tgt, src, ready
 }
 
-func (t *RsyncTarget) standbyNow() *rsyncProc {
+func (t *Target) standbyNow() *rsyncProc {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.standby
 }
 
-func push(t *testing.T, tgt *RsyncTarget, paths ...string) error {
+func push(t *testing.T, tgt *Target, paths ...string) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -1,8 +1,7 @@
-package pusher
+package rsync
 
 import (
 	"context"
-	"errors"
 	"time"
 )
 
@@ -14,7 +13,7 @@ import (
 // rsync started when the change is due.
 //
 // One is kept per target, only while the target is in use: after a push
-// that succeeded, for RsyncTarget.Standby. Unused by then, it is given an
+// that succeeded, for Options.Standby. Unused by then, it is given an
 // empty list and ends cleanly (the daemon logs a session that moved
 // nothing), well before rsync's own --timeout or a module's "timeout"
 // would cut it. One that lost its connection anyway (the daemon restarted)
@@ -27,7 +26,7 @@ import (
 var retireTimeout = 2 * time.Second
 
 // takeStandby hands over the standby rsync, if there is one still alive.
-func (t *RsyncTarget) takeStandby() *rsyncProc {
+func (t *Target) takeStandby() *rsyncProc {
 	t.mu.Lock()
 	p := t.standby
 	t.standby = nil
@@ -43,26 +42,10 @@ func (t *RsyncTarget) takeStandby() *rsyncProc {
 	return p
 }
 
-// lostConnection reports whether a push failed because its connection was
-// gone (socket error, protocol stream cut, ssh gone), as a standby's is
-// when the daemon dropped it during the wait; not a timeout, which a fresh
-// rsync would only wait for again.
-func lostConnection(err error) bool {
-	var exitErr *ExitError
-	if !errors.As(err, &exitErr) {
-		return false
-	}
-	switch exitErr.Code {
-	case 10, 12, 255:
-		return true
-	}
-	return false
-}
-
 // pushed starts the next standby after a push that succeeded; a failing
 // target gets none, so a dead one is not dialled twice per attempt.
-func (t *RsyncTarget) pushed(err error) {
-	if err != nil || t.Standby <= 0 {
+func (t *Target) pushed(err error) {
+	if err != nil || t.opt.Standby <= 0 {
 		return
 	}
 	t.mu.Lock()
@@ -74,12 +57,12 @@ func (t *RsyncTarget) pushed(err error) {
 	if err != nil {
 		return // the next push starts its own rsync, and reports why it cannot
 	}
-	p.idle = time.AfterFunc(t.Standby, func() { t.retire(p) })
+	p.idle = time.AfterFunc(t.opt.Standby, func() { t.retire(p) })
 	t.standby = p
 }
 
 // retire ends standby p if it is still unused.
-func (t *RsyncTarget) retire(p *rsyncProc) {
+func (t *Target) retire(p *rsyncProc) {
 	t.mu.Lock()
 	if t.standby != p {
 		t.mu.Unlock()
@@ -99,7 +82,7 @@ func (p *rsyncProc) end() {
 }
 
 // Close ends the standby rsync; no new one is started after it.
-func (t *RsyncTarget) Close() error {
+func (t *Target) Close() error {
 	t.mu.Lock()
 	t.closed = true
 	p := t.standby
