@@ -351,21 +351,8 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		probes = append(probes, p)
 		return nil
 	})
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			usage(stdout)
-			return exitOK
-		}
-		fmt.Fprintf(stderr, "sersyncd check: %v (see sersyncd --help)\n", err)
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "sersyncd check: unexpected argument %q\n", fs.Arg(0))
-		return exitUsage
-	}
-	if err := emptyFlag(fs); err != nil {
-		fmt.Fprintf(stderr, "sersyncd check: %v\n", err)
-		return exitUsage
+	if code := parseSubcommand(fs, "check", args, stdout, stderr); code >= 0 {
+		return code
 	}
 	cfg, err := config.Load(*path)
 	if err == nil {

@@ -106,6 +106,8 @@ func TestEmptyPathFlags(t *testing.T) {
 		{"status with empty --db", []string{"status", "-o", conf, "--db", ""}, 2, "", `--db ""`},
 		{"retry with empty --db", []string{"retry", "-o", conf, "--db", ""}, 2, "", `--db ""`},
 		{"status with empty -o", []string{"status", "-o", ""}, 2, "", `-o ""`},
+		{"verify with empty -o", []string{"verify", "-o", ""}, 2, "", `-o ""`},
+		{"verify with empty --db", []string{"verify", "-o", conf, "--db", ""}, 2, "", `--db ""`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

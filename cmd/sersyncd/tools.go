@@ -48,21 +48,8 @@ func parseToolFlags(name string, args []string, stdout, stderr io.Writer, withTa
 	if withJSON {
 		fs.BoolVar(&f.json, "json", false, "print one JSON document")
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			usage(stdout)
-			return nil, nil, exitOK
-		}
-		fmt.Fprintf(stderr, "sersyncd %s: %v (see sersyncd --help)\n", name, err)
-		return nil, nil, exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "sersyncd %s: unexpected argument %q\n", name, fs.Arg(0))
-		return nil, nil, exitUsage
-	}
-	if err := emptyFlag(fs); err != nil {
-		fmt.Fprintf(stderr, "sersyncd %s: %v\n", name, err)
-		return nil, nil, exitUsage
+	if code := parseSubcommand(fs, name, args, stdout, stderr); code >= 0 {
+		return nil, nil, code
 	}
 	cfg, err := config.Load(f.config)
 	if err != nil {
@@ -330,4 +317,26 @@ func printVerifyStatus(w io.Writer, v *control.VerifyStatus) {
 		fmt.Fprintf(w, "; %d on the target alone kept (delete is off)", v.Kept)
 	}
 	fmt.Fprintln(w)
+}
+
+// parseSubcommand parses a subcommand's flags: help, a bad or empty flag
+// and a stray argument end it with their exit code; -1 means go on.
+func parseSubcommand(fs *flag.FlagSet, name string, args []string, stdout, stderr io.Writer) int {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "sersyncd %s: %v (see sersyncd --help)\n", name, err)
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sersyncd %s: unexpected argument %q\n", name, fs.Arg(0))
+		return exitUsage
+	}
+	if err := emptyFlag(fs); err != nil {
+		fmt.Fprintf(stderr, "sersyncd %s: %v\n", name, err)
+		return exitUsage
+	}
+	return -1
 }

@@ -52,17 +52,8 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.json, "json", false, "print one JSON document")
 	fs.BoolVar(&checksum, "checksum", false, "compare contents, not size and mtime")
 	fs.BoolVar(&repair, "repair", false, "queue the drifted paths as changes")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			usage(stdout)
-			return exitOK
-		}
-		fmt.Fprintf(stderr, "sersyncd verify: %v (see sersyncd --help)\n", err)
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "sersyncd verify: unexpected argument %q\n", fs.Arg(0))
-		return exitUsage
+	if code := parseSubcommand(fs, "verify", args, stdout, stderr); code >= 0 {
+		return code
 	}
 	cfg, err := config.Load(f.config)
 	if err != nil {
