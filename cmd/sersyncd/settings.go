@@ -49,7 +49,7 @@ func printSource(w io.Writer, cfg *config.Config, src *config.Source) {
 	}
 	for _, t := range daemon.RsyncTargets(cfg, src, flt, nil) {
 		fmt.Fprintf(w, "target:    %s\n", t.Name())
-		bin := quoteArgs([]string{cmp.Or(t.Options().Binary, "rsync")})
+		bin := quoteArgs([]string{cmp.Or(t.Options().Binary, config.DefaultRsyncBinary)})
 		fmt.Fprintf(w, "  changes:   %s %s\n", bin, quoteArgs(t.PushArgs()))
 		if !flt.HasExpressions() {
 			stdin := ""

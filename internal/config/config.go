@@ -95,7 +95,7 @@ type Rsync struct {
 	CommonParams []string      // <commonParams params>, shell-split; ["-artuz"] when absent
 	Auth         Auth          // <auth start users passwordfile>
 	Port         int           // <userDefinedPort port> when start="true", else 0
-	Timeout      time.Duration // <timeout time> seconds when start="true", else 0
+	Timeout      time.Duration // <timeout time> seconds when start="true", else 0 (DefaultRsyncTimeout)
 	SSH          SSH           // <ssh start command>
 }
 
@@ -179,15 +179,21 @@ type Daemon struct {
 
 // Default values for settings the file may leave out.
 const (
-	DefaultSettle        = 20 * time.Millisecond
-	DefaultMaxHold       = 10 * time.Second
-	DefaultBatchMax      = 5000
-	DefaultBackoffMax    = 2 * time.Minute
-	DefaultHealthLag     = 60 * time.Second
-	DefaultStandby       = 10 * time.Second
-	DefaultFailLogEvery  = 60 * time.Minute
-	DefaultCrontabEvery  = 600 * time.Minute
-	DefaultSSHCommand    = "ssh"
+	DefaultSettle       = 20 * time.Millisecond
+	DefaultMaxHold      = 10 * time.Second
+	DefaultBatchMax     = 5000
+	DefaultBackoffMax   = 2 * time.Minute
+	DefaultHealthLag    = 60 * time.Second
+	DefaultStandby      = 10 * time.Second
+	DefaultFailLogEvery = 60 * time.Minute
+	DefaultCrontabEvery = 600 * time.Minute
+	DefaultSSHCommand   = "ssh"
+	// DefaultRsyncTimeout is rsync's --timeout when <timeout> is off (Rsync.Timeout 0):
+	// a push to a target that stopped answering, hanging forever, would hold
+	// its records and a worker forever, silently.
+	DefaultRsyncTimeout = 300 * time.Second
+	// DefaultRsyncBinary is the rsync run when Daemon.Rsync is "": looked up on PATH.
+	DefaultRsyncBinary   = "rsync"
 	defaultCommonParams  = "-artuz"
 	maxPort              = 65535
 	passwordFileModeMask = 0o077
@@ -305,7 +311,7 @@ func (c *Config) fsCheck(pos positions) error {
 		if msg := checkExecutable(c.Daemon.Rsync); msg != "" {
 			return &Error{File: c.File, Line: pos.daemon, Element: "sersyncd", Attr: "rsync", Value: c.Daemon.Rsync, Msg: msg}
 		}
-	} else if _, err := LookPath("rsync"); err != nil {
+	} else if _, err := LookPath(DefaultRsyncBinary); err != nil {
 		return &Error{File: c.File, Element: "rsync", Msg: "no rsync binary on PATH; install rsync"}
 	}
 	return nil

@@ -34,7 +34,7 @@ func RsyncTargets(c *config.Config, src *config.Source, flt *filter.Filter, hook
 		if c.Rsync.SSH.Enabled {
 			t.SSHCommand = c.Rsync.SSH.Command
 			if t.SSHCommand == "" {
-				t.SSHCommand = "ssh"
+				t.SSHCommand = config.DefaultSSHCommand
 			}
 			if t.Port != 0 {
 				t.SSHCommand += " -p " + strconv.Itoa(t.Port)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/heartbeat"
 	"github.com/sersyncd/sersyncd/internal/pace"
 	"github.com/sersyncd/sersyncd/internal/queue"
@@ -134,7 +135,7 @@ func New(q Queue, targets []Target, opt Options) *Pool {
 		opt.Workers = 1
 	}
 	if opt.BatchMax < 1 {
-		opt.BatchMax = 5000
+		opt.BatchMax = config.DefaultBatchMax
 	}
 	if opt.BackoffMax < BackoffMin {
 		opt.BackoffMax = BackoffMin

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/filter"
 	"github.com/sersyncd/sersyncd/internal/pusher"
 )
@@ -35,7 +36,7 @@ var (
 // Options describe a target: where it is, how to reach it, and what it
 // reports to.
 type Options struct {
-	Binary       string   // default "rsync"
+	Binary       string   // default config.DefaultRsyncBinary
 	Source       string   // the watched root
 	Dest         string   // "ip::module", "user@ip::module" or "ip:path"
 	Params       []string // the user's commonParams
@@ -67,11 +68,6 @@ func New(opt Options) *Target { return &Target{opt: opt} }
 // Options returns what New was given.
 func (t *Target) Options() Options { return t.opt }
 
-// DefaultTimeout ends a push to a target that stopped answering when the
-// config sets no timeout: a push hanging forever would hold its records
-// and a worker forever, silently.
-var DefaultTimeout = 300 * time.Second
-
 // ConnectTimeout bounds the connection to an rsync daemon.
 var ConnectTimeout = 30 * time.Second
 
@@ -80,7 +76,7 @@ func (t *Target) Name() string { return t.opt.Dest }
 
 func (t *Target) binary() string {
 	if t.opt.Binary == "" {
-		return "rsync"
+		return config.DefaultRsyncBinary
 	}
 	return t.opt.Binary
 }
@@ -101,7 +97,7 @@ func (t *Target) optionArgs(params []string) []string {
 	args = append(args, "--links")
 	timeout := t.opt.Timeout
 	if timeout <= 0 {
-		timeout = DefaultTimeout
+		timeout = config.DefaultRsyncTimeout
 	}
 	args = append(args, "--timeout="+strconv.Itoa(int(timeout.Seconds())))
 	if t.opt.SSHCommand != "" {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sersyncd/sersyncd/internal/config"
 )
 
 // options returns the argv before the "--" that ends the options.
@@ -34,7 +36,7 @@ func hasOption(opts []string, prefix string) bool {
 }
 
 func TestArgs(t *testing.T) {
-	defTimeout := "--timeout=" + strconv.Itoa(int(DefaultTimeout.Seconds()))
+	defTimeout := "--timeout=" + strconv.Itoa(int(config.DefaultRsyncTimeout.Seconds()))
 	conTimeout := "--contimeout=" + strconv.Itoa(int(ConnectTimeout.Seconds()))
 	listed := []string{"--ignore-times", "--relative", "--from0", "--files-from=-", "--delete-missing-args", "--force", "--links"}
 	full := []string{"--recursive", "--delete", "--force", "--from0", "--exclude-from=-", "--links"}

@@ -44,8 +44,8 @@ type Options struct {
 	Root    string
 	Filter  *filter.Filter
 	Events  config.Events
-	Settle  time.Duration // a path is handed on once quiet this long
-	MaxHold time.Duration // ... or once it has been held this long
+	Settle  time.Duration // a path is handed on once quiet this long; 0: config.DefaultSettle
+	MaxHold time.Duration // ... or once it has been held this long; 0: config.DefaultMaxHold
 	Sink    Sink
 	Log     logrus.FieldLogger
 	// OnEvent, when set, is told the kind of every event not filtered out;
@@ -112,12 +112,15 @@ func (w *Watcher) since(t time.Time) time.Duration { return t.Sub(w.epoch) }
 // New creates the watcher and sets a watch on every directory of the tree;
 // when it returns, every later change is seen.
 func New(opt Options) (*Watcher, error) {
+	// The daemon passes the config's values; a caller that sets none gets
+	// the config's defaults, and a hold never ends before the settle would.
 	if opt.Settle <= 0 {
-		opt.Settle = 20 * time.Millisecond
+		opt.Settle = config.DefaultSettle
 	}
-	if opt.MaxHold < opt.Settle {
-		opt.MaxHold = 100 * opt.Settle
+	if opt.MaxHold <= 0 {
+		opt.MaxHold = config.DefaultMaxHold
 	}
+	opt.MaxHold = max(opt.MaxHold, opt.Settle)
 	if opt.DegradedFullSyncEvery <= 0 {
 		opt.DegradedFullSyncEvery = DefaultDegradedFullSyncEvery
 	}
