@@ -12,12 +12,12 @@ import (
 	"time"
 )
 
-// BusyCommitGap spaces commits, in multiples of Settle, while changes keep
+// busyCommitGap spaces commits, in multiples of Settle, while changes keep
 // coming: fewer fsyncs and larger batches, for a lag that stays small.
-var BusyCommitGap time.Duration = 5
+const defaultBusyCommitGap time.Duration = 5
 
 // busyPaths is the least commit size that counts towards a stream
-// (pace.Stream), after which commits are BusyCommitGap×Settle apart.
+// (pace.Stream), after which commits are busyCommitGap×Settle apart.
 const busyPaths = 4
 
 // shrinkMapsFrom is how many entries must have gone from a map before it
@@ -64,11 +64,11 @@ func (w *Watcher) retryFullSync() error {
 	return nil
 }
 
-// CommitFallbackAfter: when the queue has refused changes this long (its
+// commitFallbackAfter: when the queue has refused changes this long (its
 // disk is full), the watcher asks for one full push instead and forgets the
 // changes it holds, which the full push covers; memory stays bounded and a
 // batch too big for the space left cannot block everything.
-var CommitFallbackAfter = 10 * time.Second
+const defaultCommitFallbackAfter = 10 * time.Second
 
 // commitRetryEvery spaces the attempts to commit while the queue refuses.
 var commitRetryEvery = time.Second
@@ -97,7 +97,7 @@ func (w *Watcher) flushLoop(ctx context.Context, fatal <-chan error) error {
 				loggedAt = now
 				w.opt.Log.WithError(err).WithField("held", held).Errorf("still cannot commit changes to queue (for %s)", now.Sub(failingSince).Round(time.Second))
 			}
-			if now.Sub(failingSince) >= CommitFallbackAfter && held > 0 {
+			if now.Sub(failingSince) >= w.opt.tune.commitFallbackAfter && held > 0 {
 				w.fallBackToFullSync(held)
 			}
 			next = commitRetryEvery
@@ -143,7 +143,7 @@ func (w *Watcher) held() int {
 // changed.
 func (w *Watcher) fallBackToFullSync(held int) {
 	before := time.Now()
-	if err := w.opt.Sink.MarkMissed(fmt.Sprintf("the queue refused changes for %s", CommitFallbackAfter)); err != nil {
+	if err := w.opt.Sink.MarkMissed(fmt.Sprintf("the queue refused changes for %s", w.opt.tune.commitFallbackAfter)); err != nil {
 		return
 	}
 	w.statMu.Lock()
@@ -156,7 +156,7 @@ func (w *Watcher) fallBackToFullSync(held int) {
 		}
 	}
 	w.mu.Unlock()
-	w.opt.Log.Warnf("the queue refused %d changes for %s: a full push of the tree is queued instead", held, CommitFallbackAfter)
+	w.opt.Log.Warnf("the queue refused %d changes for %s: a full push of the tree is queued instead", held, w.opt.tune.commitFallbackAfter)
 }
 
 // flushReady hands on what has settled and returns how long until the next
@@ -165,13 +165,13 @@ func (w *Watcher) fallBackToFullSync(held int) {
 // record wakes the flush goroutine only when it would not look in time.
 func (w *Watcher) flushReady() (time.Duration, error) {
 	now := time.Now()
-	// Commits are spaced at least Settle/4 apart, and BusyCommitGap×Settle
+	// Commits are spaced at least Settle/4 apart, and busyCommitGap×Settle
 	// apart in a stream (changes keep coming), so a steady stream of
 	// quickly settling files is committed (and fsynced) in batches, while
 	// a lone change or the end of a short burst is never held back.
 	minGap := w.opt.Settle / 4
 	if w.commits.On() {
-		minGap = BusyCommitGap * w.opt.Settle
+		minGap = w.opt.tune.busyCommitGap * w.opt.Settle
 	}
 	if gap := minGap - now.Sub(w.commits.Last()); gap > 0 {
 		w.mu.Lock()
@@ -181,7 +181,7 @@ func (w *Watcher) flushReady() (time.Duration, error) {
 		case len(w.pending) > 0:
 			next = gap
 		case len(w.recent) > 0:
-			next = RecentFor
+			next = w.opt.tune.recentFor
 		}
 		return w.flushIn(now, next), nil
 	}
@@ -208,7 +208,7 @@ func (w *Watcher) flushReady() (time.Duration, error) {
 		}
 	}
 	if next == 0 && len(w.recent) > 0 {
-		next = RecentFor // to forget them, and their memory, when idle
+		next = w.opt.tune.recentFor // to forget them, and their memory, when idle
 	}
 	return w.flushIn(now, next), nil
 }
@@ -248,10 +248,10 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 	if len(w.pending) == 0 && len(ready) >= shrinkMapsFrom {
 		w.pending = map[string]*change{}
 	}
-	if now.Sub(w.recentPruned) >= RecentFor {
+	if now.Sub(w.recentPruned) >= w.opt.tune.recentFor {
 		pruned := 0
 		for p, h := range w.recent {
-			if w.since(now)-h.at >= RecentFor {
+			if w.since(now)-h.at >= w.opt.tune.recentFor {
 				delete(w.recent, p)
 				pruned++
 			}

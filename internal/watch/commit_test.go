@@ -45,14 +45,11 @@ func TestSinkFailureKeepsChangesAndFullSync(t *testing.T) {
 }
 
 // TestCommitFallsBackToFullSync: when the queue refuses the held changes
-// for CommitFallbackAfter but takes a full sync, the watcher asks for one
+// for commitFallbackAfter but takes a full sync, the watcher asks for one
 // and forgets what the full push covers.
 func TestCommitFallsBackToFullSync(t *testing.T) {
-	old := CommitFallbackAfter
-	CommitFallbackAfter = 300 * time.Millisecond
-	t.Cleanup(func() { CommitFallbackAfter = old })
 	root := t.TempDir()
-	r, err := startWatcher(t, root, Options{})
+	r, err := startWatcher(t, root, Options{tune: tuning{commitFallbackAfter: 300 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +68,7 @@ func TestCommitFallsBackToFullSync(t *testing.T) {
 	})
 }
 
-// Commits of several paths are spaced BusyCommitGap×Settle apart only in
+// Commits of several paths are spaced defaultBusyCommitGap×Settle apart only in
 // a stream (pace.StreamRun of them back to back): the batches of a short
 // burst go at once, the one after a stream of them waits.
 func TestCommitSpacingOnlyInAStream(t *testing.T) {
@@ -102,12 +99,12 @@ func TestCommitSpacingOnlyInAStream(t *testing.T) {
 	prev := batch(1)
 	for n := 2; n <= pace.StreamRun; n++ {
 		at := batch(n)
-		if gap := at.Sub(prev); gap >= BusyCommitGap*settle/2 {
+		if gap := at.Sub(prev); gap >= defaultBusyCommitGap*settle/2 {
 			t.Errorf("commit %d of a burst came %s after the one before: held as if in a stream", n, gap)
 		}
 		prev = at
 	}
-	if gap := batch(pace.StreamRun + 1).Sub(prev); gap < BusyCommitGap*settle*9/10 {
-		t.Errorf("the commit after a stream of %d came %s after the last, want at least %s", pace.StreamRun, gap, BusyCommitGap*settle)
+	if gap := batch(pace.StreamRun + 1).Sub(prev); gap < defaultBusyCommitGap*settle*9/10 {
+		t.Errorf("the commit after a stream of %d came %s after the last, want at least %s", pace.StreamRun, gap, defaultBusyCommitGap*settle)
 	}
 }

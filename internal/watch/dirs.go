@@ -34,8 +34,8 @@ type dirOp struct {
 	rel  string
 }
 
-// MaxUserWatchesPath is the sysctl that bounds inotify watches per user.
-var MaxUserWatchesPath = "/proc/sys/fs/inotify/max_user_watches"
+// maxUserWatchesPath is the sysctl that bounds inotify watches per user.
+const maxUserWatchesPath = "/proc/sys/fs/inotify/max_user_watches"
 
 // WatchLimitError says that the kernel refused more inotify watches
 // (ENOSPC): which sysctl to raise, and by how much.
@@ -172,7 +172,7 @@ func (w *Watcher) watchTree(rel string, record bool) error {
 		if err := w.in.add(p); err != nil {
 			if errors.Is(err, syscall.ENOSPC) {
 				if limit == nil {
-					limit = &WatchLimitError{Err: err, Limit: readSysctlInt(MaxUserWatchesPath)}
+					limit = &WatchLimitError{Err: err, Limit: readSysctlInt(maxUserWatchesPath)}
 				}
 				limit.Failed++
 				if p == w.opt.Root {

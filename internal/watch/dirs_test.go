@@ -19,18 +19,18 @@ import (
 // t.Cleanup) or skips the test.
 func lowerWatchLimit(t *testing.T, room int) func() {
 	t.Helper()
-	old, err := os.ReadFile(MaxUserWatchesPath)
+	old, err := os.ReadFile(maxUserWatchesPath)
 	if err != nil {
-		t.Skipf("cannot read %s: %v", MaxUserWatchesPath, err)
+		t.Skipf("cannot read %s: %v", maxUserWatchesPath, err)
 	}
-	if err := os.WriteFile(MaxUserWatchesPath, []byte(fmt.Sprint(testutil.InotifyWatchesInUse()+room)), 0o644); err != nil {
-		t.Skipf("cannot lower %s for this test (needs root and a writable /proc/sys): %v", MaxUserWatchesPath, err)
+	if err := os.WriteFile(maxUserWatchesPath, []byte(fmt.Sprint(testutil.InotifyWatchesInUse()+room)), 0o644); err != nil {
+		t.Skipf("cannot lower %s for this test (needs root and a writable /proc/sys): %v", maxUserWatchesPath, err)
 	}
 	var once sync.Once
 	restore := func() {
 		once.Do(func() {
-			if err := os.WriteFile(MaxUserWatchesPath, old, 0o644); err != nil {
-				t.Errorf("restore %s: %v", MaxUserWatchesPath, err)
+			if err := os.WriteFile(maxUserWatchesPath, old, 0o644); err != nil {
+				t.Errorf("restore %s: %v", maxUserWatchesPath, err)
 			}
 		})
 	}

@@ -12,9 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// OverflowLogEvery spaces the warnings about kernel queue overflows: a
+// overflowLogEvery spaces the warnings about kernel queue overflows: a
 // storm of them is reported once, with a count, not line by line.
-var OverflowLogEvery = 10 * time.Second
+const defaultOverflowLogEvery = 10 * time.Second
 
 // eventKind names an event for the metrics, by its most telling operation.
 func eventKind(ev event) string {
@@ -46,12 +46,12 @@ func (w *Watcher) excluded(rel string, ev event) bool {
 	return w.opt.Filter.ExcludedAs(rel, ev.has(unix.IN_ISDIR) || w.isDir(rel))
 }
 
-// StopDrainQuiet and StopDrainMax bound how long a stopping watcher keeps
+// stopDrainQuiet and stopDrainMax bound how long a stopping watcher keeps
 // reading events the kernel already has: until none came for the first, at
 // most the second.
-var (
-	StopDrainQuiet = 50 * time.Millisecond
-	StopDrainMax   = 2 * time.Second
+const (
+	defaultStopDrainQuiet = 50 * time.Millisecond
+	defaultStopDrainMax   = 2 * time.Second
 )
 
 func (w *Watcher) drain(stop <-chan struct{}, fatal chan<- error) {
@@ -91,9 +91,9 @@ func (w *Watcher) handleOrReport(ev event, fatal chan<- error) bool {
 // drainRest handles the events still queued when the watcher stops, so a
 // graceful stop commits every change the kernel reported before it.
 func (w *Watcher) drainRest(fatal chan<- error) {
-	quiet := time.NewTimer(StopDrainQuiet)
+	quiet := time.NewTimer(w.opt.tune.stopDrainQuiet)
 	defer quiet.Stop()
-	deadline := time.After(StopDrainMax)
+	deadline := time.After(w.opt.tune.stopDrainMax)
 	for {
 		select {
 		case ev, ok := <-w.in.events:
@@ -103,7 +103,7 @@ func (w *Watcher) drainRest(fatal chan<- error) {
 			if !w.handleOrReport(ev, fatal) {
 				return
 			}
-			quiet.Reset(StopDrainQuiet)
+			quiet.Reset(w.opt.tune.stopDrainQuiet)
 		case <-quiet.C:
 			return
 		case <-deadline:
@@ -112,14 +112,14 @@ func (w *Watcher) drainRest(fatal chan<- error) {
 	}
 }
 
-// overflowed counts an overflow and reports it, once per OverflowLogEvery:
+// overflowed counts an overflow and reports it, once per overflowLogEvery:
 // in a storm the kernel overflows again as soon as it is drained.
 func (w *Watcher) overflowed(now time.Time) {
 	w.statMu.Lock()
 	w.overflows++
 	w.overflowUnlogged++
 	n := w.overflowUnlogged
-	if !w.overflowLogged.IsZero() && now.Sub(w.overflowLogged) < OverflowLogEvery {
+	if !w.overflowLogged.IsZero() && now.Sub(w.overflowLogged) < w.opt.tune.overflowLogEvery {
 		w.statMu.Unlock()
 		return
 	}
@@ -130,7 +130,7 @@ func (w *Watcher) overflowed(now time.Time) {
 		log = log.WithField("overflows", n)
 	}
 	log.Warnf("inotify queue overflowed (fs.inotify.max_queued_events=%d): changes were lost; re-watching and pushing the whole tree (reported at most every %s)",
-		readSysctlInt("/proc/sys/fs/inotify/max_queued_events"), OverflowLogEvery)
+		readSysctlInt("/proc/sys/fs/inotify/max_queued_events"), w.opt.tune.overflowLogEvery)
 }
 
 // ErrRootGone is returned by Run when the watched directory itself was

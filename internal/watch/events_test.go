@@ -34,7 +34,7 @@ func TestOverflowStormLoggedOnce(t *testing.T) {
 		t.Fatalf("Overflows() = %d", w.Overflows())
 	}
 	// After the quiet interval the next one is reported, with the count.
-	w.overflowed(now.Add(OverflowLogEvery + time.Second))
+	w.overflowed(now.Add(w.opt.tune.overflowLogEvery + time.Second))
 	if !strings.Contains(out.String(), "overflows=500") {
 		t.Fatalf("the second report does not count the storm:\n%s", out.String())
 	}

@@ -13,7 +13,7 @@ import (
 // complete: it is handed on once quiet for Settle/4, the least any path
 // waits (a create and the write after it can be milliseconds apart on a
 // busy machine), however often it was saved before and whatever its size.
-// Before this rule a path changed again within RecentFor of being handed
+// Before this rule a path changed again within recentFor of being handed
 // on counted its events twice over, so a file saved whole every second
 // waited longer after each save, up to 50 × Settle (1 s), and stayed there
 // (issue 11: median 1.03 s per save, lsyncd 0.21 s). Nothing but a close
@@ -21,9 +21,9 @@ import (
 //
 // A file still being written (its last event a write: a 500 MiB copy, a
 // download, a log written in pieces through one descriptor) is held as
-// before: Settle/QuietDivisor of quiet per event seen, counting again the
-// events of a recent hand-on (RecentFor) whose writer had not closed it,
-// capped at HeavyWriterSettle × Settle, and at least what its size says
+// before: Settle/quietDivisor of quiet per event seen, counting again the
+// events of a recent hand-on (recentFor) whose writer had not closed it,
+// capped at heavyWriterSettle × Settle, and at least what its size says
 // (sizeQuiet); never longer than MaxHold after its first event.
 //
 // A second writer that still holds the file open but has not written
@@ -48,8 +48,8 @@ type change struct {
 func (w *Watcher) due(c *change) time.Time {
 	quiet := w.opt.Settle / 4
 	if !c.complete {
-		quiet = time.Duration(c.events) * w.opt.Settle / QuietDivisor
-		quiet = min(max(quiet, w.opt.Settle/4), HeavyWriterSettle*w.opt.Settle)
+		quiet = time.Duration(c.events) * w.opt.Settle / w.opt.tune.quietDivisor
+		quiet = min(max(quiet, w.opt.Settle/4), w.opt.tune.heavyWriterSettle*w.opt.Settle)
 		quiet = max(quiet, c.minQuiet)
 	}
 	return w.epoch.Add(min(c.last+quiet, c.first+w.opt.MaxHold))
@@ -110,7 +110,7 @@ func (w *Watcher) recordLocked(rel string, now time.Time, ev recordKind, push bo
 		// A path handed on a moment ago, while its writer still had it
 		// open, and changing again is being written in pieces: its count
 		// doubles, so each time it waits twice as long for quiet.
-		if h, ok := w.recent[rel]; ok && at-h.at < RecentFor {
+		if h, ok := w.recent[rel]; ok && at-h.at < w.opt.tune.recentFor {
 			events += 2 * h.events
 		}
 		c = &change{first: at, events: events}
@@ -137,7 +137,7 @@ func (w *Watcher) recordLocked(rel string, now time.Time, ev recordKind, push bo
 	return w.flushAt.IsZero() || (sooner && w.flushAt.After(now.Add(w.opt.Settle/4)))
 }
 
-// A file of BigFileSize or more waits at least BigFileSettle×Settle of
+// A file of bigFileSize or more waits at least bigFileSettle×Settle of
 // quiet: a push of it costs more than rsync's fixed cost, and a writer that
 // pauses between appends (a download, a dump, a copy throttled by the disk)
 // would otherwise have it pushed part-written, then again, as a delta
@@ -145,11 +145,11 @@ func (w *Watcher) recordLocked(rel string, now time.Time, ev recordKind, push bo
 // than the ~10 ms an rsync call costs. A file that is still empty after it
 // was created or truncated is most likely about to be written (a download
 // opens its file before the first bytes arrive), so it waits
-// EmptyFileSettle×Settle.
-var (
-	BigFileSize     int64         = 1 << 20
-	BigFileSettle   time.Duration = 10
-	EmptyFileSettle time.Duration = 5
+// emptyFileSettle×Settle.
+const (
+	defaultBigFileSize     int64         = 1 << 20
+	defaultBigFileSettle   time.Duration = 10
+	defaultEmptyFileSettle time.Duration = 5
 )
 
 // sizeQuiet is the least quiet time a file of this size waits. A file
@@ -164,17 +164,17 @@ func (w *Watcher) sizeQuiet(fi os.FileInfo, written bool) time.Duration {
 	case fi.Size() > 0 && !written:
 		return w.opt.Settle
 	case fi.Size() == 0:
-		return EmptyFileSettle * w.opt.Settle
-	case fi.Size() >= BigFileSize:
-		return BigFileSettle * w.opt.Settle
+		return w.opt.tune.emptyFileSettle * w.opt.Settle
+	case fi.Size() >= w.opt.tune.bigFileSize:
+		return w.opt.tune.bigFileSettle * w.opt.Settle
 	}
 	return 0
 }
 
-// HeavyWriterSettle caps the quiet time, in multiples of Settle, that a path
+// heavyWriterSettle caps the quiet time, in multiples of Settle, that a path
 // with many events waits for: a file written in hundreds of appends with
 // short pauses between them is pushed once, when it is done.
-var HeavyWriterSettle time.Duration = 50
+const defaultHeavyWriterSettle time.Duration = 50
 
 // handedOn remembers a path handed on: when, and after how many events.
 type handedOn struct {
@@ -182,11 +182,11 @@ type handedOn struct {
 	events int
 }
 
-// RecentFor is how long a handed-on path's event count is remembered.
-var RecentFor = time.Second
+// recentFor is how long a handed-on path's event count is remembered.
+const defaultRecentFor = time.Second
 
-// QuietDivisor sets the quiet time per event: Settle/QuietDivisor.
-var QuietDivisor time.Duration = 8
+// quietDivisor sets the quiet time per event: Settle/quietDivisor.
+const defaultQuietDivisor time.Duration = 8
 
 // sizeFiles looks at the size of created or written paths about to be
 // handed on, once per write, so that a file still being written waits

@@ -10,7 +10,7 @@ import (
 // A file saved whole again and again (open, write, close) is complete at
 // each close: it is handed on within Settle/4 of quiet after every save,
 // the tenth as soon as the first, and once per save. Before close-write
-// counted, each save within RecentFor of the last one's hand-on counted
+// counted, each save within recentFor of the last one's hand-on counted
 // its events twice over: measured then 26 ms, 75 ms, 163 ms, 350 ms,
 // 726 ms ... and 5 s (50 × Settle) from the 8th save on.
 func TestSavedAgainIsNotHeld(t *testing.T) {
@@ -28,7 +28,7 @@ func TestSavedAgainIsNotHeld(t *testing.T) {
 		waitFor(t, 5*time.Second, "the save handed on", func() bool { return s.count("doc.txt") == i+1 })
 		at, _ := s.when("doc.txt")
 		lat = append(lat, at.Sub(closed))
-		time.Sleep(settle / 2) // the next save comes well within RecentFor
+		time.Sleep(settle / 2) // the next save comes well within recentFor
 	}
 	t.Logf("handed on after each close: %v", lat)
 	for i, d := range lat {
@@ -207,8 +207,6 @@ func (c *countingSink) count(p string) int {
 // written a moment later, is handed on once, when the writer is done, not
 // part-written first.
 func TestFileSizeHoldsAFileStillBeingWritten(t *testing.T) {
-	defer func(size int64) { BigFileSize = size }(BigFileSize)
-	BigFileSize = 8 << 10
 	cases := []struct {
 		name   string
 		pieces int
@@ -223,7 +221,7 @@ func TestFileSizeHoldsAFileStillBeingWritten(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
 			s := &countingSink{sink: newSink()}
-			runWatcher(t, root, s, 20*time.Millisecond)
+			runWatcherTuned(t, root, s, 20*time.Millisecond, tuning{bigFileSize: 8 << 10})
 			f, err := os.Create(filepath.Join(root, "file"))
 			if err != nil {
 				t.Fatal(err)
@@ -253,7 +251,7 @@ func TestFileSizeHoldsAFileStillBeingWritten(t *testing.T) {
 // What a file's size and events say about how long it waits.
 func TestSizeQuiet(t *testing.T) {
 	root := t.TempDir()
-	w := &Watcher{opt: Options{Root: root, Settle: 20 * time.Millisecond}}
+	w := &Watcher{opt: Options{Root: root, Settle: 20 * time.Millisecond, tune: tuning{}.withDefaults()}}
 	mk := func(name string, size int) os.FileInfo {
 		p := filepath.Join(root, name)
 		if err := os.WriteFile(p, make([]byte, size), 0o644); err != nil {
@@ -276,10 +274,10 @@ func TestSizeQuiet(t *testing.T) {
 		want    time.Duration
 	}{
 		{"small file, written", mk("small", 100), true, 0},
-		{"empty file: about to be written", mk("empty", 0), false, EmptyFileSettle * 20 * time.Millisecond},
-		{"truncated to empty", mk("trunc", 0), true, EmptyFileSettle * 20 * time.Millisecond},
+		{"empty file: about to be written", mk("empty", 0), false, defaultEmptyFileSettle * 20 * time.Millisecond},
+		{"truncated to empty", mk("trunc", 0), true, defaultEmptyFileSettle * 20 * time.Millisecond},
 		{"content but no write event yet: its first write is running", mk("first", 4096), false, 20 * time.Millisecond},
-		{"big file", mk("big", int(BigFileSize)), true, BigFileSettle * 20 * time.Millisecond},
+		{"big file", mk("big", int(defaultBigFileSize)), true, defaultBigFileSettle * 20 * time.Millisecond},
 		{"directory", dir, false, 0},
 	}
 	for _, tc := range cases {

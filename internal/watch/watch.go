@@ -9,6 +9,7 @@
 package watch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -34,10 +35,10 @@ type Sink interface {
 	MarkMissed(why string) error
 }
 
-// EventBuffer is the size of the channel between the inotify reader and
+// eventBuffer is the size of the channel between the inotify reader and
 // the goroutine that records events; a large one rides out
 // bursts while the drain goroutine is descheduled.
-var EventBuffer uint = 1 << 14
+const defaultEventBuffer uint = 1 << 14
 
 // Options configures a Watcher.
 type Options struct {
@@ -64,6 +65,45 @@ type Options struct {
 	// Heartbeat, when set, is told when the event and commit loops work
 	// and wait, so systemd's watchdog can see one stuck.
 	Heartbeat *heartbeat.Registry
+
+	tune tuning
+}
+
+// tuning holds the watcher's knobs, each declared once (as default...
+// beside the code it tunes). Like syncthing's watchaggregator's caps they
+// are not meant to be changed, but must be changeable for tests: a test
+// sets them in the Options it passes, so tests need not share a global.
+// A zero field takes its default.
+type tuning struct {
+	eventBuffer         uint
+	bigFileSize         int64
+	bigFileSettle       time.Duration // × Settle
+	emptyFileSettle     time.Duration // × Settle
+	heavyWriterSettle   time.Duration // × Settle
+	quietDivisor        time.Duration // Settle / it per event
+	busyCommitGap       time.Duration // × Settle
+	recentFor           time.Duration
+	commitFallbackAfter time.Duration
+	overflowLogEvery    time.Duration
+	stopDrainQuiet      time.Duration
+	stopDrainMax        time.Duration
+}
+
+// withDefaults fills the zero fields of t.
+func (t tuning) withDefaults() tuning {
+	t.eventBuffer = cmp.Or(t.eventBuffer, defaultEventBuffer)
+	t.bigFileSize = cmp.Or(t.bigFileSize, defaultBigFileSize)
+	t.bigFileSettle = cmp.Or(t.bigFileSettle, defaultBigFileSettle)
+	t.emptyFileSettle = cmp.Or(t.emptyFileSettle, defaultEmptyFileSettle)
+	t.heavyWriterSettle = cmp.Or(t.heavyWriterSettle, defaultHeavyWriterSettle)
+	t.quietDivisor = cmp.Or(t.quietDivisor, defaultQuietDivisor)
+	t.busyCommitGap = cmp.Or(t.busyCommitGap, defaultBusyCommitGap)
+	t.recentFor = cmp.Or(t.recentFor, defaultRecentFor)
+	t.commitFallbackAfter = cmp.Or(t.commitFallbackAfter, defaultCommitFallbackAfter)
+	t.overflowLogEvery = cmp.Or(t.overflowLogEvery, defaultOverflowLogEvery)
+	t.stopDrainQuiet = cmp.Or(t.stopDrainQuiet, defaultStopDrainQuiet)
+	t.stopDrainMax = cmp.Or(t.stopDrainMax, defaultStopDrainMax)
+	return t
 }
 
 // Why changes may have been missed, as the watcher tells its sink.
@@ -83,7 +123,7 @@ type Watcher struct {
 	epoch        time.Time // what change and handedOn times count from
 	mu           sync.Mutex
 	pending      map[string]*change
-	recent       map[string]handedOn // paths handed on within RecentFor
+	recent       map[string]handedOn // paths handed on within recentFor
 	flushAt      time.Time           // when the flush goroutine looks again by itself (zero: only when woken)
 	recentPruned time.Time
 
@@ -121,10 +161,11 @@ func New(opt Options) (*Watcher, error) {
 		opt.MaxHold = config.DefaultMaxHold
 	}
 	opt.MaxHold = max(opt.MaxHold, opt.Settle)
+	opt.tune = opt.tune.withDefaults()
 	if opt.DegradedFullSyncEvery <= 0 {
 		opt.DegradedFullSyncEvery = DefaultDegradedFullSyncEvery
 	}
-	in, err := newInotify(EventBuffer, watchMask(opt.Events.Attrib || opt.Parked != nil))
+	in, err := newInotify(opt.tune.eventBuffer, watchMask(opt.Events.Attrib || opt.Parked != nil))
 	if err != nil {
 		return nil, fmt.Errorf("start inotify: %w", err)
 	}
@@ -132,7 +173,7 @@ func New(opt Options) (*Watcher, error) {
 		opt:     opt,
 		in:      in,
 		epoch:   time.Now(),
-		commits: pace.Stream{Window: 2 * BusyCommitGap * opt.Settle, MinBatch: busyPaths},
+		commits: pace.Stream{Window: 2 * opt.tune.busyCommitGap * opt.Settle, MinBatch: busyPaths},
 		pending: map[string]*change{},
 		recent:  map[string]handedOn{},
 		wake:    make(chan struct{}, 1),

@@ -174,8 +174,14 @@ func (s *timedSink) when(p string) (time.Time, bool) {
 // runWatcher runs a watcher of root into s until the test ends.
 func runWatcher(t *testing.T, root string, s Sink, settle time.Duration) {
 	t.Helper()
+	runWatcherTuned(t, root, s, settle, tuning{})
+}
+
+// runWatcherTuned is runWatcher with knobs other than the defaults.
+func runWatcherTuned(t *testing.T, root string, s Sink, settle time.Duration, tune tuning) {
+	t.Helper()
 	log, _ := newLogger()
-	w, err := New(Options{Root: root, Events: allEvents, Sink: s, Log: log, Settle: settle, MaxHold: time.Minute})
+	w, err := New(Options{Root: root, Events: allEvents, Sink: s, Log: log, Settle: settle, MaxHold: time.Minute, tune: tune})
 	if err != nil {
 		t.Fatal(err)
 	}
