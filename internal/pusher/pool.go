@@ -5,6 +5,7 @@
 package pusher
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -53,32 +54,58 @@ func (os Observers) Pushed(target string, paths []string, took time.Duration, er
 	}
 }
 
-// BackoffMin is the wait after a target's first failure; it doubles with
-// every further one up to Options.BackoffMax.
-var BackoffMin = time.Second
+// DefaultBackoffMin is Options.BackoffMin's default.
+const DefaultBackoffMin = time.Second
 
-// BusyBatch and BusyPushInterval: in a stream of pushes (pace.Stream: of
-// at least BusyBatch paths each, within 2×BusyPushInterval of each other),
-// the target's next push starts no sooner than BusyPushInterval after the
+// busyBatch and busyPushInterval: in a stream of pushes (pace.Stream: of
+// at least busyBatch paths each, within 2×busyPushInterval of each other),
+// the target's next push starts no sooner than busyPushInterval after the
 // last one.
-var (
-	BusyBatch        = 4
-	BusyPushInterval = 250 * time.Millisecond
+const (
+	defaultBusyBatch        = 4
+	defaultBusyPushInterval = 250 * time.Millisecond
 )
 
-// MinParallelBacklog is the backlog (paths not yet in flight) from which a
+// minParallelBacklog is the backlog (paths not yet in flight) from which a
 // target runs a second push beside the first.
-var MinParallelBacklog = 1000
+const defaultMinParallelBacklog = 1000
 
-// SplitBudget bounds the extra pushes spent isolating the paths that
+// splitBudget bounds the extra pushes spent isolating the paths that
 // make a batch end in a partial transfer.
-var SplitBudget = 16
+const defaultSplitBudget = 16
+
+// tuning holds the pool's knobs, each default declared once beside its
+// reason. Like syncthing's watchaggregator's caps they are not meant to
+// be changed, but must be changeable for tests, through the Options a
+// test passes rather than a global. A zero field takes its default.
+type tuning struct {
+	busyBatch          int
+	busyPushInterval   time.Duration
+	minParallelBacklog int
+	splitBudget        int
+	probeTimeout       time.Duration
+}
+
+// withDefaults fills the zero fields of t.
+func (t tuning) withDefaults() tuning {
+	t.busyBatch = cmp.Or(t.busyBatch, defaultBusyBatch)
+	t.busyPushInterval = cmp.Or(t.busyPushInterval, defaultBusyPushInterval)
+	t.minParallelBacklog = cmp.Or(t.minParallelBacklog, defaultMinParallelBacklog)
+	t.splitBudget = cmp.Or(t.splitBudget, defaultSplitBudget)
+	t.probeTimeout = cmp.Or(t.probeTimeout, defaultProbeTimeout)
+	return t
+}
 
 // Options configures a Pool.
 type Options struct {
 	Workers    int           // pushes running at once over all targets
 	BatchMax   int           // paths per push
 	BackoffMax time.Duration // cap of a failing target's wait, and of a failing path's park
+	// BackoffMin is the wait after a target's first failure; it doubles
+	// with every further one up to BackoffMax. Default DefaultBackoffMin;
+	// exported, unlike the other knobs, because the rsync package's
+	// integration test shortens an hour's clock with it.
+	BackoffMin time.Duration
 	// ProbeEvery: while a target that did not answer backs off, a Prober
 	// target is probed this often, and pushed as soon as it answers again.
 	// Default DefaultProbeEvery; negative: never.
@@ -88,6 +115,8 @@ type Options struct {
 	// Heartbeat, when set, is told when each target's loop works and
 	// waits, so systemd's watchdog can see one stuck.
 	Heartbeat *heartbeat.Registry
+
+	tune tuning
 }
 
 // DefaultProbeEvery is Options.ProbeEvery's default: a target that comes
@@ -137,9 +166,13 @@ func New(q Queue, targets []Target, opt Options) *Pool {
 	if opt.BatchMax < 1 {
 		opt.BatchMax = config.DefaultBatchMax
 	}
-	if opt.BackoffMax < BackoffMin {
-		opt.BackoffMax = BackoffMin
+	if opt.BackoffMin <= 0 {
+		opt.BackoffMin = DefaultBackoffMin
 	}
+	if opt.BackoffMax < opt.BackoffMin {
+		opt.BackoffMax = opt.BackoffMin
+	}
+	opt.tune = opt.tune.withDefaults()
 	if opt.ProbeEvery == 0 {
 		opt.ProbeEvery = DefaultProbeEvery
 	}
@@ -255,7 +288,7 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 	notify := p.q.Notify(name)
 	done := make(chan int, tr.limit+1) // a finished push's path count
 	inflight, inflightPaths := 0, 0
-	pushes := pace.Stream{Window: 2 * BusyPushInterval, MinBatch: BusyBatch}
+	pushes := pace.Stream{Window: 2 * p.opt.tune.busyPushInterval, MinBatch: p.opt.tune.busyBatch}
 	spaced := false // the next push has waited its turn already
 	finished := func(n int) { inflight--; inflightPaths -= n }
 	// Paths an earlier process parked are retried when their park ends.
@@ -283,14 +316,14 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 			}
 			continue
 		}
-		// Under a steady stream, pushes spaced BusyPushInterval apart carry
+		// Under a steady stream, pushes spaced busyPushInterval apart carry
 		// more paths each: fewer pushes, a lag still far under a second.
 		// A lone change (a batch of one or two) is never held back, nor is
 		// the end of a short burst: files written aside and renamed into
 		// place come as two batches, the temporary names first, and the
 		// second must not wait for a stream that is not there.
 		if inflight == 0 && !spaced && pushes.On() {
-			if wait := BusyPushInterval - time.Since(pushes.Last()); wait > 0 {
+			if wait := p.opt.tune.busyPushInterval - time.Since(pushes.Last()); wait > 0 {
 				beat.Idle()
 				if !tr.pause(stop, wait, done, finished) {
 					return
@@ -305,7 +338,7 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 		// running push ends, which keeps the count of pushes low.
 		// A failing target gets one at a time: a retry that finds it still
 		// down is one push, not one per worker of its share.
-		if inflight == 0 || (inflight < tr.limit && !tr.failing() && p.q.Pending(name)-inflightPaths >= MinParallelBacklog) {
+		if inflight == 0 || (inflight < tr.limit && !tr.failing() && p.q.Pending(name)-inflightPaths >= p.opt.tune.minParallelBacklog) {
 			beat.Idle() // waiting for a worker
 			select {
 			case p.sem <- struct{}{}:
@@ -344,7 +377,7 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 				go func() {
 					defer wg.Done()
 					defer func() { <-p.sem; done <- len(items) }()
-					budget := SplitBudget
+					budget := p.opt.tune.splitBudget
 					tr.pushBatch(hard, items, &budget)
 				}()
 			case <-stop.Done():
@@ -648,7 +681,7 @@ func (tr *targetRunner) replay(ctx context.Context) ReplayResult {
 				failed = 1
 			}
 		} else {
-			budget := SplitBudget
+			budget := tr.pool.opt.tune.splitBudget
 			failed, err = tr.pushBatch(ctx, items, &budget)
 		}
 		res.StillFailing += failed
@@ -768,7 +801,7 @@ func (tr *targetRunner) failed(log logrus.FieldLogger, err error, failSeq uint64
 // backoff is the wait after the n-th failure in a row: BackoffMin doubled
 // with every further one, capped by BackoffMax.
 func (p *Pool) backoff(n int) time.Duration {
-	wait := BackoffMin << min(max(n, 1)-1, 20)
+	wait := p.opt.BackoffMin << min(max(n, 1)-1, 20)
 	if wait > p.opt.BackoffMax || wait <= 0 {
 		wait = p.opt.BackoffMax
 	}
@@ -789,8 +822,8 @@ func (tr *targetRunner) probeLeft() time.Duration {
 	return time.Until(tr.probeAt)
 }
 
-// ProbeTimeout bounds one probe.
-var ProbeTimeout = time.Second
+// probeTimeout bounds one probe.
+const defaultProbeTimeout = time.Second
 
 // probe looks whether a target in backoff is reachable. A target that
 // answers a probe after one found it unreachable has come back: its
@@ -799,7 +832,7 @@ var ProbeTimeout = time.Second
 // backoff runs its course, and it is not probed again until its next
 // failure, so a target that is up sees no stream of connections.
 func (tr *targetRunner) probe(stop context.Context) {
-	ctx, cancel := context.WithTimeout(stop, ProbeTimeout)
+	ctx, cancel := context.WithTimeout(stop, tr.pool.opt.tune.probeTimeout)
 	defer cancel()
 	err := tr.target.(Prober).Probe(ctx)
 	tr.mu.Lock()

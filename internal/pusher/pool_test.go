@@ -97,13 +97,6 @@ func wait(ctx context.Context, ch <-chan struct{}) error {
 	}
 }
 
-func setBackoffMin(t *testing.T, d time.Duration) {
-	t.Helper()
-	old := BackoffMin
-	BackoffMin = d
-	t.Cleanup(func() { BackoffMin = old })
-}
-
 func openQueue(t *testing.T, targets ...*fakeTarget) *queue.Queue {
 	t.Helper()
 	names := make([]string, len(targets))
@@ -134,8 +127,7 @@ type running struct {
 	done       chan struct{}
 }
 
-// start runs the pool until the test ends; call it after setBackoffMin so
-// the pool is stopped before the backoff is restored.
+// start runs the pool until the test ends.
 func start(t *testing.T, p *Pool) *running {
 	t.Helper()
 	stopCtx, stop := context.WithCancel(context.Background())
@@ -240,16 +232,14 @@ func TestPoolPushesEachPathOnce(t *testing.T) {
 }
 
 func TestPoolSlowTargetDoesNotHoldOthers(t *testing.T) {
-	old := MinParallelBacklog
-	MinParallelBacklog = 1 // every backlog is worth a second rsync here
-	t.Cleanup(func() { MinParallelBacklog = old })
 	release := make(chan struct{})
 	slow := &fakeTarget{name: "slow", push: func(ctx context.Context, _ []string) error { return wait(ctx, release) }}
 	fast := &fakeTarget{name: "fast"}
 	q := openQueue(t, slow, fast)
 	// BatchMax 1: every path is a batch, so the slow target has work for
 	// every worker it could get.
-	p := newPool(q, []*fakeTarget{slow, fast}, Options{Workers: 4, BatchMax: 1})
+	p := newPool(q, []*fakeTarget{slow, fast}, Options{Workers: 4, BatchMax: 1,
+		tune: tuning{minParallelBacklog: 1}}) // every backlog is worth a second rsync here
 	start(t, p)
 	if err := q.Add(numbered("p", 20)); err != nil {
 		t.Fatal(err)
@@ -278,7 +268,6 @@ func TestPoolSlowTargetDoesNotHoldOthers(t *testing.T) {
 }
 
 func TestPoolFailingTargetBacksOff(t *testing.T) {
-	setBackoffMin(t, 10*time.Millisecond)
 	const backoffMax = 50 * time.Millisecond
 	var failing atomic.Bool
 	failing.Store(true)
@@ -291,7 +280,7 @@ func TestPoolFailingTargetBacksOff(t *testing.T) {
 	}}
 	good := &fakeTarget{name: "good"}
 	q := openQueue(t, bad, good)
-	p := newPool(q, []*fakeTarget{bad, good}, Options{Workers: 2, BatchMax: 100, BackoffMax: backoffMax})
+	p := newPool(q, []*fakeTarget{bad, good}, Options{BackoffMin: 10 * time.Millisecond, Workers: 2, BatchMax: 100, BackoffMax: backoffMax})
 	start(t, p)
 	if err := q.Add([]string{"x", "y/z"}); err != nil {
 		t.Fatal(err)
@@ -320,7 +309,7 @@ func TestPoolFailingTargetBacksOff(t *testing.T) {
 	starts := append([]time.Time(nil), bad.starts...)
 	bad.mu.Unlock()
 	for i := 1; i < len(starts); i++ {
-		want := min(BackoffMin<<(i-1), backoffMax)
+		want := min(p.opt.BackoffMin<<(i-1), backoffMax)
 		if gap := starts[i].Sub(starts[i-1]); gap < want {
 			t.Errorf("retry %d came %v after the previous push, want at least %v", i, gap, want)
 		}
@@ -343,7 +332,6 @@ func TestPoolFailingTargetBacksOff(t *testing.T) {
 }
 
 func TestPoolRetryNowEndsBackoff(t *testing.T) {
-	setBackoffMin(t, time.Hour)
 	var fails atomic.Int32
 	fails.Store(1)
 	tg := &fakeTarget{name: "t", push: func(context.Context, []string) error {
@@ -353,7 +341,7 @@ func TestPoolRetryNowEndsBackoff(t *testing.T) {
 		return nil
 	}}
 	q := openQueue(t, tg)
-	p := newPool(q, []*fakeTarget{tg}, Options{Workers: 1, BackoffMax: time.Hour})
+	p := newPool(q, []*fakeTarget{tg}, Options{BackoffMin: time.Hour, Workers: 1, BackoffMax: time.Hour})
 	start(t, p)
 	if err := q.Add([]string{"f"}); err != nil {
 		t.Fatal(err)
@@ -392,7 +380,6 @@ func TestPoolBisectsPartialTransfer(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			setBackoffMin(t, 5*time.Millisecond)
 			bad := map[string]bool{}
 			for _, b := range tc.bad {
 				bad[b] = true
@@ -410,7 +397,7 @@ func TestPoolBisectsPartialTransfer(t *testing.T) {
 			if err := q.Add(tc.paths); err != nil {
 				t.Fatal(err)
 			}
-			p := newPool(q, []*fakeTarget{tg}, Options{Workers: 1, BatchMax: 5000, BackoffMax: 20 * time.Millisecond})
+			p := newPool(q, []*fakeTarget{tg}, Options{BackoffMin: 5 * time.Millisecond, Workers: 1, BatchMax: 5000, BackoffMax: 20 * time.Millisecond})
 			start(t, p)
 
 			want := append([]string(nil), tc.bad...)
@@ -447,7 +434,6 @@ func TestPoolBisectsPartialTransfer(t *testing.T) {
 // "is retried in" that time: it must be pushed again then, without waiting
 // for another change to wake the target.
 func TestPoolRetriesParkedPath(t *testing.T) {
-	setBackoffMin(t, 5*time.Millisecond)
 	var broken atomic.Bool
 	broken.Store(true)
 	tg := &fakeTarget{name: "t", push: func(_ context.Context, paths []string) error {
@@ -457,7 +443,7 @@ func TestPoolRetriesParkedPath(t *testing.T) {
 		return nil
 	}}
 	q := openQueue(t, tg)
-	p := newPool(q, []*fakeTarget{tg}, Options{Workers: 1, BackoffMax: 20 * time.Millisecond})
+	p := newPool(q, []*fakeTarget{tg}, Options{BackoffMin: 5 * time.Millisecond, Workers: 1, BackoffMax: 20 * time.Millisecond})
 	start(t, p)
 	if err := q.Add([]string{"bad"}); err != nil {
 		t.Fatal(err)
@@ -667,7 +653,6 @@ func TestPoolReplayBesideALivePushOfTheFailures(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			setBackoffMin(t, 300*time.Millisecond)
 			var calls atomic.Int32
 			release := make(chan struct{})
 			tg := &fakeTarget{name: "t", push: func(ctx context.Context, _ []string) error {
@@ -681,7 +666,7 @@ func TestPoolReplayBesideALivePushOfTheFailures(t *testing.T) {
 				return failure(ConnectionLost, 10, "")
 			}}
 			q := openQueue(t, tg)
-			p := newPool(q, []*fakeTarget{tg}, Options{Workers: 1, BackoffMax: time.Hour})
+			p := newPool(q, []*fakeTarget{tg}, Options{BackoffMin: 300 * time.Millisecond, Workers: 1, BackoffMax: time.Hour})
 			start(t, p)
 			if err := q.Add([]string{"a", "b"}); err != nil {
 				t.Fatal(err)

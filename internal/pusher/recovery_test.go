@@ -16,13 +16,6 @@ import (
 	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
-func setMinParallelBacklog(t *testing.T, n int) {
-	t.Helper()
-	old := MinParallelBacklog
-	MinParallelBacklog = n
-	t.Cleanup(func() { MinParallelBacklog = old })
-}
-
 // Batches that were in flight together when the target went down are one
 // failure in a row: four of them took the backoff from 1 s to 8 s at once.
 func TestPoolParallelFailuresCountOnce(t *testing.T) {
@@ -35,8 +28,6 @@ func TestPoolParallelFailuresCountOnce(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			setBackoffMin(t, time.Hour)
-			setMinParallelBacklog(t, 1)
 			var mu sync.Mutex
 			in := 0
 			all := make(chan struct{})
@@ -56,7 +47,7 @@ func TestPoolParallelFailuresCountOnce(t *testing.T) {
 			if err := q.Add(numbered("f", 10*tc.parallel)); err != nil {
 				t.Fatal(err)
 			}
-			p := newPool(q, []*fakeTarget{tg}, Options{Workers: tc.parallel, BatchMax: 10, BackoffMax: time.Hour})
+			p := newPool(q, []*fakeTarget{tg}, Options{tune: tuning{minParallelBacklog: 1}, BackoffMin: time.Hour, Workers: tc.parallel, BatchMax: 10, BackoffMax: time.Hour})
 			start(t, p)
 			testutil.Eventually(t, 10*time.Second, "every batch failed", func() bool {
 				failed, held, err := q.Failing("t")
@@ -69,8 +60,8 @@ func TestPoolParallelFailuresCountOnce(t *testing.T) {
 			if st.ConsecutiveFailures != 1 {
 				t.Errorf("%d failures in a row after %d batches failed together, want 1", st.ConsecutiveFailures, tc.parallel)
 			}
-			if left := time.Until(st.RetryAt); left > BackoffMin {
-				t.Errorf("backoff %v, want the first one (%v)", left, BackoffMin)
+			if left := time.Until(st.RetryAt); left > p.opt.BackoffMin {
+				t.Errorf("backoff %v, want the first one (%v)", left, p.opt.BackoffMin)
 			}
 		})
 	}
@@ -78,10 +69,9 @@ func TestPoolParallelFailuresCountOnce(t *testing.T) {
 
 // A failure after the backoff is a further one in a row.
 func TestPoolSuccessiveFailuresStillCount(t *testing.T) {
-	setBackoffMin(t, 5*time.Millisecond)
 	tg := &fakeTarget{name: "t", push: func(context.Context, []string) error { return failure(ConnectionLost, 10, "") }}
 	q := openQueue(t, tg)
-	p := newPool(q, []*fakeTarget{tg}, Options{Workers: 1, BackoffMax: time.Second})
+	p := newPool(q, []*fakeTarget{tg}, Options{BackoffMin: 5 * time.Millisecond, Workers: 1, BackoffMax: time.Second})
 	start(t, p)
 	if err := q.Add([]string{"a"}); err != nil {
 		t.Fatal(err)
@@ -105,7 +95,6 @@ func (p *probingTarget) Probe(context.Context) error {
 }
 
 func TestPoolProbeEndsBackoffOfATargetThatCameBack(t *testing.T) {
-	setBackoffMin(t, time.Hour)
 	var pt *probingTarget
 	pt = &probingTarget{fakeTarget: &fakeTarget{name: "t", push: func(context.Context, []string) error {
 		if !pt.up.Load() {
@@ -114,7 +103,7 @@ func TestPoolProbeEndsBackoffOfATargetThatCameBack(t *testing.T) {
 		return nil
 	}}}
 	q := openQueue(t, pt.fakeTarget)
-	p := New(q, []Target{pt}, Options{Workers: 1, BackoffMax: time.Hour, ProbeEvery: 20 * time.Millisecond, Log: discard()})
+	p := New(q, []Target{pt}, Options{BackoffMin: time.Hour, Workers: 1, BackoffMax: time.Hour, ProbeEvery: 20 * time.Millisecond, Log: discard()})
 	start(t, p)
 	if err := q.Add([]string{"a"}); err != nil {
 		t.Fatal(err)
@@ -136,13 +125,12 @@ func TestPoolProbeEndsBackoffOfATargetThatCameBack(t *testing.T) {
 // A target that answers but fails (bad password, full disk) is not probed
 // over and over, nor pushed before its backoff ends.
 func TestPoolProbeLeavesAReachableFailingTargetAlone(t *testing.T) {
-	setBackoffMin(t, time.Hour)
 	pt := &probingTarget{fakeTarget: &fakeTarget{name: "t", push: func(context.Context, []string) error {
 		return failure(Failed, 5, "@ERROR: auth failed on module backup")
 	}}}
 	pt.up.Store(true)
 	q := openQueue(t, pt.fakeTarget)
-	p := New(q, []Target{pt}, Options{Workers: 1, BackoffMax: time.Hour, ProbeEvery: 10 * time.Millisecond, Log: discard()})
+	p := New(q, []Target{pt}, Options{BackoffMin: time.Hour, Workers: 1, BackoffMax: time.Hour, ProbeEvery: 10 * time.Millisecond, Log: discard()})
 	start(t, p)
 	if err := q.Add([]string{"a"}); err != nil {
 		t.Fatal(err)
@@ -157,7 +145,6 @@ func TestPoolProbeLeavesAReachableFailingTargetAlone(t *testing.T) {
 // A full push that failed is retried on the backoff: nothing else woke the
 // target's loop, so "retrying in 1s" was never done.
 func TestPoolRetriesFailedFullPush(t *testing.T) {
-	setBackoffMin(t, 10*time.Millisecond)
 	var fails atomic.Int32
 	fails.Store(2)
 	tg := &fakeTarget{name: "t", full: func(context.Context) error {
@@ -167,7 +154,7 @@ func TestPoolRetriesFailedFullPush(t *testing.T) {
 		return nil
 	}}
 	q := openQueue(t, tg)
-	p := newPool(q, []*fakeTarget{tg}, Options{Workers: 1, BackoffMax: time.Second})
+	p := newPool(q, []*fakeTarget{tg}, Options{BackoffMin: 10 * time.Millisecond, Workers: 1, BackoffMax: time.Second})
 	start(t, p)
 	if err := q.AddFullSync(); err != nil {
 		t.Fatal(err)
@@ -188,7 +175,6 @@ func discard() logrus.FieldLogger {
 // failures in a row (BackoffMin, doubling, up to BackoffMax), not for
 // BackoffMax each time; and a change of it ends its park at once.
 func TestPoolParkFollowsTheBackoff(t *testing.T) {
-	setBackoffMin(t, 40*time.Millisecond)
 	var fixed atomic.Bool
 	tg := &fakeTarget{name: "t", push: func(_ context.Context, paths []string) error {
 		if !fixed.Load() && len(paths) == 1 && paths[0] == "bad" {
@@ -197,7 +183,7 @@ func TestPoolParkFollowsTheBackoff(t *testing.T) {
 		return nil
 	}}
 	q := openQueue(t, tg)
-	p := newPool(q, []*fakeTarget{tg}, Options{Workers: 1, BackoffMax: time.Hour})
+	p := newPool(q, []*fakeTarget{tg}, Options{BackoffMin: 40 * time.Millisecond, Workers: 1, BackoffMax: time.Hour})
 	start(t, p)
 	if err := q.Add([]string{"bad"}); err != nil {
 		t.Fatal(err)
@@ -209,7 +195,7 @@ func TestPoolParkFollowsTheBackoff(t *testing.T) {
 	starts := append([]time.Time(nil), tg.starts...)
 	tg.mu.Unlock()
 	for i := 1; i < len(starts); i++ {
-		if gap, want := starts[i].Sub(starts[i-1]), BackoffMin<<(i-1); gap < want {
+		if gap, want := starts[i].Sub(starts[i-1]), p.opt.BackoffMin<<(i-1); gap < want {
 			t.Errorf("retry %d came %v after the previous push, want at least %v", i, gap, want)
 		}
 	}
@@ -231,8 +217,6 @@ func TestPoolParkFollowsTheBackoff(t *testing.T) {
 // backlog: a target still down sees one connection per retry, not one per
 // worker.
 func TestPoolFailingTargetRetriesOneAtATime(t *testing.T) {
-	setBackoffMin(t, 10*time.Millisecond)
-	setMinParallelBacklog(t, 1)
 	var in, most atomic.Int32
 	var failedOnce atomic.Bool
 	tg := &fakeTarget{name: "t", push: func(context.Context, []string) error {
@@ -248,7 +232,7 @@ func TestPoolFailingTargetRetriesOneAtATime(t *testing.T) {
 	if err := q.Add(numbered("f", 40)); err != nil {
 		t.Fatal(err)
 	}
-	p := newPool(q, []*fakeTarget{tg}, Options{Workers: 4, BatchMax: 10, BackoffMax: 20 * time.Millisecond})
+	p := newPool(q, []*fakeTarget{tg}, Options{tune: tuning{minParallelBacklog: 1}, BackoffMin: 10 * time.Millisecond, Workers: 4, BatchMax: 10, BackoffMax: 20 * time.Millisecond})
 	start(t, p)
 	testutil.Eventually(t, 5*time.Second, "the first failure", func() bool { return p.Status()[0].ConsecutiveFailures >= 1 })
 	failedOnce.Store(true)
@@ -275,7 +259,6 @@ func TestPoolFullPushAfterCutOffOnly(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			setBackoffMin(t, 5*time.Millisecond)
 			var fails atomic.Int32
 			fails.Store(1)
 			tg := &fakeTarget{name: "t", push: func(context.Context, []string) error {
@@ -285,7 +268,7 @@ func TestPoolFullPushAfterCutOffOnly(t *testing.T) {
 				return nil
 			}}
 			q := openQueue(t, tg)
-			p := newPool(q, []*fakeTarget{tg}, Options{Workers: 1, BackoffMax: 10 * time.Millisecond})
+			p := newPool(q, []*fakeTarget{tg}, Options{BackoffMin: 5 * time.Millisecond, Workers: 1, BackoffMax: 10 * time.Millisecond})
 			start(t, p)
 			if err := q.Add([]string{"a"}); err != nil {
 				t.Fatal(err)

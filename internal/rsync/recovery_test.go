@@ -49,9 +49,6 @@ func TestTargetDownForAnHour(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	old := pusher.BackoffMin
-	pusher.BackoffMin = time.Hour
-	t.Cleanup(func() { pusher.BackoffMin = old })
 	d := testutil.StartDaemon(t, testutil.DaemonOptions{})
 	src := t.TempDir()
 	tgt := New(Options{Source: src, Dest: "127.0.0.1::" + d.Module, Port: d.Port, Params: []string{"-artuz"}, Standby: 10 * time.Second})
@@ -63,7 +60,7 @@ func TestTargetDownForAnHour(t *testing.T) {
 	t.Cleanup(func() { q.Close() })
 	var pushes atomic.Int32
 	obs := observerFunc(func(string, []string, time.Duration, error) { pushes.Add(1) })
-	p := pusher.New(q, []pusher.Target{tgt}, pusher.Options{Workers: 2, BackoffMax: time.Hour, Log: discard(), Observer: obs})
+	p := pusher.New(q, []pusher.Target{tgt}, pusher.Options{Workers: 2, BackoffMin: time.Hour, BackoffMax: time.Hour, Log: discard(), Observer: obs})
 	stop, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); p.Run(stop, context.Background()) }()
