@@ -17,7 +17,7 @@ import (
 
 // ProgressEvery is how often a full push's progress is logged when no
 // terminal shows bars.
-var ProgressEvery = 5 * time.Second
+const ProgressEvery = 5 * time.Second
 
 // progress shows full pushes: bars per target on a terminal (the log is
 // written above them meanwhile), a log line every ProgressEvery otherwise.

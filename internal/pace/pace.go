@@ -10,7 +10,7 @@ import "time"
 // the one before, make a stream. Two are not enough: one burst often
 // straddles two batches (a directory moved in, then a rename after it),
 // and spacing the batch after them only delays the end of the burst.
-var StreamRun = 3
+const StreamRun = 3
 
 // Stream remembers the recent batches of one producer; not safe for
 // concurrent use.

@@ -68,8 +68,8 @@ func New(opt Options) *Target { return &Target{opt: opt} }
 // Options returns what New was given.
 func (t *Target) Options() Options { return t.opt }
 
-// ConnectTimeout bounds the connection to an rsync daemon.
-var ConnectTimeout = 30 * time.Second
+// connectTimeout bounds the connection to an rsync daemon.
+const connectTimeout = 30 * time.Second
 
 // Name is the destination, which is what an operator recognises.
 func (t *Target) Name() string { return t.opt.Dest }
@@ -104,7 +104,7 @@ func (t *Target) optionArgs(params []string) []string {
 		args = append(args, "--rsh="+t.opt.SSHCommand)
 	} else {
 		args = append(args,
-			"--contimeout="+strconv.Itoa(int(ConnectTimeout.Seconds())),
+			"--contimeout="+strconv.Itoa(int(connectTimeout.Seconds())),
 			// Without it every call pays Nagle and delayed-ACK waits.
 			"--sockopts=TCP_NODELAY")
 		if t.opt.Port != 0 {

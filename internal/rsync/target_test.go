@@ -37,7 +37,7 @@ func hasOption(opts []string, prefix string) bool {
 
 func TestArgs(t *testing.T) {
 	defTimeout := "--timeout=" + strconv.Itoa(int(config.DefaultRsyncTimeout.Seconds()))
-	conTimeout := "--contimeout=" + strconv.Itoa(int(ConnectTimeout.Seconds()))
+	conTimeout := "--contimeout=" + strconv.Itoa(int(connectTimeout.Seconds()))
 	listed := []string{"--ignore-times", "--relative", "--from0", "--files-from=-", "--delete-missing-args", "--force", "--links"}
 	full := []string{"--recursive", "--delete", "--force", "--from0", "--exclude-from=-", "--links"}
 
