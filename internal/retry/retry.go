@@ -22,12 +22,12 @@ import (
 	"github.com/sersyncd/sersyncd/internal/safefile"
 )
 
-// FailLogMaxMB is the size at which the failLog is rotated; three old files
-// are kept.
-var FailLogMaxMB = 10
+// failLogMaxBytes is the size at which the failLog is rotated; three old
+// files are kept.
+const failLogMaxBytes = 10 << 20
 
-// FailLogPaths caps the paths written per failed batch.
-var FailLogPaths = 100
+// failLogPaths caps the paths written per failed batch (FailLog.maxPaths).
+const failLogPaths = 100
 
 // FailLog writes one line per failed push.
 type FailLog struct {
@@ -35,6 +35,8 @@ type FailLog struct {
 	out io.WriteCloser
 	now func() time.Time
 	log logrus.FieldLogger
+	// maxPaths is failLogPaths; a field so a test can lower it for itself.
+	maxPaths int
 }
 
 var _ pusher.Observer = (*FailLog)(nil)
@@ -52,10 +54,16 @@ func CheckFailLog(path string) error {
 // size; it never writes through a symbolic link (see safefile). A line it
 // cannot write is reported to log.
 func OpenFailLog(path string, log logrus.FieldLogger) *FailLog {
+	return openFailLog(path, log, failLogMaxBytes)
+}
+
+// openFailLog is OpenFailLog rotating at maxBytes, which a test lowers.
+func openFailLog(path string, log logrus.FieldLogger, maxBytes int64) *FailLog {
 	return &FailLog{
-		out: &safefile.Rotating{Path: path, MaxBytes: int64(FailLogMaxMB) << 20, Backups: 3, Perm: 0o600},
-		now: time.Now,
-		log: log,
+		out:      &safefile.Rotating{Path: path, MaxBytes: maxBytes, Backups: 3, Perm: 0o600},
+		now:      time.Now,
+		log:      log,
+		maxPaths: failLogPaths,
 	}
 }
 
@@ -83,7 +91,7 @@ func (f *FailLog) Pushed(target string, paths []string, _ time.Duration, err err
 	}
 	fmt.Fprintf(&b, " paths=%d reason=%s", len(paths), quote(err.Error()))
 	for i, p := range paths {
-		if i == FailLogPaths {
+		if i == f.maxPaths {
 			fmt.Fprintf(&b, " ...and %d more", len(paths)-i)
 			break
 		}

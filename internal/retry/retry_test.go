@@ -231,9 +231,6 @@ func TestFailLogIgnoresSuccess(t *testing.T) {
 }
 
 func TestFailLogCapsPaths(t *testing.T) {
-	old := FailLogPaths
-	FailLogPaths = 3
-	t.Cleanup(func() { FailLogPaths = old })
 	for _, tc := range []struct {
 		name  string
 		n     int
@@ -249,7 +246,7 @@ func TestFailLogCapsPaths(t *testing.T) {
 			for i := range tc.n {
 				paths = append(paths, fmt.Sprintf("p%d", i))
 			}
-			log := writeFailLog(t, func(f *FailLog) { f.Pushed("t", paths, 0, errors.New("x")) })
+			log := writeFailLog(t, func(f *FailLog) { f.maxPaths = 3; f.Pushed("t", paths, 0, errors.New("x")) })
 			ls := lines(t, log)
 			if len(ls) != 1 {
 				t.Fatalf("want 1 line, got %q", log)
@@ -423,12 +420,10 @@ func TestFailLogConcurrentPushesKeepWholeLines(t *testing.T) {
 }
 
 func TestFailLogRotates(t *testing.T) {
-	old := FailLogMaxMB
-	FailLogMaxMB = 1
-	t.Cleanup(func() { FailLogMaxMB = old })
 	dir := t.TempDir()
 	log, hook := logtest.NewNullLogger()
-	f := OpenFailLog(filepath.Join(dir, "fail.log"), log)
+	const maxMB = 1
+	f := openFailLog(filepath.Join(dir, "fail.log"), log, maxMB<<20)
 	long := strings.Repeat("y", 10<<10)
 	for range 150 { // 1.5 MB
 		f.Pushed("t", []string{long}, 0, errors.New("x"))
@@ -447,8 +442,8 @@ func TestFailLogRotates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.Size() > 1<<20 {
-			t.Errorf("%s is %d bytes, over the %d MB bound", e.Name(), info.Size(), FailLogMaxMB)
+		if info.Size() > maxMB<<20 {
+			t.Errorf("%s is %d bytes, over the %d MB bound", e.Name(), info.Size(), maxMB)
 		}
 	}
 	if len(names) < 2 || !contains(names, "fail.log") {
