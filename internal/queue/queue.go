@@ -92,6 +92,7 @@ type Queue struct {
 	tool     bool   // opened by OpenTool: the state marker is not ours
 	closed   bool
 	closeErr error
+	addChunk int // addChunk, a field so a test can lower it for its queue
 }
 
 type targetState struct {
@@ -132,7 +133,7 @@ func open(path string, targets []string, daemon bool) (*Queue, error) {
 		}
 	}
 	var db *bolt.DB
-	q := &Queue{targets: map[string]*targetState{}, tool: !daemon}
+	q := &Queue{targets: map[string]*targetState{}, tool: !daemon, addChunk: addChunk}
 	added := map[string]int{}
 	// verify found the file whole; a panic here would be damage done since,
 	// and is an error too.
@@ -384,17 +385,17 @@ func (q *Queue) add(only []string, paths []string) error {
 	// A big backlog (a full tree's worth of changes after a target came
 	// back, an overflow) is written in several transactions: one of 100,000
 	// records holds tens of MiB of bbolt nodes in memory until it commits.
-	for len(paths) > AddChunk {
-		if err := q.addTx(targets, paths[:AddChunk], now); err != nil {
+	for len(paths) > q.addChunk {
+		if err := q.addTx(targets, paths[:q.addChunk], now); err != nil {
 			return err
 		}
-		paths = paths[AddChunk:]
+		paths = paths[q.addChunk:]
 	}
 	return q.addTx(targets, paths, now)
 }
 
-// AddChunk is the most paths one transaction of Add writes.
-var AddChunk = 8192
+// addChunk is the most paths one transaction of Add writes.
+const addChunk = 8192
 
 func (q *Queue) addTx(targets []string, paths []string, now time.Time) error {
 	// The transaction runs without q.mu, so claims and acks of the pushers

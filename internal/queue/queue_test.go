@@ -695,9 +695,8 @@ func TestNotify(t *testing.T) {
 // A backlog larger than one transaction's share is written in several, and
 // reads back whole, in order, with every target's count right.
 func TestBigAddSpansTransactions(t *testing.T) {
-	defer func(n int) { AddChunk = n }(AddChunk)
-	AddChunk = 3
 	q, _ := openQueue(t, "t1", "t2")
+	q.addChunk = 3
 	var paths []string
 	for i := 0; i < 10; i++ {
 		paths = append(paths, fmt.Sprintf("p%02d", i))
