@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/sersyncd/sersyncd/internal/control"
+	"github.com/sersyncd/sersyncd/internal/status"
 	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
@@ -49,7 +50,7 @@ func (e *env) status() *control.Status {
 	return &st
 }
 
-func targetStatus(t *testing.T, st *control.Status, module string) control.TargetStatus {
+func targetStatus(t *testing.T, st *control.Status, module string) status.Target {
 	t.Helper()
 	for _, ts := range st.Targets {
 		if strings.HasSuffix(ts.Name, "::"+module) {
@@ -57,7 +58,7 @@ func targetStatus(t *testing.T, st *control.Status, module string) control.Targe
 		}
 	}
 	t.Fatalf("no target %s in status %+v", module, st)
-	return control.TargetStatus{}
+	return status.Target{}
 }
 
 // burst makes 2,000 files, deletes and renames some.
@@ -75,7 +76,7 @@ func burst(t *testing.T, e *env) {
 	must(t, os.Rename(e.path("b02/f000"), e.path("b02/moved")))
 }
 
-func waitFailed(t *testing.T, e *env, module string) control.TargetStatus {
+func waitFailed(t *testing.T, e *env, module string) status.Target {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {

@@ -23,6 +23,7 @@ import (
 	"github.com/sersyncd/sersyncd/internal/daemon"
 	"github.com/sersyncd/sersyncd/internal/pusher"
 	"github.com/sersyncd/sersyncd/internal/queue"
+	"github.com/sersyncd/sersyncd/internal/status"
 )
 
 type toolFlags struct {
@@ -293,7 +294,7 @@ func printSourceStatus(w io.Writer, st *control.Status, root string) {
 }
 
 // printVerifyStatus is a target's last scheduled verify in `status`.
-func printVerifyStatus(w io.Writer, v *control.VerifyStatus) {
+func printVerifyStatus(w io.Writer, v *status.Verify) {
 	how := "size and mtime"
 	if v.Checksum {
 		how = "contents"

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"github.com/sersyncd/sersyncd/internal/rsync"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,7 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sersyncd/sersyncd/internal/control"
+	"github.com/sersyncd/sersyncd/internal/rsync"
+	"github.com/sersyncd/sersyncd/internal/status"
+
 	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
@@ -268,7 +269,7 @@ func TestScheduledVerify(t *testing.T) {
 	e.converge(20*time.Second, "first push")
 	d := e.targets[0]
 	started := time.Now()
-	waitVerify := func(what string, ok func(*control.VerifyStatus) bool) *control.VerifyStatus {
+	waitVerify := func(what string, ok func(*status.Verify) bool) *status.Verify {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
 		for {
@@ -282,11 +283,11 @@ func TestScheduledVerify(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	waitVerify("equal", func(v *control.VerifyStatus) bool { return v.Error == "" && v.Drift == 0 })
+	waitVerify("equal", func(v *status.Verify) bool { return v.Error == "" && v.Drift == 0 })
 
 	must(t, os.Remove(filepath.Join(d.Dir, "f")))
 	started = time.Now()
-	v := waitVerify("drift", func(v *control.VerifyStatus) bool { return v.Drift == 1 })
+	v := waitVerify("drift", func(v *status.Verify) bool { return v.Drift == 1 })
 	if v.Missing != 1 || v.Repaired != 0 || v.LastSuccess.IsZero() {
 		t.Fatalf("status: %+v", v)
 	}
@@ -315,7 +316,7 @@ func TestScheduledVerify(t *testing.T) {
 	}
 	e.converge(20*time.Second, "after the scheduled repair")
 	started = time.Now()
-	waitVerify("equal after the repair", func(v *control.VerifyStatus) bool { return v.Error == "" && v.Drift == 0 })
+	waitVerify("equal after the repair", func(v *status.Verify) bool { return v.Error == "" && v.Drift == 0 })
 	_, body = httpGet(t, "http://"+addr+"/metrics")
 	if got := metricValue(t, body, "sersyncd_verify_drift_paths"); got != 0 {
 		t.Fatalf("sersyncd_verify_drift_paths after the repair = %v", got)

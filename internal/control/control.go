@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sersyncd/sersyncd/internal/pusher"
+	"github.com/sersyncd/sersyncd/internal/status"
 )
 
 // SocketPath is where the daemon using the queue file db listens.
@@ -64,8 +65,8 @@ type Status struct {
 	// every target is owed for it.
 	Missed string `json:"missed,omitempty"`
 	// Sources are the watched trees (<localpath>), in config order.
-	Sources []SourceStatus `json:"sources"`
-	Targets []TargetStatus `json:"targets"`
+	Sources []SourceStatus  `json:"sources"`
+	Targets []status.Target `json:"targets"`
 }
 
 // SourceStatus is one watched tree and the names of its targets.
@@ -74,36 +75,6 @@ type SourceStatus struct {
 	Targets     []string `json:"targets"`
 	WatchedDirs int      `json:"watched_dirs,omitempty"`
 	Degraded    string   `json:"degraded,omitempty"`
-}
-
-// TargetStatus is one target's part of Status.
-type TargetStatus struct {
-	Name                string    `json:"name"`
-	Source              string    `json:"source"` // the root of the tree it is pushed from
-	Pending             int       `json:"pending"`
-	Failed              int       `json:"failed"`
-	OldestPending       time.Time `json:"oldest_pending,omitzero"`
-	LagSeconds          float64   `json:"lag_seconds"`
-	LastSuccess         time.Time `json:"last_success,omitzero"`
-	LastError           string    `json:"last_error,omitempty"`
-	ConsecutiveFailures int       `json:"consecutive_failures,omitempty"`
-	RetryAt             time.Time `json:"retry_at,omitzero"`
-	// Verify is the last scheduled verify of the target, when one ran.
-	Verify *VerifyStatus `json:"verify,omitempty"`
-}
-
-// VerifyStatus is the outcome of a target's last scheduled verify.
-type VerifyStatus struct {
-	Time        time.Time `json:"time"`                  // when it ran
-	Checksum    bool      `json:"checksum"`              // contents compared, not size and mtime
-	Drift       int       `json:"drift"`                 // paths that differ: missing + differing + extra
-	Missing     int       `json:"missing"`               //
-	Differing   int       `json:"differing"`             //
-	Extra       int       `json:"extra"`                 //
-	Kept        int       `json:"kept,omitempty"`        // on the target alone, kept: delete is off
-	Repaired    int       `json:"repaired,omitempty"`    // paths queued by verifyRepair
-	Error       string    `json:"error,omitempty"`       // why it could not check the target
-	LastSuccess time.Time `json:"last_success,omitzero"` // the last run that could check it
 }
 
 // Handler serves the commands.

@@ -21,6 +21,7 @@ import (
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/sersyncd/sersyncd/internal/pusher"
+	"github.com/sersyncd/sersyncd/internal/status"
 )
 
 // fakeHandler answers with what it is given and records its calls; when
@@ -95,7 +96,7 @@ func TestRoundTrip(t *testing.T) {
 	status := &Status{
 		Running: true, PID: 1234, Queue: "/var/lib/q.db", WatchedDirs: 7, Overflows: 2,
 		Degraded: "watch limit reached",
-		Targets: []TargetStatus{
+		Targets: []status.Target{
 			{Name: "a", Pending: 3, Failed: 1, OldestPending: when, LagSeconds: 12.5, LastSuccess: when.Add(-time.Hour),
 				LastError: "rsync exit 10", ConsecutiveFailures: 2, RetryAt: when.Add(time.Minute)},
 			{Name: "b"},

@@ -21,6 +21,7 @@ import (
 	"github.com/sersyncd/sersyncd/internal/queue"
 	"github.com/sersyncd/sersyncd/internal/retry"
 	"github.com/sersyncd/sersyncd/internal/rsync"
+	"github.com/sersyncd/sersyncd/internal/status"
 	"github.com/sersyncd/sersyncd/internal/verify"
 	"github.com/sersyncd/sersyncd/internal/watch"
 )
@@ -463,15 +464,12 @@ func (d *Daemon) Status() (*control.Status, error) {
 	d.mu.Lock()
 	pool, w, srcs := d.pool, d.watchers, d.sources
 	d.mu.Unlock()
-	st, err := status(d.queue, pool, srcs, d.opt.DBPath)
+	st, err := statusOf(d.queue, pool, srcs, d.opt.DBPath, d.verifyStatus)
 	if err != nil {
 		return nil, err
 	}
 	st.Running = true
 	st.PID = os.Getpid()
-	for i := range st.Targets {
-		st.Targets[i].Verify = d.verifyStatus(st.Targets[i].Name)
-	}
 	st.WatchedDirs = w.Dirs()
 	st.Overflows = w.Overflows()
 	st.Degraded = w.Degraded()
@@ -500,17 +498,9 @@ func (d *Daemon) Snapshot() metrics.Snapshot {
 	pool, w, srcs := d.pool, d.watchers, d.sources
 	d.mu.Unlock()
 	s := metrics.Snapshot{WatchedDirs: w.Dirs(), Overflows: w.Overflows(), Degraded: w.Degraded()}
-	now := time.Now()
-	sourceOf := targetSources(srcs)
-	for _, ps := range pool.Status() {
-		t := metrics.Target{Name: ps.Name, Source: sourceOf[ps.Name], Pending: d.queue.Pending(ps.Name),
-			ConsecutiveFailures: ps.ConsecutiveFailures, LastError: ps.LastError}
-		if oldest, err := d.queue.OldestQueued(ps.Name); err == nil && !oldest.IsZero() {
-			t.Lag = now.Sub(oldest)
-		}
-		d.verifyMetrics(&t)
-		s.Targets = append(s.Targets, t)
-	}
+	// A scrape counts no records: the pending count is kept, the oldest
+	// change one cursor step away.
+	s.Targets, _ = targets(d.queue, pool, srcs, false, d.verifyStatus)
 	return s
 }
 
@@ -531,7 +521,9 @@ func newPool(c *config.Config, q *queue.Queue, targets []pusher.Target, workers 
 	})
 }
 
-func status(q *queue.Queue, pool *pusher.Pool, srcs []*source, db string) (*control.Status, error) {
+// statusOf is `status`: the queue, the trees and every target in full.
+// verify, when set, gives a target's last scheduled verify.
+func statusOf(q *queue.Queue, pool *pusher.Pool, srcs []*source, db string, verify func(string) *status.Verify) (*control.Status, error) {
 	missed, err := q.MissedNow()
 	if err != nil {
 		return nil, err
@@ -540,29 +532,51 @@ func status(q *queue.Queue, pool *pusher.Pool, srcs []*source, db string) (*cont
 	for _, s := range srcs {
 		st.Sources = append(st.Sources, control.SourceStatus{Path: s.cfg.Path, Targets: s.names})
 	}
-	sourceOf := targetSources(srcs)
-	now := time.Now()
-	for _, ps := range pool.Status() {
-		qs, err := q.Stats(ps.Name)
-		if err != nil {
-			return nil, err
-		}
-		ts := control.TargetStatus{
-			Name: ps.Name, Source: sourceOf[ps.Name], Pending: qs.Pending, Failed: qs.Failed, OldestPending: qs.OldestQueued,
-			LastSuccess: ps.LastSuccess, LastError: ps.LastError,
-			ConsecutiveFailures: ps.ConsecutiveFailures, RetryAt: ps.RetryAt,
-		}
-		if !qs.OldestQueued.IsZero() {
-			ts.LagSeconds = now.Sub(qs.OldestQueued).Seconds()
-		}
-		if ts.LastError == "" && qs.Failed > 0 {
-			// Offline, or nothing tried since the start: the queue still
-			// says why they failed.
-			ts.LastError, _ = q.LastFailure(ps.Name)
-		}
-		st.Targets = append(st.Targets, ts)
+	st.Targets, err = targets(q, pool, srcs, true, verify)
+	if err != nil {
+		return nil, err
 	}
 	return st, nil
+}
+
+// targets is the snapshot of every target that `status` and the metrics
+// read: the pool's health, the tree it is pushed from, the queue's counts
+// and the last verify. full counts the failed records too (a walk of the
+// target's records, as `status` does); without it (a metrics scrape) the
+// pending count is the kept one and a target's first error is the pool's
+// only. A target whose oldest change cannot be read is reported without it.
+func targets(q *queue.Queue, pool *pusher.Pool, srcs []*source, full bool, verify func(string) *status.Verify) ([]status.Target, error) {
+	sourceOf := targetSources(srcs)
+	now := time.Now()
+	ts := pool.Status()
+	for i := range ts {
+		t := &ts[i]
+		t.Source = sourceOf[t.Name]
+		if full {
+			qs, err := q.Stats(t.Name)
+			if err != nil {
+				return nil, err
+			}
+			t.Pending, t.Failed, t.OldestPending = qs.Pending, qs.Failed, qs.OldestQueued
+		} else {
+			t.Pending = q.Pending(t.Name)
+			if oldest, err := q.OldestQueued(t.Name); err == nil {
+				t.OldestPending = oldest
+			}
+		}
+		if !t.OldestPending.IsZero() {
+			t.LagSeconds = now.Sub(t.OldestPending).Seconds()
+		}
+		if t.LastError == "" && t.Failed > 0 {
+			// Offline, or nothing tried since the start: the queue still
+			// says why they failed.
+			t.LastError, _ = q.LastFailure(t.Name)
+		}
+		if verify != nil {
+			t.Verify = verify(t.Name)
+		}
+	}
+	return ts, nil
 }
 
 // Tool is the queue and the targets, opened by `sersyncd retry` and
@@ -593,7 +607,9 @@ func OpenTool(c *config.Config, db string, log logrus.FieldLogger) (*Tool, error
 }
 
 // Status reports the queue's records.
-func (t *Tool) Status() (*control.Status, error) { return status(t.queue, t.pool, t.sources, t.db) }
+func (t *Tool) Status() (*control.Status, error) {
+	return statusOf(t.queue, t.pool, t.sources, t.db, nil)
+}
 
 // Replay pushes the failure records now.
 func (t *Tool) Replay(ctx context.Context, target string) ([]pusher.ReplayResult, error) {

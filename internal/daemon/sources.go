@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/sersyncd/sersyncd/internal/rsync"
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/sersyncd/sersyncd/internal/rsync"
 
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/filter"

@@ -2,11 +2,12 @@ package daemon
 
 import (
 	"fmt"
+
 	"github.com/sersyncd/sersyncd/internal/rsync"
+	"github.com/sersyncd/sersyncd/internal/status"
 
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/control"
-	"github.com/sersyncd/sersyncd/internal/metrics"
 	"github.com/sersyncd/sersyncd/internal/queue"
 	"github.com/sersyncd/sersyncd/internal/verify"
 )
@@ -85,24 +86,14 @@ func (d *Daemon) pendingPaths(target string) (map[string]bool, bool, error) {
 }
 
 // verifyStatus is the target's last scheduled verify for `status`.
-func (d *Daemon) verifyStatus(target string) *control.VerifyStatus {
+func (d *Daemon) verifyStatus(target string) *status.Verify {
 	last, ok := d.verified.Get(target)
 	if !ok {
 		return nil
 	}
 	r := last.Result
-	return &control.VerifyStatus{
+	return &status.Verify{
 		Time: r.Started, Checksum: r.Checksum, Drift: last.Drift, Missing: r.Missing, Differing: r.Differing,
 		Extra: r.Extra, Kept: r.Kept, Repaired: last.Repaired, Error: r.Error, LastSuccess: last.LastSuccess,
 	}
-}
-
-// verifyMetrics fills the verify gauges of a target.
-func (d *Daemon) verifyMetrics(t *metrics.Target) {
-	last, ok := d.verified.Get(t.Name)
-	if !ok {
-		return
-	}
-	t.VerifyDrift = last.Drift
-	t.VerifyLastSuccess = last.LastSuccess
 }

@@ -18,28 +18,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sersyncd/sersyncd/internal/pusher"
+	"github.com/sersyncd/sersyncd/internal/status"
 )
 
 // Snapshot is the daemon's state at one moment.
 type Snapshot struct {
-	Targets     []Target
+	Targets     []status.Target
 	WatchedDirs int
 	Overflows   int
 	Degraded    string // why some directories have no watch, "" when all have
-}
-
-// Target is one target's part of a Snapshot.
-type Target struct {
-	Name                string
-	Source              string // the root of the tree it is pushed from
-	Pending             int
-	Lag                 time.Duration // age of the oldest pending change
-	ConsecutiveFailures int
-	LastError           string
-	// VerifyLastSuccess is when the last scheduled verify that could check
-	// the target ran, zero while none has; VerifyDrift is what it found.
-	VerifyLastSuccess time.Time
-	VerifyDrift       int
 }
 
 // Source gives snapshots; the daemon implements it.
@@ -163,11 +150,11 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.m.src.Snapshot()
 	for _, t := range s.Targets {
 		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(t.Pending), t.Name, t.Source)
-		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, t.Lag.Seconds(), t.Name, t.Source)
+		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, t.LagSeconds, t.Name, t.Source)
 		ch <- prometheus.MustNewConstMetric(failingDesc, prometheus.GaugeValue, float64(t.ConsecutiveFailures), t.Name, t.Source)
-		if !t.VerifyLastSuccess.IsZero() {
-			ch <- prometheus.MustNewConstMetric(driftDesc, prometheus.GaugeValue, float64(t.VerifyDrift), t.Name, t.Source)
-			ch <- prometheus.MustNewConstMetric(verifiedDesc, prometheus.GaugeValue, float64(t.VerifyLastSuccess.UnixNano())/1e9, t.Name, t.Source)
+		if v := t.Verify; v != nil && !v.LastSuccess.IsZero() {
+			ch <- prometheus.MustNewConstMetric(driftDesc, prometheus.GaugeValue, float64(v.Drift), t.Name, t.Source)
+			ch <- prometheus.MustNewConstMetric(verifiedDesc, prometheus.GaugeValue, float64(v.LastSuccess.UnixNano())/1e9, t.Name, t.Source)
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(dirsDesc, prometheus.GaugeValue, float64(s.WatchedDirs))
@@ -191,8 +178,8 @@ func Unhealthy(s Snapshot, maxLag time.Duration) []string {
 	for _, t := range s.Targets {
 		if t.ConsecutiveFailures > 0 {
 			why = append(why, fmt.Sprintf("target %s: %d failed pushes in a row: %s", t.Name, t.ConsecutiveFailures, t.LastError))
-		} else if t.Lag > maxLag {
-			why = append(why, fmt.Sprintf("target %s: oldest pending change is %s old (bound %s)", t.Name, t.Lag.Round(time.Second), maxLag))
+		} else if t.Lag() > maxLag {
+			why = append(why, fmt.Sprintf("target %s: oldest pending change is %s old (bound %s)", t.Name, t.Lag().Round(time.Second), maxLag))
 		}
 	}
 	return why

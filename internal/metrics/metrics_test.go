@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sersyncd/sersyncd/internal/pusher"
+	"github.com/sersyncd/sersyncd/internal/status"
 	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
@@ -71,20 +72,20 @@ func TestUnhealthy(t *testing.T) {
 		{name: "nothing to do", snap: Snapshot{}, want: nil},
 		{
 			name: "targets keeping up",
-			snap: Snapshot{WatchedDirs: 10, Overflows: 3, Targets: []Target{
-				{Name: "a", Pending: 5, Lag: 30 * time.Second},
+			snap: Snapshot{WatchedDirs: 10, Overflows: 3, Targets: []status.Target{
+				{Name: "a", Pending: 5, LagSeconds: (30 * time.Second).Seconds()},
 				{Name: "b", LastError: "an old error, since pushed"},
 			}},
 			want: nil,
 		},
 		{
 			name: "lag at the bound",
-			snap: Snapshot{Targets: []Target{{Name: "a", Pending: 1, Lag: bound}}},
+			snap: Snapshot{Targets: []status.Target{{Name: "a", Pending: 1, LagSeconds: bound.Seconds()}}},
 			want: nil,
 		},
 		{
 			name: "lag over the bound",
-			snap: Snapshot{Targets: []Target{{Name: "a", Pending: 1, Lag: bound + 1400*time.Millisecond}}},
+			snap: Snapshot{Targets: []status.Target{{Name: "a", Pending: 1, LagSeconds: (bound + 1400*time.Millisecond).Seconds()}}},
 			want: []string{"target a: oldest pending change is 1m1s old (bound 1m0s)"},
 		},
 		{
@@ -94,18 +95,18 @@ func TestUnhealthy(t *testing.T) {
 		},
 		{
 			name: "failing target",
-			snap: Snapshot{Targets: []Target{{Name: "b", ConsecutiveFailures: 3, LastError: "rsync exit 10"}}},
+			snap: Snapshot{Targets: []status.Target{{Name: "b", ConsecutiveFailures: 3, LastError: "rsync exit 10"}}},
 			want: []string{"target b: 3 failed pushes in a row: rsync exit 10"},
 		},
 		{
 			name: "failing and lagging says the failure once",
-			snap: Snapshot{Targets: []Target{{Name: "b", ConsecutiveFailures: 1, LastError: "x", Lag: time.Hour}}},
+			snap: Snapshot{Targets: []status.Target{{Name: "b", ConsecutiveFailures: 1, LastError: "x", LagSeconds: time.Hour.Seconds()}}},
 			want: []string{"target b: 1 failed pushes in a row: x"},
 		},
 		{
 			name: "everything at once, in order",
-			snap: Snapshot{Degraded: "limit", Targets: []Target{
-				{Name: "a", Lag: 2 * time.Minute},
+			snap: Snapshot{Degraded: "limit", Targets: []status.Target{
+				{Name: "a", LagSeconds: (2 * time.Minute).Seconds()},
 				{Name: "ok"},
 				{Name: "c", ConsecutiveFailures: 2, LastError: "down"},
 			}},
@@ -131,14 +132,14 @@ func TestHealthz(t *testing.T) {
 		code     int
 		contains []string
 	}{
-		{name: "healthy", snap: Snapshot{Targets: []Target{{Name: "a", Pending: 2, Lag: time.Second}}}, code: http.StatusOK},
+		{name: "healthy", snap: Snapshot{Targets: []status.Target{{Name: "a", Pending: 2, LagSeconds: time.Second.Seconds()}}}, code: http.StatusOK},
 		{name: "degraded", snap: Snapshot{Degraded: "watch limit"}, code: http.StatusServiceUnavailable,
 			contains: []string{"not every directory is watched: watch limit"}},
-		{name: "failing", snap: Snapshot{Targets: []Target{{Name: "a", ConsecutiveFailures: 4, LastError: "auth failed"}}},
+		{name: "failing", snap: Snapshot{Targets: []status.Target{{Name: "a", ConsecutiveFailures: 4, LastError: "auth failed"}}},
 			code: http.StatusServiceUnavailable, contains: []string{"target a: 4 failed pushes in a row: auth failed"}},
-		{name: "lagging", snap: Snapshot{Targets: []Target{{Name: "a", Lag: 10 * time.Minute}}},
+		{name: "lagging", snap: Snapshot{Targets: []status.Target{{Name: "a", LagSeconds: (10 * time.Minute).Seconds()}}},
 			code: http.StatusServiceUnavailable, contains: []string{"target a: oldest pending change is 10m0s old"}},
-		{name: "several reasons", snap: Snapshot{Degraded: "d", Targets: []Target{{Name: "x", ConsecutiveFailures: 1}}},
+		{name: "several reasons", snap: Snapshot{Degraded: "d", Targets: []status.Target{{Name: "x", ConsecutiveFailures: 1}}},
 			code: http.StatusServiceUnavailable, contains: []string{"not every directory is watched: d\ntarget x: 1 failed pushes in a row"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -168,11 +169,11 @@ func TestHealthzReadsSourceAtRequestTime(t *testing.T) {
 	if code, _, _ := get(t, h, "/healthz"); code != http.StatusOK {
 		t.Fatalf("status %d, want 200", code)
 	}
-	src.set(Snapshot{Targets: []Target{{Name: "a", ConsecutiveFailures: 1}}})
+	src.set(Snapshot{Targets: []status.Target{{Name: "a", ConsecutiveFailures: 1}}})
 	if code, _, _ := get(t, h, "/healthz"); code != http.StatusServiceUnavailable {
 		t.Fatalf("status %d after the target failed, want 503", code)
 	}
-	src.set(Snapshot{Targets: []Target{{Name: "a"}}})
+	src.set(Snapshot{Targets: []status.Target{{Name: "a"}}})
 	if code, _, _ := get(t, h, "/healthz"); code != http.StatusOK {
 		t.Fatalf("status %d after the target recovered, want 200", code)
 	}
@@ -183,8 +184,8 @@ func TestMetricsExposition(t *testing.T) {
 		WatchedDirs: 42,
 		Overflows:   3,
 		Degraded:    "watch limit",
-		Targets: []Target{
-			{Name: "a", Source: "/srv/a", Pending: 5, Lag: 90 * time.Second},
+		Targets: []status.Target{
+			{Name: "a", Source: "/srv/a", Pending: 5, LagSeconds: (90 * time.Second).Seconds()},
 			{Name: "b", Source: "/srv/b", Pending: 0, ConsecutiveFailures: 4, LastError: "down"},
 		},
 	}}
@@ -282,7 +283,7 @@ func TestWatchDegradedGauge(t *testing.T) {
 func TestSetSource(t *testing.T) {
 	m := New(nil)
 	h := m.Handler(time.Minute)
-	m.SetSource(&fakeSource{s: Snapshot{WatchedDirs: 9, Targets: []Target{{Name: "late", ConsecutiveFailures: 1}}}})
+	m.SetSource(&fakeSource{s: Snapshot{WatchedDirs: 9, Targets: []status.Target{{Name: "late", ConsecutiveFailures: 1}}}})
 	if _, _, body := get(t, h, "/metrics"); samples(t, body)["sersyncd_watched_directories"] != "9" {
 		t.Errorf("the gauges do not come from the source set later:\n%s", body)
 	}
@@ -384,8 +385,8 @@ func TestServeBadAddress(t *testing.T) {
 // could check it, and not before (a 0 would read as "no drift").
 func TestVerifyGauges(t *testing.T) {
 	when := time.Unix(1796136778, 500_000_000)
-	src := &fakeSource{s: Snapshot{Targets: []Target{
-		{Name: "checked", Source: "/srv/www", VerifyLastSuccess: when, VerifyDrift: 3},
+	src := &fakeSource{s: Snapshot{Targets: []status.Target{
+		{Name: "checked", Source: "/srv/www", Verify: &status.Verify{LastSuccess: when, Drift: 3}},
 		{Name: "never"},
 	}}}
 	_, _, body := get(t, New(src).Handler(time.Minute), "/metrics")

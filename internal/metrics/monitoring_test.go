@@ -9,13 +9,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sersyncd/sersyncd/internal/status"
 )
 
 // exported returns the names of every series a daemon's /metrics can show,
 // histograms' _bucket, _sum and _count included.
 func exported(t *testing.T) map[string]bool {
 	t.Helper()
-	m := New(&fakeSource{s: Snapshot{Targets: []Target{{Name: "t", Pending: 1, VerifyLastSuccess: time.Now(), VerifyDrift: 1}}}})
+	m := New(&fakeSource{s: Snapshot{Targets: []status.Target{{Name: "t", Pending: 1, Verify: &status.Verify{LastSuccess: time.Now(), Drift: 1}}}}})
 	m.Pushed("t", []string{"a"}, time.Second, nil)
 	m.Pushed("t", []string{"a"}, time.Second, errors.New("x"))
 	m.BytesSent("t", 1)

@@ -19,6 +19,7 @@ import (
 	"github.com/sersyncd/sersyncd/internal/heartbeat"
 	"github.com/sersyncd/sersyncd/internal/pace"
 	"github.com/sersyncd/sersyncd/internal/queue"
+	"github.com/sersyncd/sersyncd/internal/status"
 )
 
 // Queue is what the pusher needs of the queue.
@@ -234,22 +235,13 @@ func (p *Pool) RetryNow() {
 	}
 }
 
-// TargetStatus is a snapshot of one target's health.
-type TargetStatus struct {
-	Name                string    `json:"name"`
-	ConsecutiveFailures int       `json:"consecutive_failures"`
-	LastError           string    `json:"last_error,omitempty"`
-	LastSuccess         time.Time `json:"last_success,omitzero"`
-	RetryAt             time.Time `json:"retry_at,omitzero"`
-	FullPushRunning     bool      `json:"full_push_running,omitempty"`
-}
-
-// Status returns a snapshot per target.
-func (p *Pool) Status() []TargetStatus {
-	var out []TargetStatus
+// Status returns a snapshot per target, with the pool's part filled in:
+// its health (the daemon adds the queue's counts and the last verify).
+func (p *Pool) Status() []status.Target {
+	var out []status.Target
 	for _, tr := range p.targets {
 		tr.mu.Lock()
-		s := TargetStatus{Name: tr.target.Name(), ConsecutiveFailures: tr.failures, LastSuccess: tr.lastOK, FullPushRunning: tr.fullRunning > 0}
+		s := status.Target{Name: tr.target.Name(), ConsecutiveFailures: tr.failures, LastSuccess: tr.lastOK, FullPushRunning: tr.fullRunning > 0}
 		if time.Now().Before(tr.retryAt) {
 			s.RetryAt = tr.retryAt
 		}
