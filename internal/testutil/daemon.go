@@ -36,7 +36,7 @@ type Daemon struct {
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	done    chan struct{}
-	stderr  *syncBuffer
+	stderr  *Buffer
 	started bool // a Start has succeeded once; from then on Port is fixed
 }
 
@@ -172,7 +172,7 @@ func (d *Daemon) Start() {
 		// leaves it behind.
 		_ = os.Remove(d.pidPath)
 
-		stderr := &syncBuffer{}
+		stderr := &Buffer{}
 		cmd := exec.Command("rsync", "--daemon", "--no-detach", "--config="+d.confPath)
 		cmd.Stdout = stderr
 		cmd.Stderr = stderr

@@ -14,7 +14,7 @@ import (
 type Process struct {
 	Cmd *exec.Cmd
 
-	out  *syncBuffer
+	out  *Buffer
 	done chan struct{} // closed once Cmd.Wait has returned
 }
 
@@ -25,7 +25,7 @@ func StartProcess(t testing.TB, name string, args ...string) *Process {
 	t.Helper()
 	p := &Process{
 		Cmd:  exec.Command(name, args...),
-		out:  &syncBuffer{},
+		out:  &Buffer{},
 		done: make(chan struct{}),
 	}
 	p.Cmd.Stdout = p.out

@@ -80,7 +80,7 @@ func StartSSHD(t testing.TB) *SSHD {
 		if err := writeSSHDConfig(sshdPath, conf, dir, s.Port, hostKey, authKeys); err != nil {
 			t.Fatalf("testutil: StartSSHD: %v", err)
 		}
-		out := &syncBuffer{}
+		out := &Buffer{}
 		cmd := exec.Command(sshdPath, "-D", "-e", "-f", conf)
 		cmd.Stdout = out
 		cmd.Stderr = out

@@ -122,19 +122,20 @@ func moduleRootFrom(dir string) (string, error) {
 	}
 }
 
-// syncBuffer lets tests read a child's output while the child still writes it.
-type syncBuffer struct {
+// Buffer is a bytes.Buffer that a test may read while something else
+// writes it: a child's output, a logger's.
+type Buffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()

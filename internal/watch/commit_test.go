@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sersyncd/sersyncd/internal/pace"
+	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
 // TestSinkFailureKeepsChangesAndFullSync: while the sink (the queue's disk)
@@ -34,7 +35,7 @@ func TestSinkFailureKeepsChangesAndFullSync(t *testing.T) {
 		t.Errorf("%d error lines for one outage, want 1:\n%s", n, r.log.String())
 	}
 	r.sink.setFail(nil)
-	waitFor(t, 5*time.Second, "the held changes and the full sync", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the held changes and the full sync", func() bool {
 		for i := 0; i < 20; i++ {
 			if !r.sink.has(fmt.Sprintf("f%d", i)) {
 				return false
@@ -63,7 +64,7 @@ func TestCommitFallsBackToFullSync(t *testing.T) {
 	}
 	// The warning is written after the held changes are dropped: wait for
 	// all three, or the check can run between the drop and the log line.
-	waitFor(t, 5*time.Second, "a full sync instead of the held changes, and the warning", func() bool {
+	testutil.Eventually(t, 5*time.Second, "a full sync instead of the held changes, and the warning", func() bool {
 		return r.sink.fulls() == 1 && r.w.held() == 0 && strings.Contains(r.log.String(), "a full push of the tree is queued instead")
 	})
 }
@@ -92,7 +93,7 @@ func TestCommitSpacingOnlyInAStream(t *testing.T) {
 			t.Fatal(err)
 		}
 		last := fmt.Sprintf("%s/%d", dir, busyPaths-1)
-		waitFor(t, 5*time.Second, "batch "+dir, func() bool { return s.has(last) })
+		testutil.Eventually(t, 5*time.Second, "batch "+dir, func() bool { return s.has(last) })
 		at, _ := s.when(last)
 		return at
 	}

@@ -78,7 +78,7 @@ func TestWatchLimitAtStartDegrades(t *testing.T) {
 	}
 	// The limit is back: the next tick watches everything and a last full
 	// push brings what changed meanwhile.
-	waitFor(t, 5*time.Second, "a full sync and the end of degraded mode", func() bool {
+	testutil.Eventually(t, 5*time.Second, "a full sync and the end of degraded mode", func() bool {
 		return r.w.Degraded() == nil && r.sink.fulls() > 0
 	})
 	if got := r.w.Dirs(); got != 21 {
@@ -88,7 +88,7 @@ func TestWatchLimitAtStartDegrades(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "d19", "f"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "d19/f recorded", func() bool { return r.sink.has("d19/f") })
+	testutil.Eventually(t, 5*time.Second, "d19/f recorded", func() bool { return r.sink.has("d19/f") })
 }
 
 // TestWatchLimitAtRuntime: a new directory whose watch the kernel refuses
@@ -115,10 +115,10 @@ func TestWatchLimitAtRuntime(t *testing.T) {
 	if err := os.Rename(filepath.Join(stage, "new"), filepath.Join(root, "new")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "degraded mode", func() bool { return r.w.Degraded() != nil })
+	testutil.Eventually(t, 5*time.Second, "degraded mode", func() bool { return r.w.Degraded() != nil })
 	restore()
-	waitFor(t, 5*time.Second, "a full sync", func() bool { return r.sink.fulls() > 0 })
-	waitFor(t, 5*time.Second, "every file of the new tree recorded", func() bool {
+	testutil.Eventually(t, 5*time.Second, "a full sync", func() bool { return r.sink.fulls() > 0 })
+	testutil.Eventually(t, 5*time.Second, "every file of the new tree recorded", func() bool {
 		for i := 0; i < 10; i++ {
 			if !r.sink.has(fmt.Sprintf("new/s%d/f", i)) {
 				return false
@@ -129,7 +129,7 @@ func TestWatchLimitAtRuntime(t *testing.T) {
 	if !strings.Contains(r.log.String(), "sysctl -w fs.inotify.max_user_watches=") {
 		t.Errorf("no advice on the sysctl in the log:\n%s", r.log.String())
 	}
-	waitFor(t, 5*time.Second, "every directory watched again", func() bool { return r.w.Degraded() == nil })
+	testutil.Eventually(t, 5*time.Second, "every directory watched again", func() bool { return r.w.Degraded() == nil })
 	if got := r.w.Dirs(); got != 12 {
 		t.Fatalf("%d directories watched, want 12", got)
 	}

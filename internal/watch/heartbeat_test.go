@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sersyncd/sersyncd/internal/heartbeat"
+	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
 // blockingSink holds every Add until gate is closed, as a queue on a hung
@@ -68,7 +69,7 @@ func TestHeartbeatSeesAStuckCommit(t *testing.T) {
 		t.Fatal("the change never reached the sink")
 	}
 	var stuck []string
-	waitFor(t, 5*time.Second, "the hung commit to be reported", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the hung commit to be reported", func() bool {
 		stuck = reg.Stuck(time.Now(), bound)
 		return len(stuck) > 0
 	})
@@ -78,8 +79,8 @@ func TestHeartbeatSeesAStuckCommit(t *testing.T) {
 
 	close(s.gate)
 	released = true
-	waitFor(t, 5*time.Second, "the commit loop to be alive again", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the commit loop to be alive again", func() bool {
 		return len(reg.Stuck(time.Now(), bound)) == 0
 	})
-	waitFor(t, 5*time.Second, "the change", func() bool { return s.has("f") })
+	testutil.Eventually(t, 5*time.Second, "the change", func() bool { return s.has("f") })
 }

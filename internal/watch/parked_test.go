@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
 // A chmod of a path whose push failed on its own (parked) is recorded with
@@ -31,7 +33,7 @@ func TestChmodOfAParkedPathIsRecorded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 5*time.Second, "the parked path's chmod handed on", func() bool { return r.sink.has("parked") })
+	testutil.Eventually(t, 5*time.Second, "the parked path's chmod handed on", func() bool { return r.sink.has("parked") })
 	time.Sleep(100 * time.Millisecond)
 	if r.sink.has("other") {
 		t.Error("a chmod was handed on with the attrib switch off, for a path not parked")

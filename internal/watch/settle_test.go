@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
 // A file saved whole again and again (open, write, close) is complete at
@@ -25,7 +27,7 @@ func TestSavedAgainIsNotHeld(t *testing.T) {
 			t.Fatal(err)
 		}
 		closed := time.Now()
-		waitFor(t, 5*time.Second, "the save handed on", func() bool { return s.count("doc.txt") == i+1 })
+		testutil.Eventually(t, 5*time.Second, "the save handed on", func() bool { return s.count("doc.txt") == i+1 })
 		at, _ := s.when("doc.txt")
 		lat = append(lat, at.Sub(closed))
 		time.Sleep(settle / 2) // the next save comes well within recentFor
@@ -57,7 +59,7 @@ func TestGrowingFileIsHeldUntilClosed(t *testing.T) {
 		if err := os.WriteFile(p, content(i), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 5*time.Second, "the save handed on", func() bool { return s.count("log") == i+1 })
+		testutil.Eventually(t, 5*time.Second, "the save handed on", func() bool { return s.count("log") == i+1 })
 	}
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
@@ -77,7 +79,7 @@ func TestGrowingFileIsHeldUntilClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	closed := time.Now()
-	waitFor(t, 5*time.Second, "the closed file handed on", func() bool { return s.count("log") == 4 })
+	testutil.Eventually(t, 5*time.Second, "the closed file handed on", func() bool { return s.count("log") == 4 })
 	at, _ := s.when("log")
 	if d := at.Sub(closed); d >= settle*3/4 {
 		t.Errorf("handed on %s after its writer closed it; a complete file waits %s", d, settle/4)
@@ -104,7 +106,7 @@ func TestRenamedIntoPlaceIsComplete(t *testing.T) {
 		t.Fatal(err)
 	}
 	renamed := time.Now()
-	waitFor(t, 5*time.Second, "both names handed on", func() bool { return s.has("doc") && s.has(".doc.swp") })
+	testutil.Eventually(t, 5*time.Second, "both names handed on", func() bool { return s.has("doc") && s.has(".doc.swp") })
 	at, _ := s.when("doc")
 	old, _ := s.when(".doc.swp")
 	if d := at.Sub(renamed); d >= settle*3/4 {
@@ -140,7 +142,7 @@ func TestSettleAdaptsToTheWriter(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "lone"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the lone write", func() bool { return r.sink.has("lone") })
+	testutil.Eventually(t, 5*time.Second, "the lone write", func() bool { return r.sink.has("lone") })
 	if took := time.Since(start); took >= settle/2 {
 		t.Fatalf("a lone write took %s to be handed on; the settle time is %s", took, settle)
 	}
@@ -160,7 +162,7 @@ func TestSettleAdaptsToTheWriter(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	lastWrite := time.Now()
-	waitFor(t, 5*time.Second, "the grown file", func() bool { return r.sink.has("growing") })
+	testutil.Eventually(t, 5*time.Second, "the grown file", func() bool { return r.sink.has("growing") })
 	if quiet := time.Since(lastWrite); quiet < settle*3/4 {
 		t.Fatalf("handed on %s after its last write, before it was quiet for the settle time %s", quiet, settle)
 	}
@@ -183,7 +185,7 @@ func TestPiecewiseWriterIsNotPushedPerPiece(t *testing.T) {
 		}
 		time.Sleep(15 * time.Millisecond)
 	}
-	waitFor(t, 5*time.Second, "the file", func() bool { return s.has("big") })
+	testutil.Eventually(t, 5*time.Second, "the file", func() bool { return s.has("big") })
 	time.Sleep(200 * time.Millisecond)
 	t.Logf("handed on %d times", s.count("big"))
 	if n := s.count("big"); n > 6 {
@@ -239,7 +241,7 @@ func TestFileSizeHoldsAFileStillBeingWritten(t *testing.T) {
 					t.Fatalf("handed on after %d of %d writes", i+1, tc.pieces)
 				}
 			}
-			waitFor(t, 5*time.Second, "the file", func() bool { return s.has("file") })
+			testutil.Eventually(t, 5*time.Second, "the file", func() bool { return s.has("file") })
 			time.Sleep(300 * time.Millisecond)
 			if n := s.count("file"); n != 1 {
 				t.Fatalf("handed on %d times, want once", n)

@@ -1,7 +1,6 @@
 package watch
 
 import (
-	"bytes"
 	"context"
 	"sync"
 	"testing"
@@ -10,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/sersyncd/sersyncd/internal/config"
+	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
 // sink records what the watcher hands on; it fails while fail is set.
@@ -67,26 +67,9 @@ func (s *sink) has(p string) bool {
 	return s.paths[p] > 0
 }
 
-// logBuf is a logger whose output the test can read while the watcher writes.
-type logBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newLogger() (*logrus.Logger, *logBuf) {
-	out := &logBuf{}
+// newLogger is a logger whose output the test can read while the watcher writes.
+func newLogger() (*logrus.Logger, *testutil.Buffer) {
+	out := &testutil.Buffer{}
 	log := logrus.New()
 	log.SetOutput(out)
 	log.SetLevel(logrus.DebugLevel)
@@ -98,7 +81,7 @@ var allEvents = config.Events{Delete: true, CreateFolder: true, CloseWrite: true
 type running struct {
 	w    *Watcher
 	sink *sink
-	log  *logBuf
+	log  *testutil.Buffer
 	stop context.CancelFunc
 	done chan error
 }
@@ -131,17 +114,6 @@ func (r *running) shutdown(t *testing.T) error {
 	case <-time.After(10 * time.Second):
 		t.Fatal("watcher did not stop")
 		return nil
-	}
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
