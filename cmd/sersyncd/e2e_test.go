@@ -1,17 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/sersyncd/sersyncd/internal/testutil"
+	"github.com/sersyncd/sersyncd/internal/testutil/confxml"
 )
 
 // env is one replication set-up: a source tree, K real rsync daemons on
@@ -57,57 +56,6 @@ type envOptions struct {
 	verifyEvery string
 }
 
-var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0" encoding="ISO-8859-1"?>
-<head version="2.5">
-    <debug start="false"/>
-    <filter start="{{if .Excludes}}true{{else}}false{{end}}">
-{{- range .Excludes}}
-	<exclude expression="{{.}}"></exclude>
-{{- end}}
-    </filter>
-    <inotify>
-	<delete start="{{if .KeepDeleted}}false{{else}}true{{end}}"/>
-	<createFolder start="true"/>
-	<createFile start="false"/>
-	<closeWrite start="true"/>
-	<moveFrom start="true"/>
-	<moveTo start="true"/>
-	<attrib start="{{.Attrib}}"/>
-	<modify start="false"/>
-    </inotify>
-    <sersync>
-	<localpath watch="{{.Src}}">
-{{- range .Targets}}
-	    <remote ip="{{.IP}}" name="{{.Module}}"/>
-{{- end}}
-	</localpath>
-	<rsync>
-	    <commonParams params="{{.Params}}"/>
-	    <auth start="{{if .PasswordFile}}true{{else}}false{{end}}" users="{{.AuthUser}}" passwordfile="{{or .PasswordFile "/etc/rsync.pas"}}"/>
-	    <userDefinedPort start="true" port="{{.Port}}"/>
-	    <timeout start="true" time="{{.Timeout}}"/>
-	    <ssh start="{{if .SSH}}true" command="{{.SSH}}{{else}}false{{end}}"/>
-	</rsync>
-	<failLog path="{{.Dir}}/fail.log" timeToExecute="60"{{if .FailLogEvery}} interval="{{.FailLogEvery}}"{{end}}/>
-	<crontab start="{{if .CrontabEvery}}true{{else}}false{{end}}" schedule="600"{{if .CrontabEvery}} interval="{{.CrontabEvery}}"{{end}}>
-	    <crontabfilter start="{{if .CrontabExcludes}}true{{else}}false{{end}}">
-{{- range .CrontabExcludes}}
-		<exclude expression="{{.}}"></exclude>
-{{- end}}
-	    </crontabfilter>
-	</crontab>
-	<plugin start="{{if .CommandPrefix}}true{{else}}false{{end}}" name="command"/>
-    </sersync>
-    <plugin name="command">
-	<param prefix="{{html .CommandPrefix}}" suffix="" ignoreError="false"/>
-    </plugin>
-{{- if .RulesFile}}
-    <rsyncFilter start="true" file="{{.RulesFile}}"/>
-{{- end}}
-    <sersyncd settle="20ms" backoffMax="{{.BackoffMax}}"{{if .Rsync}} rsync="{{.Rsync}}"{{end}}{{if .VerifyEvery}} verify="{{.VerifyEvery}}"{{end}}/>
-</head>
-`))
-
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	testutil.RequireRsync(t)
@@ -130,8 +78,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	port := testutil.FreePort(t)
-	type remote struct{ IP, Module string }
-	var remotes []remote
+	var remotes []confxml.Remote
 	sshCommand := ""
 	if o.ssh != nil {
 		// One target: a plain directory, reached as 127.0.0.1:/abs/dir.
@@ -140,32 +87,28 @@ func newEnv(t *testing.T, o envOptions) *env {
 		dir := filepath.Join(t.TempDir(), "ssh-target")
 		must(t, os.Mkdir(dir, 0o755))
 		e.targets = append(e.targets, &testutil.Daemon{Module: "ssh:" + dir, Dir: dir})
-		remotes = append(remotes, remote{"127.0.0.1", dir})
+		remotes = append(remotes, confxml.Remote{IP: "127.0.0.1", Module: dir})
 	}
 	for i := 0; i < o.targets; i++ {
 		ip := fmt.Sprintf("127.0.0.%d", i+1)
 		d := testutil.StartDaemon(t, testutil.DaemonOptions{Module: fmt.Sprintf("backup%d", i), Address: ip, Port: port, Secrets: o.secrets})
 		e.targets = append(e.targets, d)
-		remotes = append(remotes, remote{ip, d.Module})
+		remotes = append(remotes, confxml.Remote{IP: ip, Module: d.Module})
 	}
 	rulesFile := ""
 	if o.rules != nil {
 		rulesFile = filepath.Join(e.dir, "filter.rules")
 		must(t, os.WriteFile(rulesFile, []byte(strings.Join(o.rules, "\n")+"\n"), 0o644))
 	}
-	var conf bytes.Buffer
-	err := confTemplate.Execute(&conf, map[string]any{
-		"Src": e.src, "Dir": e.dir, "Port": port, "Targets": remotes, "Excludes": o.excludes,
-		"Attrib": o.attrib, "BackoffMax": o.backoffMax, "Params": o.params,
-		"FailLogEvery": o.failLogEvery, "CrontabEvery": o.crontabEvery, "CrontabExcludes": o.crontabExcludes,
-		"AuthUser": o.authUser, "PasswordFile": o.passwordFile, "CommandPrefix": o.commandPrefix,
-		"Timeout": o.timeout, "SSH": sshCommand, "KeepDeleted": o.keepDeleted, "RulesFile": rulesFile, "Rsync": o.rsyncBinary, "VerifyEvery": o.verifyEvery,
+	e.config = filepath.Join(e.dir, "confxml.xml")
+	err := confxml.Write(e.config, confxml.Conf{
+		Src: e.src, Dir: e.dir, Port: port, Targets: remotes, Excludes: o.excludes,
+		Attrib: o.attrib, Settle: "20ms", BackoffMax: o.backoffMax, Params: o.params,
+		FailLogEvery: o.failLogEvery, CrontabEvery: o.crontabEvery, CrontabExcludes: o.crontabExcludes,
+		AuthUser: o.authUser, PasswordFile: o.passwordFile, CommandPrefix: o.commandPrefix,
+		Timeout: o.timeout, SSH: sshCommand, KeepDeleted: o.keepDeleted, RulesFile: rulesFile, Rsync: o.rsyncBinary, VerifyEvery: o.verifyEvery,
 	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	e.config = filepath.Join(e.dir, "confxml.xml")
-	if err := os.WriteFile(e.config, conf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return e

@@ -9,8 +9,9 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"text/template"
 	"time"
+
+	"github.com/sersyncd/sersyncd/internal/testutil/confxml"
 )
 
 // env is one benchmark cell's set-up: a source tree and K rsync daemons on
@@ -77,40 +78,6 @@ func newContender(name, bin string) (contender, error) {
 
 // ---- sersyncd ----
 
-var confTemplate = template.Must(template.New("conf").Parse(`<?xml version="1.0" encoding="ISO-8859-1"?>
-<head version="2.5">
-    <debug start="{{.Debug}}"/>
-    <filter start="false"></filter>
-    <inotify>
-	<delete start="true"/>
-	<createFolder start="true"/>
-	<createFile start="false"/>
-	<closeWrite start="true"/>
-	<moveFrom start="true"/>
-	<moveTo start="true"/>
-	<attrib start="true"/>
-	<modify start="false"/>
-    </inotify>
-    <sersync>
-	<localpath watch="{{.Src}}">
-{{- range .Targets}}
-	    <remote ip="{{.IP}}" name="{{.Module}}"/>
-{{- end}}
-	</localpath>
-	<rsync>
-	    <commonParams params="-a"/>
-	    <auth start="false" users="root" passwordfile="/etc/rsync.pas"/>
-	    <userDefinedPort start="true" port="{{.Port}}"/>
-	    <timeout start="true" time="100"/>
-	    <ssh start="false"/>
-	</rsync>
-	<failLog path="{{.Dir}}/fail.log" timeToExecute="60"/>
-	<crontab start="false" schedule="600"/>
-	<plugin start="false" name="command"/>
-    </sersync>
-</head>
-`))
-
 type sersyncdC struct {
 	bin     string
 	p       *proc
@@ -118,16 +85,15 @@ type sersyncdC struct {
 }
 
 func writeSersyncdConf(e *env, path string, remotes []*rsyncd, port int) error {
-	type remote struct{ IP, Module string }
-	var rs []remote
+	var rs []confxml.Remote
 	for _, d := range remotes {
-		rs = append(rs, remote{d.ip, d.module})
+		rs = append(rs, confxml.Remote{IP: d.ip, Module: d.module})
 	}
-	var conf bytes.Buffer
-	if err := confTemplate.Execute(&conf, map[string]any{"Src": e.src, "Dir": e.dir, "Port": port, "Targets": rs, "Debug": os.Getenv("BENCH_KEEP_OUTPUT") != ""}); err != nil {
-		return err
-	}
-	return os.WriteFile(path, conf.Bytes(), 0o644)
+	// sersyncd's defaults (no <sersyncd> element), -a, a 100 s timeout.
+	return confxml.Write(path, confxml.Conf{
+		Debug: os.Getenv("BENCH_KEEP_OUTPUT") != "", Src: e.src, Dir: e.dir, Port: port, Targets: rs,
+		Attrib: true, Params: "-a", AuthUser: "root", Timeout: 100,
+	})
 }
 
 func (c *sersyncdC) start(e *env, readyTimeout time.Duration) error {
