@@ -18,12 +18,12 @@ import (
 	"github.com/sersyncd/sersyncd/internal/filter"
 )
 
-// CommandWorkers is how many commands run at once.
-var CommandWorkers = 4
+// commandWorkers is how many commands run at once.
+const defaultCommandWorkers = 4
 
-// CommandTimeout bounds one run; the command (its whole process group) is
+// commandTimeout bounds one run; the command (its whole process group) is
 // killed after it.
-var CommandTimeout = 60 * time.Second
+const defaultCommandTimeout = 60 * time.Second
 
 // commandOutputMax is how much of a failed command's output is logged (its end).
 const commandOutputMax = 2048
@@ -36,6 +36,7 @@ const dollar0 = "sersyncd"
 
 type commandRunner struct {
 	log         logrus.FieldLogger
+	timeout     time.Duration // tuning.commandTimeout: a run is killed after it
 	root        string
 	prefix      []string // argv before the path, "sersyncd" ($0) appended when needed
 	suffix      []string
@@ -106,13 +107,13 @@ func isDashC(w string) bool {
 	return true
 }
 
-func newCommandRunner(cfg *config.Config, log logrus.FieldLogger) (*commandRunner, error) {
+func newCommandRunner(cfg *config.Config, log logrus.FieldLogger, tune tuning) (*commandRunner, error) {
 	cp := cfg.Command
 	prefix, suffix, err := commandWords(cp)
 	if err != nil {
 		return nil, err
 	}
-	c := &commandRunner{log: log, root: cfg.LocalPath, prefix: prefix, suffix: suffix, ignoreError: cp.IgnoreError}
+	c := &commandRunner{log: log, timeout: tune.commandTimeout, root: cfg.LocalPath, prefix: prefix, suffix: suffix, ignoreError: cp.IgnoreError}
 	if cp.FilterEnabled {
 		// sersync's CommandInterface::Execute runs the command for a path
 		// when an include expression matches the whole absolute path
@@ -134,7 +135,7 @@ func newCommandRunner(cfg *config.Config, log logrus.FieldLogger) (*commandRunne
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.cond = sync.NewCond(&c.mu)
-	workers := max(CommandWorkers, 1)
+	workers := max(tune.commandWorkers, 1)
 	c.wg.Add(workers)
 	for range workers {
 		go c.worker()
@@ -203,7 +204,7 @@ func (c *commandRunner) argv(abs string) []string {
 func (c *commandRunner) run(rel string) {
 	abs := absPath(c.root, rel)
 	argv := c.argv(abs)
-	ctx, cancel := context.WithTimeout(c.ctx, CommandTimeout)
+	ctx, cancel := context.WithTimeout(c.ctx, c.timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	out := &tail{max: commandOutputMax}
@@ -226,7 +227,7 @@ func (c *commandRunner) run(rel string) {
 		return
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		status = "timeout"
-		err = fmt.Errorf("killed after %s: %w", CommandTimeout, err)
+		err = fmt.Errorf("killed after %s: %w", c.timeout, err)
 	case errors.As(err, &exitErr):
 		status = exitErr.ProcessState.String() // "exit status 3", "signal: killed"
 		if code := exitErr.ExitCode(); code >= 0 {

@@ -16,6 +16,7 @@
 package plugin
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -43,8 +44,36 @@ type Plugin interface {
 // FailureTarget names the command plugin in failure records.
 const FailureTarget = "plugin command"
 
-// CloseTimeout bounds how long Close drains what is still queued.
-var CloseTimeout = 2 * time.Second
+// closeTimeout bounds how long Close drains what is still queued.
+const defaultCloseTimeout = 2 * time.Second
+
+// tuning holds the plugins' knobs, each default declared once beside its
+// reason. Like syncthing's watchaggregator's caps they are not meant to
+// be changed, but must be changeable for tests, through newPlugins rather
+// than a global. A zero field takes its default.
+type tuning struct {
+	closeTimeout       time.Duration
+	commandWorkers     int
+	commandTimeout     time.Duration
+	socketBackoffMin   time.Duration
+	socketBackoffMax   time.Duration
+	socketQueueMax     int
+	socketDialTimeout  time.Duration
+	socketWriteTimeout time.Duration
+}
+
+// withDefaults fills the zero fields of t.
+func (t tuning) withDefaults() tuning {
+	t.closeTimeout = cmp.Or(t.closeTimeout, defaultCloseTimeout)
+	t.commandWorkers = cmp.Or(t.commandWorkers, defaultCommandWorkers)
+	t.commandTimeout = cmp.Or(t.commandTimeout, defaultCommandTimeout)
+	t.socketBackoffMin = cmp.Or(t.socketBackoffMin, defaultSocketBackoffMin)
+	t.socketBackoffMax = cmp.Or(t.socketBackoffMax, defaultSocketBackoffMax)
+	t.socketQueueMax = cmp.Or(t.socketQueueMax, defaultSocketQueueMax)
+	t.socketDialTimeout = cmp.Or(t.socketDialTimeout, defaultSocketDialTimeout)
+	t.socketWriteTimeout = cmp.Or(t.socketWriteTimeout, defaultSocketWriteTimeout)
+	return t
+}
 
 // RefreshCDNWarning is logged by New when refreshCDN is enabled.
 const RefreshCDNWarning = "refreshCDN is not supported; call your CDN's API from the command plugin instead"
@@ -62,6 +91,7 @@ type Plugins struct {
 	log    logrus.FieldLogger
 	cmd    *commandRunner
 	sock   *socketSender
+	tune   tuning
 
 	closeOnce sync.Once
 }
@@ -74,13 +104,19 @@ var _ Plugin = (*Plugins)(nil)
 // section that cannot work (an empty or unsplittable command, a socket
 // plugin without <deshost>).
 func New(cfg *config.Config, log logrus.FieldLogger) (Plugin, error) {
+	return newPlugins(cfg, log, tuning{})
+}
+
+// newPlugins is New with knobs other than the defaults.
+func newPlugins(cfg *config.Config, log logrus.FieldLogger, tune tuning) (Plugin, error) {
+	tune = tune.withDefaults()
 	if err := Check(cfg); err != nil {
 		return nil, err
 	}
 	if !cfg.Plugin.Enabled || len(cfg.Remotes) == 0 {
 		return nil, nil
 	}
-	p := &Plugins{target: cfg.Destination(cfg.Remotes[0]), log: log.WithField("plugin", cfg.Plugin.Name)}
+	p := &Plugins{target: cfg.Destination(cfg.Remotes[0]), log: log.WithField("plugin", cfg.Plugin.Name), tune: tune}
 	switch cfg.Plugin.Name {
 	case "refreshCDN":
 		log.Warn(RefreshCDNWarning)
@@ -89,7 +125,7 @@ func New(cfg *config.Config, log logrus.FieldLogger) (Plugin, error) {
 		if cfg.Command == nil {
 			return nil, nil // the config already warned: no top-level section
 		}
-		c, err := newCommandRunner(cfg, p.log)
+		c, err := newCommandRunner(cfg, p.log, tune)
 		if err != nil {
 			return nil, err
 		}
@@ -98,7 +134,7 @@ func New(cfg *config.Config, log logrus.FieldLogger) (Plugin, error) {
 		if cfg.Socket == nil {
 			return nil, nil
 		}
-		p.sock = newSocketSender(cfg, p.log)
+		p.sock = newSocketSender(cfg, p.log, tune)
 	default:
 		return nil, nil
 	}
@@ -167,12 +203,12 @@ func (p *Plugins) Failures() int {
 	return int(p.cmd.failures.Load())
 }
 
-// Close lets queued work finish for at most CloseTimeout, then stops it:
+// Close lets queued work finish for at most closeTimeout, then stops it:
 // running commands are killed, unsent lines are dropped (and counted in
 // the log). Pushed after Close does nothing.
 func (p *Plugins) Close() error {
 	p.closeOnce.Do(func() {
-		deadline := time.Now().Add(CloseTimeout)
+		deadline := time.Now().Add(p.tune.closeTimeout)
 		var wg sync.WaitGroup
 		if p.cmd != nil {
 			wg.Add(1)

@@ -19,10 +19,9 @@ import (
 	"github.com/sersyncd/sersyncd/internal/config"
 )
 
-func init() {
-	// Generous: the tests wait for the drain, not for the limit.
-	CloseTimeout = 20 * time.Second
-}
+// testTuning is what the tests start plugins with: a generous Close, as
+// they wait for the drain, not for the limit.
+var testTuning = tuning{closeTimeout: 20 * time.Second}
 
 // hostile names: each must reach the command as one argument, unchanged.
 var hostile = []string{
@@ -63,11 +62,16 @@ func newLogger() (*logrus.Logger, *logtest.Hook) {
 
 func commandPlugin(t *testing.T, root string, cp config.CommandPlugin) *Plugins {
 	t.Helper()
+	return commandPluginTuned(t, root, cp, testTuning)
+}
+
+func commandPluginTuned(t *testing.T, root string, cp config.CommandPlugin, tune tuning) *Plugins {
+	t.Helper()
 	cfg := testConfig(t, root)
 	cfg.Plugin = config.SersyncPlugin{Enabled: true, Name: "command"}
 	cfg.Command = &cp
 	log, _ := newLogger()
-	p, err := New(cfg, log)
+	p, err := newPlugins(cfg, log, tune)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,9 +261,8 @@ func TestCommandIncludeFilter(t *testing.T) {
 }
 
 func TestCommandFailures(t *testing.T) {
-	old := CommandTimeout
-	CommandTimeout = 300 * time.Millisecond
-	t.Cleanup(func() { CommandTimeout = old })
+	tune := testTuning
+	tune.commandTimeout = 300 * time.Millisecond
 	tests := []struct {
 		name        string
 		prefix      string
@@ -274,7 +277,7 @@ func TestCommandFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := commandPlugin(t, "/r", config.CommandPlugin{Prefix: tt.prefix, IgnoreError: tt.ignoreError})
+			p := commandPluginTuned(t, "/r", config.CommandPlugin{Prefix: tt.prefix, IgnoreError: tt.ignoreError}, tune)
 			start := time.Now()
 			p.Pushed(firstTarget, []string{"a", "b", "c"}, 0, nil)
 			if d := time.Since(start); d > 100*time.Millisecond {
@@ -364,7 +367,7 @@ func TestNewAndCheck(t *testing.T) {
 			cfg := testConfig(t, "/r")
 			tt.mod(cfg)
 			log, hook := newLogger()
-			p, err := New(cfg, log)
+			p, err := newPlugins(cfg, log, testTuning)
 			if cerr := Check(cfg); (cerr == nil) != (err == nil) {
 				t.Errorf("Check = %v but New = %v", cerr, err)
 			}
@@ -475,9 +478,8 @@ func expectLines(t *testing.T, lines <-chan string, want ...string) {
 }
 
 func TestSocketDeliversAndReconnects(t *testing.T) {
-	oldMin, oldMax := SocketBackoffMin, SocketBackoffMax
-	SocketBackoffMin, SocketBackoffMax = 20*time.Millisecond, 200*time.Millisecond
-	t.Cleanup(func() { SocketBackoffMin, SocketBackoffMax = oldMin, oldMax })
+	tune := testTuning
+	tune.socketBackoffMin, tune.socketBackoffMax = 20*time.Millisecond, 200*time.Millisecond
 
 	lines := make(chan string, 1000)
 	srv := listenLines(t, "127.0.0.1:0", lines)
@@ -487,7 +489,7 @@ func TestSocketDeliversAndReconnects(t *testing.T) {
 	cfg.Plugin = config.SersyncPlugin{Enabled: true, Name: "socket"}
 	cfg.Socket = &config.SocketPlugin{LocalPath: "/data/www", Hosts: []config.HostPort{{IP: "127.0.0.1", Port: addr.Port}}}
 	log, _ := newLogger()
-	pl, err := New(cfg, log)
+	pl, err := newPlugins(cfg, log, tune)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -512,11 +514,8 @@ func TestSocketDeliversAndReconnects(t *testing.T) {
 }
 
 func TestSocketQueueBound(t *testing.T) {
-	oldMax := SocketQueueMax
-	SocketQueueMax = 5
-	t.Cleanup(func() { SocketQueueMax = oldMax })
 	log, _ := newLogger()
-	h := &hostSender{root: "/r", log: log, wake: make(chan struct{}, 1)}
+	h := &hostSender{root: "/r", log: log, wake: make(chan struct{}, 1), tune: tuning{socketQueueMax: 5}.withDefaults()}
 	for i := range 8 {
 		h.enqueue([]string{strconv.Itoa(i)})
 	}
@@ -546,7 +545,7 @@ func TestSocketCloseWhileHostDown(t *testing.T) {
 	cfg.Plugin = config.SersyncPlugin{Enabled: true, Name: "socket"}
 	cfg.Socket = &config.SocketPlugin{Hosts: []config.HostPort{{IP: "127.0.0.1", Port: port}}}
 	log, hook := newLogger()
-	p, err := New(cfg, log)
+	p, err := newPlugins(cfg, log, testTuning)
 	if err != nil {
 		t.Fatal(err)
 	}

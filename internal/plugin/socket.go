@@ -15,14 +15,14 @@ import (
 	"github.com/sersyncd/sersyncd/internal/config"
 )
 
-// Socket plugin tuning; variables so tests can shorten them.
-var (
-	SocketBackoffMin   = 100 * time.Millisecond
-	SocketBackoffMax   = 30 * time.Second
-	SocketQueueMax     = 100000 // paths waiting per host; beyond, the oldest are dropped
-	SocketDialTimeout  = 5 * time.Second
-	SocketWriteTimeout = 10 * time.Second
-	socketBatchMax     = 1000 // lines per write
+// Socket plugin tuning (tuning's socket fields).
+const (
+	defaultSocketBackoffMin   = 100 * time.Millisecond
+	defaultSocketBackoffMax   = 30 * time.Second
+	defaultSocketQueueMax     = 100000 // paths waiting per host; beyond, the oldest are dropped
+	defaultSocketDialTimeout  = 5 * time.Second
+	defaultSocketWriteTimeout = 10 * time.Second
+	socketBatchMax            = 1000 // lines per write
 )
 
 // newlineEscaper keeps the line protocol: a newline in a name is sent as
@@ -39,6 +39,7 @@ type hostSender struct {
 	addr string
 	root string
 	log  logrus.FieldLogger
+	tune tuning
 
 	ctx    context.Context // cancelled when close gives up: dials and writes stop
 	cancel context.CancelFunc
@@ -54,7 +55,7 @@ type hostSender struct {
 	conn    net.Conn
 }
 
-func newSocketSender(cfg *config.Config, log logrus.FieldLogger) *socketSender {
+func newSocketSender(cfg *config.Config, log logrus.FieldLogger, tune tuning) *socketSender {
 	sp := cfg.Socket
 	if sp.LocalPath != "" && filepath.Clean(sp.LocalPath) != cfg.LocalPath {
 		log.Warnf(`<plugin name="socket"><localpath watch=%q> differs from <sersync><localpath watch=%q>: the paths sent are below the latter`, sp.LocalPath, cfg.LocalPath)
@@ -62,7 +63,7 @@ func newSocketSender(cfg *config.Config, log logrus.FieldLogger) *socketSender {
 	s := &socketSender{}
 	for _, h := range sp.Hosts {
 		addr := net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(h.IP, "["), "]"), strconv.Itoa(h.Port))
-		hs := &hostSender{addr: addr, root: cfg.LocalPath, log: log.WithField("deshost", addr),
+		hs := &hostSender{addr: addr, root: cfg.LocalPath, log: log.WithField("deshost", addr), tune: tune,
 			wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 		hs.ctx, hs.cancel = context.WithCancel(context.Background())
 		s.hosts = append(s.hosts, hs)
@@ -95,9 +96,9 @@ func (h *hostSender) enqueue(rel []string) {
 	for _, r := range rel {
 		h.queue = append(h.queue, absPath(h.root, r))
 	}
-	if over := len(h.queue) - SocketQueueMax; over > 0 {
+	if over := len(h.queue) - h.tune.socketQueueMax; over > 0 {
 		if h.dropped == 0 {
-			h.log.Warnf("%d paths wait for this host, the limit: dropping the oldest until it takes them again", SocketQueueMax)
+			h.log.Warnf("%d paths wait for this host, the limit: dropping the oldest until it takes them again", h.tune.socketQueueMax)
 		}
 		h.dropped += over
 		clear(h.queue[:over])
@@ -157,7 +158,7 @@ func (h *hostSender) run() {
 		}
 	}
 	defer drop()
-	backoff := SocketBackoffMin
+	backoff := h.tune.socketBackoffMin
 	failing := false
 	for h.ctx.Err() == nil {
 		batch, head, closing := h.peek()
@@ -180,14 +181,14 @@ func (h *hostSender) run() {
 		default:
 		}
 		if conn == nil {
-			d := net.Dialer{Timeout: SocketDialTimeout}
+			d := net.Dialer{Timeout: h.tune.socketDialTimeout}
 			c, err := d.DialContext(h.ctx, "tcp", h.addr)
 			if err != nil {
 				if h.ctx.Err() != nil {
 					return
 				}
 				if !failing {
-					h.log.WithError(err).Warnf("cannot connect; %d paths wait, retrying with backoff up to %s", len(batch), SocketBackoffMax)
+					h.log.WithError(err).Warnf("cannot connect; %d paths wait, retrying with backoff up to %s", len(batch), h.tune.socketBackoffMax)
 				} else {
 					h.log.WithError(err).Debugf("cannot connect; retrying in %s", backoff)
 				}
@@ -211,7 +212,7 @@ func (h *hostSender) run() {
 			b.WriteString(newlineEscaper.Replace(p))
 			b.WriteByte('\n')
 		}
-		_ = conn.SetWriteDeadline(time.Now().Add(SocketWriteTimeout))
+		_ = conn.SetWriteDeadline(time.Now().Add(h.tune.socketWriteTimeout))
 		if _, err := io.WriteString(conn, b.String()); err != nil {
 			// The batch stays queued and is sent again on the next
 			// connection; the receiver may see some lines twice.
@@ -225,13 +226,13 @@ func (h *hostSender) run() {
 			h.sleep(&backoff) // a peer that accepts and hangs up at once is not hammered
 			continue
 		}
-		backoff = SocketBackoffMin
+		backoff = h.tune.socketBackoffMin
 		h.commit(head, len(batch))
 	}
 }
 
 // sleep waits *backoff (or until close gives up) and doubles it, up to
-// SocketBackoffMax.
+// socketBackoffMax.
 func (h *hostSender) sleep(backoff *time.Duration) {
 	t := time.NewTimer(*backoff)
 	defer t.Stop()
@@ -240,7 +241,7 @@ func (h *hostSender) sleep(backoff *time.Duration) {
 	case <-h.quit:
 	case <-t.C:
 	}
-	*backoff = min(*backoff*2, SocketBackoffMax)
+	*backoff = min(*backoff*2, h.tune.socketBackoffMax)
 }
 
 // watchPeer reads (and discards) what the peer sends, so that its closing
