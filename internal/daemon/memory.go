@@ -16,18 +16,24 @@ import (
 // live) sat at 60 MiB of heap for minutes. A limit that follows the live
 // heap, instead of a fixed one, can never be below it: a fixed limit under
 // a big tree's live heap would make the collector run without pause.
-var (
+const (
 	MemoryFloor  int64 = 32 << 20
 	LiveHeadroom       = 0.5
 )
 
 // memoryEvery is how often the limit follows the live heap.
-var memoryEvery = time.Second
+const memoryEvery = time.Second
 
 // LimitMemory sets and keeps adjusting the runtime's soft memory limit
 // until ctx ends, unless GOMEMLIMIT says what the operator wants. The
 // channel is closed once it no longer adjusts.
 func LimitMemory(ctx context.Context) <-chan struct{} {
+	return limitMemory(ctx, MemoryFloor, memoryEvery)
+}
+
+// limitMemory is LimitMemory with the floor and the period, which a test
+// lowers.
+func limitMemory(ctx context.Context, floor int64, every time.Duration) <-chan struct{} {
 	done := make(chan struct{})
 	if os.Getenv("GOMEMLIMIT") != "" {
 		close(done)
@@ -40,12 +46,12 @@ func LimitMemory(ctx context.Context) <-chan struct{} {
 		if sample[0].Value.Kind() == metrics.KindUint64 {
 			live = int64(sample[0].Value.Uint64())
 		}
-		debug.SetMemoryLimit(max(MemoryFloor, live+int64(float64(live)*LiveHeadroom)))
+		debug.SetMemoryLimit(max(floor, live+int64(float64(live)*LiveHeadroom)))
 	}
 	set()
 	go func() {
 		defer close(done)
-		t := time.NewTicker(memoryEvery)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {

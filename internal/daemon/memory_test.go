@@ -12,8 +12,6 @@ import (
 // without pause), never under the floor; GOMEMLIMIT overrides it.
 func TestLimitMemoryFollowsTheLiveHeap(t *testing.T) {
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
-	defer func(f int64, every time.Duration) { MemoryFloor, memoryEvery = f, every }(MemoryFloor, memoryEvery)
-	MemoryFloor, memoryEvery = 1<<20, 10*time.Millisecond
 
 	cases := []struct {
 		name     string
@@ -36,7 +34,7 @@ func TestLimitMemoryFollowsTheLiveHeap(t *testing.T) {
 			}
 			runtime.GC()
 			ctx, cancel := context.WithCancel(context.Background())
-			done := LimitMemory(ctx)
+			done := limitMemory(ctx, 1<<20, 10*time.Millisecond)
 			time.Sleep(50 * time.Millisecond)
 			cancel()
 			<-done
