@@ -43,8 +43,9 @@ var (
 // ErrLocked is returned by Open when another process holds the queue file.
 var ErrLocked = errors.New("queue file is locked by another process (is sersyncd already running?)")
 
-// OpenTimeout bounds the wait for bbolt's file lock.
-var OpenTimeout = 2 * time.Second
+// openTimeout bounds the wait for the file's lock (bbolt's, and the
+// shared one of the check before).
+const openTimeout = 2 * time.Second
 
 // Item is one claimed record: the path and the generation that was claimed.
 type Item struct {
@@ -110,25 +111,26 @@ type targetState struct {
 // previous process stopped without Close (Unclean), changes it had seen but
 // not yet committed are lost: Open marks them missed (see MarkMissed).
 func Open(path string, targets []string) (*Queue, error) {
-	return open(path, targets, true)
+	return open(path, targets, true, openTimeout)
 }
 
 // OpenTool opens the queue for a command such as `sersyncd retry` that runs
 // while no daemon does: it leaves the clean/unclean marker as it finds it,
 // so a crash of the daemon is still detected at its next start.
 func OpenTool(path string, targets []string) (*Queue, error) {
-	return open(path, targets, false)
+	return open(path, targets, false, openTimeout)
 }
 
 // missedUnclean is why changes may have been missed after a crash.
 const missedUnclean = "a run did not stop cleanly (killed, crashed, power lost): changes it saw but had not queued are lost"
 
-func open(path string, targets []string, daemon bool) (*Queue, error) {
+// open waits up to wait for the file's lock.
+func open(path string, targets []string, daemon bool, wait time.Duration) (*Queue, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create queue directory: %w", err)
 	}
 	if _, err := os.Lstat(path); err == nil {
-		if err := verify(path); err != nil {
+		if err := verify(path, wait); err != nil {
 			return nil, err
 		}
 	}
@@ -141,7 +143,7 @@ func open(path string, targets []string, daemon bool) (*Queue, error) {
 		var err error
 		// The freelist is rebuilt at open instead of written at every
 		// commit: commits are the queue's hot path, opens are rare.
-		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: OpenTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: wait, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 		if err != nil {
 			if errors.Is(err, boltErrors.ErrTimeout) {
 				return fmt.Errorf("open queue %s: %w", path, ErrLocked)

@@ -548,16 +548,14 @@ func TestOpenToolKeepsUncleanMarker(t *testing.T) {
 }
 
 func TestOpenLockedFails(t *testing.T) {
-	old := OpenTimeout
-	OpenTimeout = 100 * time.Millisecond
-	t.Cleanup(func() { OpenTimeout = old })
+	const wait = 100 * time.Millisecond
 
 	tests := []struct {
 		name string
 		open func(string, []string) (*Queue, error)
 	}{
-		{"Open", Open},
-		{"OpenTool", OpenTool},
+		{"Open", func(p string, ts []string) (*Queue, error) { return open(p, ts, true, wait) }},
+		{"OpenTool", func(p string, ts []string) (*Queue, error) { return open(p, ts, false, wait) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -583,8 +581,8 @@ func TestOpenLockedFails(t *testing.T) {
 				}
 				// bbolt gives up one lock retry (50ms) before the timeout,
 				// so only the upper bound is exact enough to check.
-				if took := time.Since(start); took > OpenTimeout+time.Second {
-					t.Fatalf("gave up after %v, OpenTimeout is %v", took, OpenTimeout)
+				if took := time.Since(start); took > wait+time.Second {
+					t.Fatalf("gave up after %v, the wait is %v", took, wait)
 				}
 			case <-time.After(5 * time.Second):
 				t.Fatal("Open of a locked file did not return within 5s")

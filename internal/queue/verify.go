@@ -38,13 +38,13 @@ func (e *DamagedError) Error() string {
 //
 // It holds a shared lock on the file meanwhile, so it never reads a file
 // that a running daemon is writing (ErrLocked then), and it writes nothing.
-func verify(path string) error {
+func verify(path string, wait time.Duration) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("open queue %s: %w", path, err)
 	}
 	defer f.Close()
-	if err := lockShared(f); err != nil {
+	if err := lockShared(f, wait); err != nil {
 		return fmt.Errorf("open queue %s: %w", path, err)
 	}
 	fi, err := f.Stat()
@@ -66,7 +66,7 @@ func verify(path string) error {
 	if err := protect(pr.walkFile); err != nil {
 		return damaged("%v", err)
 	}
-	if err := protect(func() error { return decodeAll(path) }); err != nil {
+	if err := protect(func() error { return decodeAll(path, wait) }); err != nil {
 		if errors.Is(err, ErrLocked) {
 			return fmt.Errorf("open queue %s: %w", path, err)
 		}
@@ -75,10 +75,10 @@ func verify(path string) error {
 	return nil
 }
 
-// lockShared waits up to OpenTimeout for a shared lock: a daemon holds an
+// lockShared waits up to wait for a shared lock: a daemon holds an
 // exclusive one.
-func lockShared(f *os.File) error {
-	deadline := time.Now().Add(OpenTimeout)
+func lockShared(f *os.File, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
 		if err == nil {
@@ -109,8 +109,8 @@ func protect(fn func() error) (err error) {
 // decodeAll reads every record through bbolt: each must decode, and each
 // must have its entry in the order bucket, which is how Claim finds it (a
 // record without one would be pending for ever and never pushed).
-func decodeAll(path string) error {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: OpenTimeout})
+func decodeAll(path string, wait time.Duration) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: wait})
 	if err != nil {
 		if errors.Is(err, boltErrors.ErrTimeout) {
 			return ErrLocked
