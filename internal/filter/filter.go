@@ -24,6 +24,7 @@ package filter
 
 import (
 	"fmt"
+	"iter"
 	"regexp"
 	"strings"
 )
@@ -101,17 +102,10 @@ func (f *Filter) Match(rel string, isDir bool) (index int, form string, ok bool)
 	// and that is the answer a user checking a path wants to see. Every form
 	// of every prefix is a slice of one string: this runs for every event.
 	full := "/" + rel + "/"
-	for end := 1; end < len(full)-1; {
-		i := strings.IndexByte(full[end:len(full)-1], '/')
-		last := i < 0
-		if last {
-			end = len(full) - 1
-		} else {
-			end += i
-		}
-		// full[1:end] is the prefix, full[0:end] with its leading slash,
-		// full[1:end+1] with its trailing one.
-		forms := [3]string{full[1:end], full[:end], full[1 : end+1]}
+	for end, last := range prefixEnds(rel) {
+		// full[1:end+1] is the prefix, full[:end+1] with its leading
+		// slash, full[1:end+2] with its trailing one.
+		forms := [3]string{full[1 : end+1], full[:end+1], full[1 : end+2]}
 		n := 2
 		if !last || isDir {
 			n = 3
@@ -123,9 +117,27 @@ func (f *Filter) Match(rel string, isDir bool) (index int, form string, ok bool)
 				}
 			}
 		}
-		end++
 	}
 	return 0, "", false
+}
+
+// prefixEnds yields where each leading run of whole elements of rel ends
+// ("a", "a/b", "a/b/c" for "a/b/c"), parents first, and whether it is rel
+// itself: a path below an excluded directory is excluded by it.
+func prefixEnds(rel string) iter.Seq2[int, bool] {
+	return func(yield func(int, bool) bool) {
+		for end := 0; end < len(rel); end++ {
+			i := strings.IndexByte(rel[end:], '/')
+			if i < 0 {
+				yield(len(rel), true)
+				return
+			}
+			end += i
+			if !yield(end, false) {
+				return
+			}
+		}
+	}
 }
 
 // Empty reports whether the filter excludes nothing.

@@ -225,14 +225,7 @@ func (rs *Rules) Match(rel string, isDir bool) (string, bool) {
 	if rs == nil || len(rs.rules) == 0 || rel == "" || rel == "." {
 		return "", false
 	}
-	for end := 0; end < len(rel); end++ {
-		i := strings.IndexByte(rel[end:], '/')
-		last := i < 0
-		if last {
-			end = len(rel)
-		} else {
-			end += i
-		}
+	for end, last := range prefixEnds(rel) {
 		if r := rs.decide(rel[:end], !last || isDir); r != nil && !r.include {
 			return fmt.Sprintf("%s:%d: %s", rs.File, r.line, r.text), true
 		}
