@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/filter"
 	"github.com/sersyncd/sersyncd/internal/pusher"
@@ -60,6 +62,9 @@ type Options struct {
 	// Standby, when positive, keeps an rsync started ahead for the next
 	// push, for this long after each push that succeeded (see standby.go).
 	Standby time.Duration
+	// Log gets what the pool does not see: a move on the target that
+	// failed and was left to the push (move.go). Nil: discarded.
+	Log logrus.FieldLogger
 }
 
 // New makes the target opt describes.

@@ -1,0 +1,374 @@
+package rsync
+
+// Moves on the target: a path renamed within the tree (a change with From)
+// is renamed on the target too, before the push of the batch, instead of
+// being sent again. Over ssh that is mv on the target host, as lsyncd's
+// default.rsyncssh does (default-rsyncssh.lua, rsyncssh.action: for a
+// 'Move' event it spawns `ssh host mv 'old' 'new' || rm -rf 'old'`). An
+// rsync daemon runs no commands, so there the new path is pushed with the
+// old one as its basis (--link-dest), which sends checksums, not content.
+//
+// A move is only a head start: the push of the batch that follows still
+// lists the new path (and the old one, gone from the source), so a stale
+// or wrong hint, a failed move or a write after the rename still ends with
+// the target equal to the source. A failed move is logged at debug and
+// costs the upload the move would have saved, nothing else.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// move is a rename within the tree to replay on a target: what was at
+// from (on the target, still) is now at to (on the source).
+type move struct {
+	from, to string
+}
+
+// resolveMoves turns the renames of a batch (to -> from, as the changes'
+// From say) into the moves to run on the target, in the batch's order. A
+// move whose new path is gone from the source again is none (a later
+// rename took it on, or it was removed); a chain a->b->c whose middle name
+// is gone is the one move a->c, since the target still has a. A move back
+// to its own name (a->b->a) is none.
+func resolveMoves(root string, renames []move) []move {
+	from := make(map[string]string, len(renames))
+	for _, r := range renames {
+		from[r.to] = r.from
+	}
+	var out []move
+	for _, r := range renames {
+		if !exists(filepath.Join(root, r.to)) {
+			continue
+		}
+		f := r.from
+		for range len(renames) { // bounded: a cycle of renames ends here too
+			g, ok := from[f]
+			if !ok || exists(filepath.Join(root, f)) {
+				break
+			}
+			f = g
+		}
+		if f == r.to || strings.HasPrefix(r.to, f+"/") || strings.HasPrefix(f, r.to+"/") {
+			// mv refuses to move a directory into itself; a rename
+			// between a path and its own ancestor has nothing to keep.
+			continue
+		}
+		out = append(out, move{from: f, to: r.to})
+	}
+	return out
+}
+
+// discardLog is the log of a target given none.
+var discardLog = func() *logrus.Logger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}()
+
+func (t *Target) log() logrus.FieldLogger {
+	if t.opt.Log == nil {
+		return discardLog
+	}
+	return t.opt.Log
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+func isDir(path string) bool {
+	fi, err := os.Lstat(path)
+	return err == nil && fi.IsDir()
+}
+
+// runMoves runs each move on the target, ssh or daemon; a move that fails
+// is logged and left to the push that follows.
+func (t *Target) runMoves(ctx context.Context, moves []move) {
+	for _, m := range moves {
+		if ctx.Err() != nil {
+			return
+		}
+		var err error
+		how := "basis push"
+		switch {
+		case t.opt.Filter.ExcludedAs(m.from, isDir(filepath.Join(t.opt.Source, m.to))):
+			// Never pushed, so what the target has there is its own.
+			err = fmt.Errorf("old path %q is excluded", m.from)
+		case t.opt.SSHCommand != "" && !t.opt.KeepDeleted:
+			how = "mv"
+			err = t.sshMove(ctx, m)
+		default:
+			// A daemon target, or an archive target over ssh, where mv
+			// would remove the old path that must be kept.
+			err = t.basisPush(ctx, m)
+		}
+		log := t.log().WithField("target", t.Name()).WithField("from", m.from).WithField("to", m.to)
+		if err != nil {
+			log.WithError(err).Debugf("move on target by %s failed; the push sends the new path instead", how)
+			continue
+		}
+		log.Debugf("moved on target by %s", how)
+	}
+}
+
+// shellQuote quotes s for the POSIX shell that runs an ssh command on the
+// target: in single quotes, with each ' written '\”. Any byte but NUL
+// survives (newline, space, *, $, a leading -), and s is one word.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// splitCommand splits an ssh command line into argv as rsync splits its
+// -e/--rsh value: on spaces and tabs, with '...' and "..." grouping (and
+// \ escaping inside double quotes), so the mv goes through the very ssh,
+// key and options the pushes use.
+func splitCommand(s string) []string {
+	var args []string
+	var cur strings.Builder
+	inWord := false
+	var quote byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quote == '\'':
+			if c == '\'' {
+				quote = 0
+			} else {
+				cur.WriteByte(c)
+			}
+		case quote == '"':
+			switch {
+			case c == '"':
+				quote = 0
+			case c == '\\' && i+1 < len(s) && (s[i+1] == '"' || s[i+1] == '\\'):
+				i++
+				cur.WriteByte(s[i])
+			default:
+				cur.WriteByte(c)
+			}
+		case c == ' ' || c == '\t':
+			if inWord {
+				args = append(args, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		case c == '\'' || c == '"':
+			quote, inWord = c, true
+		default:
+			cur.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		args = append(args, cur.String())
+	}
+	return args
+}
+
+// sshDest splits an ssh destination "[user@]host:dir" into the host for
+// ssh and the directory on it ("" is the login directory); an IPv6
+// address in brackets loses them.
+func sshDest(dest string) (host, dir string) {
+	if strings.HasPrefix(dest, "[") {
+		if i := strings.Index(dest, "]:"); i > 0 {
+			return dest[1:i], dest[i+2:]
+		}
+	}
+	if at := strings.LastIndexByte(dest, '@'); at >= 0 {
+		if i := strings.IndexByte(dest[at:], ':'); i >= 0 {
+			return dest[:at+i], dest[at+i+1:]
+		}
+	}
+	if i := strings.IndexByte(dest, ':'); i >= 0 {
+		return dest[:i], dest[i+1:]
+	}
+	return dest, ""
+}
+
+// remotePath is rel below the target directory dir, as the target's shell
+// is to see it.
+func remotePath(dir, rel string) string {
+	switch {
+	case dir == "":
+		return rel
+	case strings.HasSuffix(dir, "/"):
+		return dir + rel
+	}
+	return dir + "/" + rel
+}
+
+// MoveCommand is the argv that replays m on an ssh target: the push's own
+// ssh command, the host, then the command line for the target's shell,
+// each path quoted for it exactly once (ssh joins the words with spaces
+// and the remote shell splits them again). The missing parents of the new
+// path are made first: a file renamed into a directory made at the same
+// time finds it (the parents' own changes set their attributes in the
+// push that follows). mv -T so that a rename onto an existing directory
+// replaces it (when empty, as rename(2) does on the source) instead of
+// moving into it; "--" so that a name starting with '-' is a name.
+func (t *Target) MoveCommand(from, to string) []string {
+	host, dir := sshDest(t.opt.Dest)
+	argv := splitCommand(t.opt.SSHCommand)
+	argv = append(argv, host, "--")
+	if parent := parentDir(to); parent != "" {
+		argv = append(argv, "mkdir", "-p", "--", shellQuote(remotePath(dir, parent)), "&&")
+	}
+	return append(argv, "mv", "-T", "--", shellQuote(remotePath(dir, from)), shellQuote(remotePath(dir, to)))
+}
+
+// sshMove runs m on an ssh target with MoveCommand.
+func (t *Target) sshMove(ctx context.Context, m move) error {
+	argv := t.MoveCommand(m.from, m.to)
+	if len(argv) < 4 {
+		return fmt.Errorf("move %q: no ssh command", m.from)
+	}
+	timeout := t.opt.Timeout
+	if timeout <= 0 {
+		timeout = defaultMoveTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	// As rsync's: its own group, killed whole, and with sersyncd.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("run %s: %w: %s", argv[0], err, strings.TrimSpace(tail(out.String(), 512)))
+	}
+	return nil
+}
+
+// defaultMoveTimeout bounds an ssh mv when no rsync timeout is set: a
+// rename is one system call on the target, the rest is the login.
+const defaultMoveTimeout = 60 * time.Second
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
+
+// BasisPushArgs is the argv of the push of a renamed path with its old
+// name on the target as the basis: the files to send (relative to the
+// transfer's root, "./x") go NUL-separated on stdin. For a directory the
+// transfer is to/ onto to/ with the basis directory from; for a file it is
+// the file's directory, with from's directory as the basis and -yy (fuzzy,
+// also in the basis directory) to find the old file under its other name
+// by size and mtime. The basis is given relative to the destination
+// directory: an rsync daemon resolves it there, and sanitises a ".." that
+// would climb out of the module, never one that stays in it (tested with
+// use chroot both on and off). --link-dest hard-links each unchanged file
+// (nothing is copied on the target; the old name's removal leaves the new
+// one); an archive target (KeepDeleted) keeps the old name, so it gets
+// --copy-dest, which copies, so no two names share an inode a later
+// --inplace push would write through. A file that differs from its basis
+// is sent as a delta against it. --mkpath makes the missing parents.
+func (t *Target) BasisPushArgs(from, to string, dir bool) []string {
+	srcDir, dstDir := to, to
+	basis := from
+	if !dir {
+		srcDir, dstDir, basis = parentDir(to), parentDir(to), parentDir(from)
+	}
+	up := strings.Repeat("../", depth(dstDir))
+	rel := up + basis
+	if basis == "" {
+		rel = strings.TrimSuffix(up, "/")
+		if rel == "" {
+			rel = "."
+		}
+	}
+	args := t.commonArgs()
+	if t.opt.KeepDeleted {
+		args = append(args, "--copy-dest="+rel)
+	} else {
+		args = append(args, "--link-dest="+rel)
+	}
+	if !dir {
+		args = append(args, "--fuzzy", "--fuzzy")
+	}
+	args = append(args, "--mkpath", "--no-recursive", "--from0", "--files-from=-")
+	return append(args, "--", joinDir(t.opt.Source, srcDir), joinDir(t.opt.Dest, dstDir))
+}
+
+// depth is how many directories deep rel is ("" is the root, 0).
+func depth(rel string) int {
+	if rel == "" {
+		return 0
+	}
+	return strings.Count(rel, "/") + 1
+}
+
+// joinDir is rel below root, with a trailing slash: the content of the
+// directory, not the directory itself.
+func joinDir(root, rel string) string {
+	if rel == "" {
+		return root + "/"
+	}
+	return root + "/" + rel + "/"
+}
+
+// errNotMoved says a basis push had nothing to do: the new path is gone
+// from the source, or excluded.
+var errNotMoved = errors.New("nothing to push at the new path")
+
+// basisPush pushes m.to with m.from on the target as the basis
+// (BasisPushArgs): the new path's files under the filter, the directory
+// itself first, so rsync sets its attributes.
+func (t *Target) basisPush(ctx context.Context, m move) error {
+	root := filepath.Join(t.opt.Source, m.to)
+	fi, err := os.Lstat(root)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errNotMoved, err)
+	}
+	if t.opt.Filter.ExcludedAs(m.to, fi.IsDir()) {
+		return errNotMoved
+	}
+	var list bytes.Buffer
+	if !fi.IsDir() {
+		list.WriteString("./" + filepath.Base(m.to))
+		list.WriteByte(0)
+		return t.run(ctx, t.BasisPushArgs(m.from, m.to, false), &list)
+	}
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // vanished or unreadable: the push that follows reports it
+		}
+		if p == root {
+			list.WriteString(".")
+			list.WriteByte(0)
+			return nil
+		}
+		rel := p[len(root)+1:]
+		if t.opt.Filter.ExcludedAs(m.to+"/"+rel, d.IsDir()) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		list.WriteString("./" + rel)
+		list.WriteByte(0)
+		return ctx.Err()
+	})
+	if err != nil {
+		return fmt.Errorf("walk %s: %w", root, err)
+	}
+	return t.run(ctx, t.BasisPushArgs(m.from, m.to, true), &list)
+}

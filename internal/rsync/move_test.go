@@ -1,0 +1,415 @@
+package rsync
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sersyncd/sersyncd/internal/testutil"
+)
+
+func TestShellQuote(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"plain", "a/b", "'a/b'"},
+		{"quote", "it's", `'it'\''s'`},
+		{"leading dash", "-rf", "'-rf'"},
+		{"newline and star", "a\n*", "'a\n*'"},
+		{"only quotes", "''", `''\'''\'''`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := shellQuote(tc.in); got != tc.want {
+				t.Errorf("shellQuote(%q) = %s, want %s", tc.in, got, tc.want)
+			}
+			// The shell must read back exactly the name.
+			out, err := exec.Command("sh", "-c", "printf %s "+shellQuote(tc.in)).Output()
+			if err != nil || string(out) != tc.in {
+				t.Errorf("sh read %q back as %q (%v)", tc.in, out, err)
+			}
+		})
+	}
+}
+
+func TestSplitCommand(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want []string
+	}{
+		{"words", "ssh -p 22  -i key", []string{"ssh", "-p", "22", "-i", "key"}},
+		{"single quotes", "ssh -i '/a b/key'", []string{"ssh", "-i", "/a b/key"}},
+		{"double quotes", `ssh -o "ProxyCommand=nc \"h\" 22"`, []string{"ssh", "-o", `ProxyCommand=nc "h" 22`}},
+		{"empty quotes", "ssh ''", []string{"ssh", ""}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := splitCommand(tc.in); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("splitCommand(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestMoveCommand(t *testing.T) {
+	tests := []struct {
+		name     string
+		dest     string
+		from, to string
+		want     []string
+	}{
+		{"root", "u@h:/b", "a", "b", []string{"ssh", "-p", "2", "u@h", "--", "mv", "-T", "--", "'/b/a'", "'/b/b'"}},
+		{"parents made", "h:/b/", "x/a", "y/z/-b", []string{"ssh", "-p", "2", "h", "--", "mkdir", "-p", "--", "'/b/y/z'", "&&",
+			"mv", "-T", "--", "'/b/x/a'", "'/b/y/z/-b'"}},
+		{"login dir", "h:", "it's", "b", []string{"ssh", "-p", "2", "h", "--", "mv", "-T", "--", `'it'\''s'`, "'b'"}},
+		{"ipv6", "[::1]:d", "a", "b", []string{"ssh", "-p", "2", "::1", "--", "mv", "-T", "--", "'d/a'", "'d/b'"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tgt := New(Options{Source: "/s", Dest: tc.dest, SSHCommand: "ssh -p 2"})
+			if got := tgt.MoveCommand(tc.from, tc.to); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("MoveCommand = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestBasisPushArgs(t *testing.T) {
+	tests := []struct {
+		name     string
+		keep     bool
+		from, to string
+		dir      bool
+		want     []string // the options that matter, in order
+		src, dst string
+	}{
+		{"dir at root", false, "a", "b", true, []string{"--link-dest=../a"}, "/s/b/", "h::m/b/"},
+		{"dir deeper", false, "a/b", "c", true, []string{"--link-dest=../a/b"}, "/s/c/", "h::m/c/"},
+		{"dir from deeper", false, "a", "x/y/b", true, []string{"--link-dest=../../../a"}, "/s/x/y/b/", "h::m/x/y/b/"},
+		{"file same dir", false, "d/a", "d/b", false, []string{"--link-dest=../d", "--fuzzy", "--fuzzy"}, "/s/d/", "h::m/d/"},
+		{"file at root", false, "a", "b", false, []string{"--link-dest=.", "--fuzzy", "--fuzzy"}, "/s/", "h::m/"},
+		{"file to root", false, "d/a", "b", false, []string{"--link-dest=d", "--fuzzy", "--fuzzy"}, "/s/", "h::m/"},
+		{"file from root", false, "a", "d/e/b", false, []string{"--link-dest=../..", "--fuzzy", "--fuzzy"}, "/s/d/e/", "h::m/d/e/"},
+		{"archive copies", true, "a", "b", true, []string{"--copy-dest=../a"}, "/s/b/", "h::m/b/"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tgt := New(Options{Source: "/s", Dest: "h::m", KeepDeleted: tc.keep})
+			args := tgt.BasisPushArgs(tc.from, tc.to, tc.dir)
+			opts := options(t, args)
+			for _, w := range tc.want {
+				if !hasOption(opts, w) {
+					t.Errorf("no %s in %q", w, opts)
+				}
+			}
+			for _, w := range []string{"--mkpath", "--from0", "--files-from=-", "--no-recursive"} {
+				if !hasOption(opts, w) {
+					t.Errorf("no %s in %q", w, opts)
+				}
+			}
+			if hasOption(opts, "--ignore-times") {
+				t.Errorf("--ignore-times would keep --link-dest from linking: %q", opts)
+			}
+			if got := args[len(args)-2:]; got[0] != tc.src || got[1] != tc.dst {
+				t.Errorf("source and destination %q, want %q %q", got, tc.src, tc.dst)
+			}
+		})
+	}
+}
+
+func TestResolveMoves(t *testing.T) {
+	src := t.TempDir()
+	for _, p := range []string{"c", "b2", "x/y", "back"} {
+		mkfile(t, src, p, p)
+	}
+	tests := []struct {
+		name    string
+		renames []move
+		want    []move
+	}{
+		{"one", []move{{"a", "c"}}, []move{{"a", "c"}}},
+		{"chain through a gone name", []move{{"a", "b"}, {"b", "c"}}, []move{{"a", "c"}}},
+		{"chain through a name made again", []move{{"a", "b2"}, {"b2", "c"}}, []move{{"a", "b2"}, {"b2", "c"}}},
+		{"gone again", []move{{"a", "gone"}}, nil},
+		{"back to itself", []move{{"back", "tmp"}, {"tmp", "back"}}, nil},
+		{"into itself", []move{{"x", "x/y"}}, nil},
+		{"cycle bounded", []move{{"p", "q"}, {"q", "p"}, {"q", "c"}}, []move{{"p", "c"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := resolveMoves(src, tc.renames); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("resolveMoves(%v) = %v, want %v", tc.renames, got, tc.want)
+			}
+		})
+	}
+}
+
+// moveTarget is a target kind for the move tests: a daemon module's
+// subdirectory or a directory over the test sshd.
+type moveTarget struct {
+	name string
+	make func(t *testing.T, src string, opt Options) (*Target, string)
+}
+
+func moveTargets(t *testing.T) []moveTarget {
+	d := testutil.StartDaemon(t, testutil.DaemonOptions{})
+	sshd := testutil.StartSSHD(t)
+	var n atomic.Int32
+	return []moveTarget{
+		{"daemon", func(t *testing.T, src string, opt Options) (*Target, string) {
+			sub := "case" + string(rune('a'+n.Add(1)))
+			opt.Source, opt.Dest, opt.Port = src, "127.0.0.1::"+d.Module+"/"+sub, d.Port
+			return New(opt), filepath.Join(d.Dir, sub)
+		}},
+		{"ssh", func(t *testing.T, src string, opt Options) (*Target, string) {
+			dst := t.TempDir()
+			opt.Source, opt.Dest, opt.SSHCommand = src, "127.0.0.1:"+dst, sshd.Command
+			return New(opt), dst
+		}},
+	}
+}
+
+// pushRenames is a push of a batch with renames in it: the moves first,
+// then the listed push of the old paths (gone) and of everything at the
+// new ones.
+func pushRenames(ctx context.Context, t *testing.T, tgt *Target, renames []move, also ...string) error {
+	t.Helper()
+	tgt.runMoves(ctx, resolveMoves(tgt.opt.Source, renames))
+	var paths []string
+	for _, r := range renames {
+		paths = append(paths, r.from)
+		_ = filepath.WalkDir(filepath.Join(tgt.opt.Source, r.to), func(p string, _ fs.DirEntry, err error) error {
+			if err == nil {
+				paths = append(paths, p[len(tgt.opt.Source)+1:])
+			}
+			return nil
+		})
+	}
+	return tgt.Push(ctx, append(paths, also...))
+}
+
+func randomFile(t *testing.T, root, rel string, size int) {
+	t.Helper()
+	b := make([]byte, size)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	mkfile(t, root, rel, string(b))
+}
+
+func rename(t *testing.T, root, from, to string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(filepath.Join(root, to)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// rename(2) itself: os.Rename refuses to replace a directory.
+	if err := syscall.Rename(filepath.Join(root, from), filepath.Join(root, to)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMovesOnTarget renames on the source, pushes the batch (moves, then
+// the listed push) to a real daemon and over a real ssh, and compares the
+// target with the source byte for byte; where the moved content is big it
+// also checks the push sent under 1 % of it.
+func TestMovesOnTarget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	const big = 2 << 20 // two files: 4 MiB to move
+	odd := []string{"new\nline", "-rf", "it's \"q\"", "sp ace*", "$(touch pwned)"}
+	tests := []struct {
+		name     string
+		before   func(t *testing.T, src string)
+		change   func(t *testing.T, src string) []move
+		also     []string // paths changed besides the renames
+		maxBytes int64    // 0: not measured
+	}{
+		{
+			name: "big directory",
+			before: func(t *testing.T, src string) {
+				randomFile(t, src, "d/big1", big)
+				randomFile(t, src, "d/sub/big2", big)
+				for i := range 30 {
+					mkfile(t, src, "d/small/"+string(rune('a'+i)), strings.Repeat("s", i))
+				}
+			},
+			change: func(t *testing.T, src string) []move {
+				rename(t, src, "d", "e")
+				return []move{{"d", "e"}}
+			},
+			maxBytes: 2 * big / 100,
+		},
+		{
+			name:   "big file into a new directory",
+			before: func(t *testing.T, src string) { randomFile(t, src, "a/f", big) },
+			change: func(t *testing.T, src string) []move {
+				rename(t, src, "a/f", "n/m/g")
+				return []move{{"a/f", "n/m/g"}}
+			},
+			also:     []string{"n", "n/m"},
+			maxBytes: big / 100,
+		},
+		{
+			name: "odd names",
+			before: func(t *testing.T, src string) {
+				for _, n := range odd {
+					mkfile(t, src, "o/"+n, n)
+					mkfile(t, src, n+"dir/"+n, n)
+				}
+			},
+			change: func(t *testing.T, src string) []move {
+				var ms []move
+				for _, n := range odd {
+					rename(t, src, "o/"+n, "o/"+n+"'2")
+					rename(t, src, n+"dir", "-"+n+"\ndir")
+					ms = append(ms, move{"o/" + n, "o/" + n + "'2"}, move{n + "dir", "-" + n + "\ndir"})
+				}
+				return ms
+			},
+		},
+		{
+			name:   "chain",
+			before: func(t *testing.T, src string) { randomFile(t, src, "a/f", big) },
+			change: func(t *testing.T, src string) []move {
+				rename(t, src, "a", "b")
+				rename(t, src, "b", "c")
+				return []move{{"a", "b"}, {"b", "c"}}
+			},
+			maxBytes: big / 100,
+		},
+		{
+			name: "file over file, dir over empty dir",
+			before: func(t *testing.T, src string) {
+				mkfile(t, src, "f1", "one")
+				mkfile(t, src, "f2", "two")
+				mkfile(t, src, "d1/x", "x")
+				if err := os.Mkdir(filepath.Join(src, "d2"), 0o700); err != nil {
+					t.Fatal(err)
+				}
+			},
+			change: func(t *testing.T, src string) []move {
+				rename(t, src, "f1", "f2")
+				rename(t, src, "d1", "d2")
+				return []move{{"f1", "f2"}, {"d1", "d2"}}
+			},
+		},
+		{
+			name: "written to after the rename",
+			before: func(t *testing.T, src string) {
+				mkfile(t, src, "d/a", "a")
+				mkfile(t, src, "d/b", "b")
+			},
+			change: func(t *testing.T, src string) []move {
+				rename(t, src, "d", "e")
+				mkfile(t, src, "e/a", "rewritten")
+				mkfile(t, src, "e/new", "new")
+				rmAll(t, src, "e/b")
+				return []move{{"d", "e"}}
+			},
+			also: []string{"e/b"},
+		},
+		{
+			name:   "stale: old name not on the target",
+			before: func(t *testing.T, src string) {},
+			change: func(t *testing.T, src string) []move {
+				mkfile(t, src, "e/a", "a")
+				return []move{{"d", "e"}}
+			},
+		},
+		{
+			name: "wrong: old name holds other content",
+			before: func(t *testing.T, src string) {
+				mkfile(t, src, "d/a", "old a")
+				mkfile(t, src, "d/z", "z")
+			},
+			change: func(t *testing.T, src string) []move {
+				rmAll(t, src, "d")
+				mkfile(t, src, "e/a", "other")
+				return []move{{"d", "e"}}
+			},
+		},
+	}
+	for _, kind := range moveTargets(t) {
+		for _, tc := range tests {
+			t.Run(kind.name+"/"+tc.name, func(t *testing.T) {
+				src := t.TempDir()
+				tc.before(t, src)
+				var sent atomic.Int64
+				tgt, dst := kind.make(t, src, Options{Params: []string{"-artuz"},
+					OnBytesSent: func(_ string, n int64) { sent.Add(n) }})
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				if err := tgt.FullPush(ctx, nil); err != nil {
+					t.Fatalf("full push before: %v", err)
+				}
+				renames := tc.change(t, src)
+				sent.Store(0)
+				if err := pushRenames(ctx, t, tgt, renames, tc.also...); err != nil {
+					t.Fatalf("push: %v", err)
+				}
+				if diff := testutil.DiffTrees(src, dst); len(diff) > 0 {
+					t.Errorf("target differs from the source:\n%s", strings.Join(diff, "\n"))
+				}
+				if tc.maxBytes > 0 && sent.Load() > tc.maxBytes {
+					t.Errorf("sent %d bytes, want at most %d", sent.Load(), tc.maxBytes)
+				}
+				t.Logf("sent %d bytes", sent.Load())
+			})
+		}
+	}
+}
+
+// TestMoveKeepsDeleted: an archive target (<delete start="false">) keeps
+// the old name; the new one arrives from it as a basis, sending little.
+func TestMoveKeepsDeleted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	for _, kind := range moveTargets(t) {
+		t.Run(kind.name, func(t *testing.T) {
+			src := t.TempDir()
+			randomFile(t, src, "d/f", 1<<20)
+			var sent atomic.Int64
+			tgt, dst := kind.make(t, src, Options{Params: []string{"-artuz"}, KeepDeleted: true,
+				OnBytesSent: func(_ string, n int64) { sent.Add(n) }})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := tgt.FullPush(ctx, nil); err != nil {
+				t.Fatal(err)
+			}
+			want, err := os.ReadFile(filepath.Join(src, "d/f"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rename(t, src, "d", "e")
+			sent.Store(0)
+			if err := pushRenames(ctx, t, tgt, []move{{"d", "e"}}); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []string{"d/f", "e/f"} {
+				got, err := os.ReadFile(filepath.Join(dst, p))
+				if err != nil || !bytes.Equal(got, want) {
+					t.Errorf("%s on the target: %d bytes, %v; want the file", p, len(got), err)
+				}
+			}
+			a, _ := os.Stat(filepath.Join(dst, "d/f"))
+			b, _ := os.Stat(filepath.Join(dst, "e/f"))
+			if a != nil && b != nil && os.SameFile(a, b) {
+				t.Errorf("old and new name share an inode on an archive target")
+			}
+			if n := sent.Load(); n > 1<<20/100 {
+				t.Errorf("sent %d bytes, want under 1 %%", n)
+			}
+		})
+	}
+}
