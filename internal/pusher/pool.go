@@ -15,6 +15,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/heartbeat"
 	"github.com/sersyncd/sersyncd/internal/pace"
@@ -31,7 +32,7 @@ type Queue interface {
 	Release(target string, items []queue.Item)
 	Unpark(target string)
 	LoadParks(target string) (time.Time, error)
-	AddTarget(target string, paths []string) error
+	AddChanges(targets []string, changes []change.Change) error
 	Notify(target string) <-chan struct{}
 	Pending(target string) int
 	Failing(target string) (failed, held int, err error)
@@ -151,10 +152,10 @@ type targetRunner struct {
 	lastOK      time.Time
 	retryAt     time.Time
 	fullRunning int
-	fullStarts  uint64              // full pushes started so far: tells a live push it overlapped one
-	cutOff      bool                // a push was cut off: its temp files may litter the target
-	wakeAt      time.Time           // when the earliest parked path may be claimed again
-	touched     map[string]struct{} // acked while a full push ran: pushed again after it
+	fullStarts  uint64                   // full pushes started so far: tells a live push it overlapped one
+	cutOff      bool                     // a push was cut off: its temp files may litter the target
+	wakeAt      time.Time                // when the earliest parked path may be claimed again
+	touched     map[string]change.Change // acked while a full push ran: pushed again after it
 }
 
 // New creates a pool. Each target may use at most its fair share of the
@@ -474,14 +475,15 @@ func (tr *targetRunner) pushBatch(ctx context.Context, items []queue.Item, budge
 	p := tr.pool
 	name := tr.target.Name()
 	paths := make([]string, len(items))
+	changes := make([]change.Change, len(items))
 	for i, it := range items {
-		paths[i] = it.Path
+		paths[i], changes[i] = it.Path, it.Change
 	}
 	tr.mu.Lock()
 	fullAtStart, fullStartsAtStart, failSeq := tr.fullRunning > 0, tr.fullStarts, tr.failSeq
 	tr.mu.Unlock()
 	start := time.Now()
-	err := tr.target.Push(ctx, paths)
+	err := tr.target.Push(ctx, changes)
 	took := time.Since(start)
 	if err != nil && ctx.Err() != nil {
 		// Killed by shutdown: not the target's fault; the records stay.
@@ -497,7 +499,7 @@ func (tr *targetRunner) pushBatch(ctx context.Context, items []queue.Item, budge
 			log.WithError(aerr).Error("acknowledge push; it will be pushed again")
 		}
 		tr.succeeded(log)
-		tr.afterLivePush(log, paths, fullAtStart, fullStartsAtStart)
+		tr.afterLivePush(log, changes, fullAtStart, fullStartsAtStart)
 		log.WithField("exit", 0).Debug("pushed")
 		return 0, nil
 	}
@@ -583,16 +585,16 @@ func (tr *targetRunner) fullPush(ctx context.Context, items []queue.Item, extraE
 func (tr *targetRunner) endFullPush(log logrus.FieldLogger) {
 	tr.mu.Lock()
 	tr.fullRunning--
-	var again []string
+	var again []change.Change
 	if tr.fullRunning == 0 {
-		for p := range tr.touched {
-			again = append(again, p)
+		for _, c := range tr.touched {
+			again = append(again, c)
 		}
 		tr.touched = nil
 	}
 	tr.mu.Unlock()
 	if len(again) > 0 {
-		if err := tr.pool.q.AddTarget(tr.target.Name(), again); err != nil {
+		if err := tr.pool.q.AddChanges([]string{tr.target.Name()}, again); err != nil {
 			log.WithError(err).Error("queue paths pushed during the full push again")
 		}
 	}
@@ -715,7 +717,7 @@ var replayHeldPoll = 50 * time.Millisecond
 // afterLivePush makes sure a live push that overlapped a full push is
 // pushed again once no full push runs: the full push's --delete or its
 // older copy of a file may have undone it.
-func (tr *targetRunner) afterLivePush(log logrus.FieldLogger, paths []string, fullAtStart bool, fullStartsAtStart uint64) {
+func (tr *targetRunner) afterLivePush(log logrus.FieldLogger, changes []change.Change, fullAtStart bool, fullStartsAtStart uint64) {
 	tr.mu.Lock()
 	overlapped := fullAtStart || tr.fullRunning > 0 || tr.fullStarts != fullStartsAtStart
 	if !overlapped {
@@ -724,16 +726,22 @@ func (tr *targetRunner) afterLivePush(log logrus.FieldLogger, paths []string, fu
 	}
 	if tr.fullRunning > 0 {
 		if tr.touched == nil {
-			tr.touched = map[string]struct{}{}
+			tr.touched = map[string]change.Change{}
 		}
-		for _, p := range paths {
-			tr.touched[p] = struct{}{}
+		for _, c := range changes {
+			// The rename is done: pushed again, the path needs no hint.
+			c.From = ""
+			tr.touched[c.Path] = change.Merge(tr.touched[c.Path], c)
 		}
 		tr.mu.Unlock()
 		return
 	}
 	tr.mu.Unlock()
-	if err := tr.pool.q.AddTarget(tr.target.Name(), paths); err != nil {
+	again := make([]change.Change, len(changes))
+	for i, c := range changes {
+		again[i] = change.Change{Path: c.Path, Tree: c.Tree}
+	}
+	if err := tr.pool.q.AddChanges([]string{tr.target.Name()}, again); err != nil {
 		log.WithError(err).Error("queue paths pushed during a full push again")
 	}
 }
@@ -746,7 +754,7 @@ func (tr *targetRunner) succeeded(log logrus.FieldLogger) {
 		// target (rsync's ".name.XXXXXX"); pushing listed paths never
 		// removes it, a full push does.
 		tr.cutOff = false
-		if err := tr.pool.q.AddTarget(tr.target.Name(), []string{queue.FullSync}); err != nil {
+		if err := tr.pool.q.AddChanges([]string{tr.target.Name()}, []change.Change{{Path: queue.FullSync}}); err != nil {
 			log.WithError(err).Error("queue a full push to clear what a cut-off push left")
 		} else {
 			log.Info("a push was cut off: pushing the whole tree once to clear its leftovers")

@@ -19,6 +19,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	boltErrors "go.etcd.io/bbolt/errors"
+
+	"github.com/sersyncd/sersyncd/internal/change"
 )
 
 // FullSync is the path of the record that asks for a push of the whole tree.
@@ -47,9 +49,9 @@ var ErrLocked = errors.New("queue file is locked by another process (is sersyncd
 // shared one of the check before).
 const openTimeout = 2 * time.Second
 
-// Item is one claimed record: the path and the generation that was claimed.
+// Item is one claimed record: the change and the generation that was claimed.
 type Item struct {
-	Path     string
+	change.Change
 	Seq      uint64
 	Gen      uint64
 	Attempts int // failed pushes of the record so far
@@ -68,6 +70,9 @@ type Record struct {
 	// RetryAt parks a record that failed on its own (the target took the
 	// rest of its batch): Claim skips it until then.
 	RetryAt time.Time
+	// Tree and From say how the path is pushed (change.Change).
+	Tree bool
+	From string
 }
 
 // Failed reports whether the record's last push attempt failed.
@@ -290,7 +295,7 @@ func markMissedTx(tx *bolt.Tx, why string, targets []string, now time.Time, adde
 			return err
 		}
 	}
-	return putPaths(tx, targets, []string{FullSync}, now, added)
+	return putPaths(tx, targets, []change.Change{{Path: FullSync}}, now, added)
 }
 
 // MissedNow reads the mark as it is in the file now ("" when none).
@@ -344,7 +349,7 @@ func (q *Queue) Notify(target string) <-chan struct{} {
 
 // Add records that paths changed, for every target, in one transaction.
 func (q *Queue) Add(paths []string) error {
-	return q.add(nil, paths)
+	return q.add(nil, change.Of(paths))
 }
 
 // AddTarget records that paths changed, for one target only.
@@ -358,7 +363,17 @@ func (q *Queue) AddTargets(targets []string, paths []string) error {
 	if err := q.known(targets); err != nil {
 		return fmt.Errorf("add to queue: %w", err)
 	}
-	return q.add(targets, paths)
+	return q.add(targets, change.Of(paths))
+}
+
+// AddChanges records changes, for these targets only (those of the source
+// tree the paths are in). A change merges into a pending record of its
+// path (change.Merge).
+func (q *Queue) AddChanges(targets []string, changes []change.Change) error {
+	if err := q.known(targets); err != nil {
+		return fmt.Errorf("add to queue: %w", err)
+	}
+	return q.add(targets, changes)
 }
 
 // known says which of targets has no buckets (none: nil).
@@ -373,7 +388,7 @@ func (q *Queue) known(targets []string) error {
 	return nil
 }
 
-func (q *Queue) add(only []string, paths []string) error {
+func (q *Queue) add(only []string, paths []change.Change) error {
 	if len(paths) == 0 {
 		return nil
 	}
@@ -399,7 +414,7 @@ func (q *Queue) add(only []string, paths []string) error {
 // addChunk is the most paths one transaction of Add writes.
 const addChunk = 8192
 
-func (q *Queue) addTx(targets []string, paths []string, now time.Time) error {
+func (q *Queue) addTx(targets []string, paths []change.Change, now time.Time) error {
 	// The transaction runs without q.mu, so claims and acks of the pushers
 	// are not held up by a commit's fsync; bbolt serialises the writes,
 	// and a generation bumped meanwhile keeps an ack from removing it.
@@ -416,7 +431,7 @@ func (q *Queue) addTx(targets []string, paths []string, now time.Time) error {
 }
 
 // putPaths records paths for targets in tx, counting new records in added.
-func putPaths(tx *bolt.Tx, targets []string, paths []string, now time.Time, added map[string]int) error {
+func putPaths(tx *bolt.Tx, targets []string, paths []change.Change, now time.Time, added map[string]int) error {
 	for _, name := range targets {
 		tb := tx.Bucket(targetBucketName(name))
 		pb, ob := tb.Bucket(pathsBucket), tb.Bucket(orderBucket)
@@ -424,13 +439,16 @@ func putPaths(tx *bolt.Tx, targets []string, paths []string, now time.Time, adde
 		// sorted: pages split full, not half full, so a backlog of
 		// 100,000 records takes a third less file and mapped memory.
 		ob.FillPercent, pb.FillPercent = 1.0, 0.9
-		for _, p := range paths {
+		for _, ch := range paths {
+			p := ch.Path
 			key := []byte(p)
 			var rec Record
 			if v := pb.Get(key); v != nil {
 				if err := rec.decode(v); err != nil {
 					return fmt.Errorf("decode record %q: %w", p, err)
 				}
+				m := change.Merge(change.Change{Path: p, Tree: rec.Tree, From: rec.From}, ch)
+				rec.Tree, rec.From = m.Tree, m.From
 				rec.Gen++
 				// A new change is pushed as such, not after the old
 				// failure's park.
@@ -440,7 +458,7 @@ func putPaths(tx *bolt.Tx, targets []string, paths []string, now time.Time, adde
 				if err != nil {
 					return err
 				}
-				rec = Record{Seq: seq, Gen: 1, Queued: now}
+				rec = Record{Seq: seq, Gen: 1, Queued: now, Tree: ch.Tree, From: ch.From}
 				if err := ob.Put(seqKey(seq), key); err != nil {
 					return err
 				}
@@ -456,7 +474,7 @@ func putPaths(tx *bolt.Tx, targets []string, paths []string, now time.Time, adde
 
 // counted adds what a commit added to the targets' counts and wakes them;
 // the parks of the changed paths end.
-func (q *Queue) counted(targets []string, added map[string]int, paths []string) {
+func (q *Queue) counted(targets []string, added map[string]int, paths []change.Change) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, name := range targets {
@@ -464,7 +482,7 @@ func (q *Queue) counted(targets []string, added map[string]int, paths []string) 
 		ts.pending += added[name]
 		if len(ts.parked) > 0 {
 			for _, p := range paths {
-				delete(ts.parked, p) // its park ended with the change
+				delete(ts.parked, p.Path) // its park ended with the change
 			}
 		}
 		select {
@@ -575,7 +593,8 @@ func (q *Queue) claim(target string, max int, ready func(*targetState, *Record) 
 				continue
 			}
 			batch[p] = true
-			items = append(items, Item{Path: p, Seq: rec.Seq, Gen: rec.Gen, Attempts: rec.Attempts})
+			items = append(items, Item{Change: change.Change{Path: p, Tree: rec.Tree, From: rec.From},
+				Seq: rec.Seq, Gen: rec.Gen, Attempts: rec.Attempts})
 			if full {
 				break
 			}
@@ -647,6 +666,14 @@ func (q *Queue) Ack(target string, items []Item) error {
 		full := false
 		for _, c := range recs {
 			if c.rec.Gen != c.item.Gen {
+				// Changed again during the push: it stays, but the rename
+				// the push was asked for has been done or tried.
+				if c.item.From != "" && c.rec.From == c.item.From {
+					c.rec.From = ""
+					if err := pb.Put(c.key, c.rec.encode()); err != nil {
+						return err
+					}
+				}
 				continue
 			}
 			if err := pb.Delete(c.key); err != nil {

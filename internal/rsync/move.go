@@ -29,12 +29,28 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/sersyncd/sersyncd/internal/change"
 )
 
 // move is a rename within the tree to replay on a target: what was at
 // from (on the target, still) is now at to (on the source).
 type move struct {
 	from, to string
+}
+
+// moves are the renames among changes, resolved (resolveMoves).
+func (t *Target) moves(changes []change.Change) []move {
+	var renames []move
+	for _, c := range changes {
+		if c.From != "" && c.From != c.Path {
+			renames = append(renames, move{from: c.From, to: c.Path})
+		}
+	}
+	if len(renames) == 0 {
+		return nil
+	}
+	return resolveMoves(t.opt.Source, renames)
 }
 
 // resolveMoves turns the renames of a batch (to -> from, as the changes'

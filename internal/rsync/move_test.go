@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
@@ -178,23 +178,18 @@ func moveTargets(t *testing.T) []moveTarget {
 	}
 }
 
-// pushRenames is a push of a batch with renames in it: the moves first,
-// then the listed push of the old paths (gone) and of everything at the
-// new ones.
+// pushRenames pushes a batch as the watcher makes it of renames: the old
+// path (its removal) and the new one with From (a tree when a directory),
+// and the paths changed besides.
 func pushRenames(ctx context.Context, t *testing.T, tgt *Target, renames []move, also ...string) error {
 	t.Helper()
-	tgt.runMoves(ctx, resolveMoves(tgt.opt.Source, renames))
-	var paths []string
+	var changes []change.Change
 	for _, r := range renames {
-		paths = append(paths, r.from)
-		_ = filepath.WalkDir(filepath.Join(tgt.opt.Source, r.to), func(p string, _ fs.DirEntry, err error) error {
-			if err == nil {
-				paths = append(paths, p[len(tgt.opt.Source)+1:])
-			}
-			return nil
-		})
+		fi, err := os.Lstat(filepath.Join(tgt.opt.Source, r.to))
+		changes = append(changes, change.Change{Path: r.from},
+			change.Change{Path: r.to, From: r.from, Tree: err == nil && fi.IsDir()})
 	}
-	return tgt.Push(ctx, append(paths, also...))
+	return tgt.Push(ctx, append(changes, change.Of(also)...))
 }
 
 func randomFile(t *testing.T, root, rel string, size int) {
