@@ -10,8 +10,6 @@ import (
 	"maps"
 	"sort"
 	"time"
-
-	"github.com/sersyncd/sersyncd/internal/change"
 )
 
 // busyCommitGap spaces commits, in multiples of Settle, while changes keep
@@ -245,6 +243,8 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 		}
 		delete(w.pending, p)
 	}
+	sort.Strings(ready)
+	changes := w.changesLocked(ready)
 	// Go maps keep their size after deletes: after a big burst, drop the
 	// emptied tables rather than hold their memory for the daemon's life.
 	if len(w.pending) == 0 && len(ready) >= shrinkMapsFrom {
@@ -270,10 +270,10 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 		return nil
 	}
 	w.commits.Note(now, len(ready))
-	sort.Strings(ready)
-	if err := w.opt.Sink.Add(change.Of(ready)); err != nil {
+	if err := w.opt.Sink.Add(changes); err != nil {
 		// Put them back: a change is only forgotten once it is durable.
 		w.mu.Lock()
+		w.putBackMovesLocked(changes)
 		for _, p := range ready {
 			if _, ok := w.pending[p]; !ok {
 				w.pending[p] = &held{first: w.since(now), last: w.since(now)}

@@ -176,6 +176,11 @@ func (w *Watcher) handle(ev event) error {
 	switch {
 	case ev.has(unix.IN_CREATE | unix.IN_MOVED_TO):
 		if ev.has(unix.IN_ISDIR) {
+			if from.rel != "" {
+				// Recorded now, with its old name: the scan below may
+				// take a while to record it (moves.go).
+				w.recordMoved(rel, from.rel, now, evKept)
+			}
 			// The scan records the directory and everything made in it
 			// before its watch was set.
 			w.queueDirOp(dirOp{kind: opScan, rel: rel})
@@ -191,7 +196,11 @@ func (w *Watcher) handle(ev event) error {
 			kind = evCreatedComplete
 		}
 		if e.CreateFile || e.CloseWrite || e.MoveTo || e.Modify {
-			w.record(rel, now, kind, true)
+			if from.rel != "" {
+				w.recordMoved(rel, from.rel, now, kind)
+			} else {
+				w.record(rel, now, kind, true)
+			}
 		}
 	case ev.has(unix.IN_DELETE | unix.IN_MOVED_FROM):
 		if ev.has(unix.IN_ISDIR) || w.isDir(rel) {
@@ -228,6 +237,9 @@ func (w *Watcher) parked(rel string) bool {
 type movedFrom struct {
 	cookie   uint32
 	complete bool // the old name was not being written (settle.go)
+	// rel is the old name when the target has it to move from: not
+	// excluded, and its removal propagated (moveFrom); else "" (moves.go).
+	rel string
 }
 
 // pairMove notes a rename's old name and, for its new name, returns what
@@ -240,6 +252,9 @@ func (w *Watcher) pairMove(ev event, rel string) movedFrom {
 		w.mu.Unlock()
 		// Not held: nothing was written to it lately.
 		w.moved = movedFrom{cookie: ev.cookie, complete: c == nil || c.complete}
+		if w.opt.Events.MoveFrom && !w.excluded(rel, ev) {
+			w.moved.rel = rel
+		}
 	case ev.has(unix.IN_MOVED_TO):
 		m := w.moved
 		w.moved = movedFrom{}

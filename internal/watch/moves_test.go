@@ -1,0 +1,153 @@
+package watch
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sersyncd/sersyncd/internal/change"
+	"github.com/sersyncd/sersyncd/internal/filter"
+	"github.com/sersyncd/sersyncd/internal/testutil"
+)
+
+// TestRenamesCarryFrom: a rename within the tree hands the new path on with
+// its old name as From, the old one as a plain change (its removal); a
+// rename whose other half is outside the tree, or whose old name is
+// excluded, has no From.
+func TestRenamesCarryFrom(t *testing.T) {
+	tests := []struct {
+		name   string
+		before func(t *testing.T, root, outside string)
+		act    func(t *testing.T, root, outside string)
+		want   map[string]change.Change // by path: what the sink must get last
+		// below: paths below this one may come too (a moved directory's
+		// content, found by its scan).
+		below string
+	}{
+		{
+			name:   "file",
+			before: func(t *testing.T, root, _ string) { writeAt(t, root, "a", "a") },
+			act:    func(t *testing.T, root, _ string) { mv(t, root, "a", root, "b") },
+			want:   map[string]change.Change{"a": {Path: "a"}, "b": {Path: "b", From: "a"}},
+		},
+		{
+			name:   "directory",
+			before: func(t *testing.T, root, _ string) { writeAt(t, root, "d/f", "f") },
+			act:    func(t *testing.T, root, _ string) { mv(t, root, "d", root, "e") },
+			want:   map[string]change.Change{"d": {Path: "d"}, "e": {Path: "e", From: "d"}},
+			below:  "e/",
+		},
+		{
+			name:   "chain",
+			before: func(t *testing.T, root, _ string) { writeAt(t, root, "a", "a") },
+			act: func(t *testing.T, root, _ string) {
+				mv(t, root, "a", root, "b")
+				mv(t, root, "b", root, "c")
+			},
+			want: map[string]change.Change{"a": {Path: "a"}, "b": {Path: "b"}, "c": {Path: "c", From: "a"}},
+		},
+		{
+			name:   "back to its name",
+			before: func(t *testing.T, root, _ string) { writeAt(t, root, "a", "a") },
+			act: func(t *testing.T, root, _ string) {
+				mv(t, root, "a", root, "b")
+				mv(t, root, "b", root, "a")
+			},
+			want: map[string]change.Change{"a": {Path: "a"}, "b": {Path: "b"}},
+		},
+		{
+			name: "into another directory",
+			before: func(t *testing.T, root, _ string) {
+				writeAt(t, root, "a", "a")
+				writeAt(t, root, "n/b", "b")
+			},
+			act:  func(t *testing.T, root, _ string) { mv(t, root, "a", root, "n/a") },
+			want: map[string]change.Change{"a": {Path: "a"}, "n/a": {Path: "n/a", From: "a"}},
+		},
+		{
+			name:   "in from outside",
+			before: func(t *testing.T, _, outside string) { writeAt(t, outside, "x", "x") },
+			act:    func(t *testing.T, root, outside string) { mv(t, outside, "x", root, "x") },
+			want:   map[string]change.Change{"x": {Path: "x"}},
+		},
+		{
+			name:   "out of the tree",
+			before: func(t *testing.T, root, _ string) { writeAt(t, root, "x", "x") },
+			act: func(t *testing.T, root, outside string) {
+				mv(t, root, "x", outside, "x")
+				writeAt(t, root, "y", "y") // a later create, not the other half
+			},
+			want: map[string]change.Change{"x": {Path: "x"}, "y": {Path: "y"}},
+		},
+		{
+			name:   "old name excluded",
+			before: func(t *testing.T, root, _ string) { writeAt(t, root, "f.tmp", "f") },
+			act:    func(t *testing.T, root, _ string) { mv(t, root, "f.tmp", root, "f") },
+			want:   map[string]change.Change{"f": {Path: "f"}},
+		},
+	}
+	flt, err := filter.New([]string{`(.*)\.tmp`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			root, outside := t.TempDir(), t.TempDir()
+			tc.before(t, root, outside)
+			s := newSink()
+			log, _ := newLogger()
+			w, err := New(Options{Root: root, Events: allEvents, Sink: s, Log: log, Filter: flt,
+				Settle: 40 * time.Millisecond, MaxHold: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- w.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			tc.act(t, root, outside)
+			testutil.Eventually(t, 5*time.Second, "every change handed on", func() bool {
+				for p := range tc.want {
+					if !s.has(p) {
+						return false
+					}
+				}
+				return true
+			})
+			time.Sleep(100 * time.Millisecond) // nothing more comes
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			for p, want := range tc.want {
+				if got := s.last[p]; got != want {
+					t.Errorf("%q handed on as %+v, want %+v", p, got, want)
+				}
+			}
+			for p, c := range s.last {
+				if _, ok := tc.want[p]; !ok && (tc.below == "" || !strings.HasPrefix(p, tc.below)) {
+					t.Errorf("unexpected change %+v", c)
+				}
+			}
+		})
+	}
+}
+
+func writeAt(t *testing.T, root, rel, content string) {
+	t.Helper()
+	p := filepath.Join(root, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mv(t *testing.T, fromRoot, from, toRoot, to string) {
+	t.Helper()
+	if err := os.Rename(filepath.Join(fromRoot, from), filepath.Join(toRoot, to)); err != nil {
+		t.Fatal(err)
+	}
+}
