@@ -103,6 +103,7 @@ func Start(opt Options) (*Daemon, error) {
 	var prog *progress
 	hooks := func(t *rsync.Options) {
 		t.OnBytesSent = m.BytesSent
+		t.Log = log
 		t.OnProgress = func(target string, p rsync.Progress) { prog.update(target, p) }
 		t.Standby = c.Daemon.Standby
 	}
@@ -279,6 +280,7 @@ func (d *Daemon) Reload(c *config.Config) error {
 func (d *Daemon) reload(c *config.Config) error {
 	srcs, targets, names, err := buildSources(c, func(t *rsync.Options) {
 		t.OnBytesSent = d.metrics.BytesSent
+		t.Log = d.log
 		t.OnProgress = d.progress.update
 		t.Standby = c.Daemon.Standby
 	})

@@ -127,6 +127,13 @@ func (t *Target) runMoves(ctx context.Context, moves []move) {
 		case t.opt.SSHCommand != "" && !t.opt.KeepDeleted:
 			how = "mv"
 			err = t.sshMove(ctx, m)
+			if err == nil && isDir(filepath.Join(t.opt.Source, m.to)) {
+				// What changed inside between the rename and the rescan
+				// (BasisPushArgs): the moved content is all in place, so
+				// this sends the file list and the differences.
+				how = "mv and sync"
+				err = t.basisPush(ctx, move{to: m.to})
+			}
 		default:
 			// A daemon target, or an archive target over ssh, where mv
 			// would remove the old path that must be kept.
@@ -283,44 +290,72 @@ func tail(s string, n int) string {
 }
 
 // BasisPushArgs is the argv of the push of a renamed path with its old
-// name on the target as the basis: the files to send (relative to the
-// transfer's root, "./x") go NUL-separated on stdin. For a directory the
-// transfer is to/ onto to/ with the basis directory from; for a file it is
-// the file's directory, with from's directory as the basis and -yy (fuzzy,
-// also in the basis directory) to find the old file under its other name
-// by size and mtime. The basis is given relative to the destination
-// directory: an rsync daemon resolves it there, and sanitises a ".." that
-// would climb out of the module, never one that stays in it (tested with
-// use chroot both on and off). --link-dest hard-links each unchanged file
-// (nothing is copied on the target; the old name's removal leaves the new
-// one); an archive target (KeepDeleted) keeps the old name, so it gets
-// --copy-dest, which copies, so no two names share an inode a later
-// --inplace push would write through. A file that differs from its basis
-// is sent as a delta against it. --mkpath makes the missing parents.
+// name on the target as the basis (from "": none, after an ssh mv).
+//
+// A directory is pushed whole, to/ onto to/, recursively and with
+// --delete (but on an archive target): a name removed or renamed inside
+// the directory between its rename and the rescan that watches it at its
+// new name (watch/dirs.go) makes no event, and the target, which got the
+// old content, must lose it all the same. What the filter excludes below
+// it goes on stdin as anchored rules (basisPush walks it), so it is
+// neither sent nor deleted.
+//
+// A file is pushed alone, as "./name" on stdin, from its directory onto
+// the same directory on the target, with from's directory as the basis
+// and -yy (fuzzy, also in the basis directory): rsync finds the old file
+// under its other name by size and mtime.
+//
+// The basis is relative to the destination directory: an rsync daemon
+// resolves it there and sanitises a ".." that would climb out of the
+// module, never one that stays in it (tested with use chroot on and off).
+// --link-dest hard-links each unchanged file, so nothing is copied on the
+// target and the old name's removal leaves the new one. An archive
+// target (KeepDeleted) keeps the old name, so it gets --copy-dest, which
+// copies: no two names share an inode that a later --inplace push would
+// write through. A file that differs from its basis is sent as a delta
+// against it. --mkpath makes the missing parents of the destination.
 func (t *Target) BasisPushArgs(from, to string, dir bool) []string {
 	srcDir, dstDir := to, to
 	basis := from
 	if !dir {
 		srcDir, dstDir, basis = parentDir(to), parentDir(to), parentDir(from)
 	}
-	up := strings.Repeat("../", depth(dstDir))
-	rel := up + basis
-	if basis == "" {
-		rel = strings.TrimSuffix(up, "/")
-		if rel == "" {
-			rel = "."
+	args := t.commonArgs()
+	if from != "" {
+		up := strings.Repeat("../", depth(dstDir))
+		rel := up + basis
+		if basis == "" {
+			rel = strings.TrimSuffix(up, "/")
+			if rel == "" {
+				rel = "."
+			}
+		}
+		if t.opt.KeepDeleted {
+			args = append(args, "--copy-dest="+rel)
+		} else {
+			args = append(args, "--link-dest="+rel)
 		}
 	}
-	args := t.commonArgs()
-	if t.opt.KeepDeleted {
-		args = append(args, "--copy-dest="+rel)
+	if dir {
+		args = append(args, "--recursive")
+		if !t.opt.KeepDeleted {
+			args = append(args, "--delete", "--force")
+		}
+		args = append(args, "--mkpath", "--from0", "--exclude-from=-")
 	} else {
-		args = append(args, "--link-dest="+rel)
+		if from != "" {
+			args = append(args, "--fuzzy", "--fuzzy")
+		}
+		args = append(args, "--mkpath", "--no-recursive", "--from0", "--files-from=-")
 	}
-	if !dir {
-		args = append(args, "--fuzzy", "--fuzzy")
+	if t.opt.SSHCommand != "" {
+		// The destination names a path below the target directory, which
+		// rsync passes to the remote rsync through the remote shell,
+		// backslash-escaped: a newline so escaped is a line continuation,
+		// and "a\nb" arrived as "ab" (tested). With -s the arguments go
+		// over the protocol, untouched.
+		args = append(args, "--protect-args")
 	}
-	args = append(args, "--mkpath", "--no-recursive", "--from0", "--files-from=-")
 	return append(args, "--", joinDir(t.opt.Source, srcDir), joinDir(t.opt.Dest, dstDir))
 }
 
@@ -346,8 +381,8 @@ func joinDir(root, rel string) string {
 var errNotMoved = errors.New("nothing to push at the new path")
 
 // basisPush pushes m.to with m.from on the target as the basis
-// (BasisPushArgs): the new path's files under the filter, the directory
-// itself first, so rsync sets its attributes.
+// (BasisPushArgs; m.from "": none): a file by name, a directory with what
+// the filter excludes below it as anchored rules.
 func (t *Target) basisPush(ctx context.Context, m move) error {
 	root := filepath.Join(t.opt.Source, m.to)
 	fi, err := os.Lstat(root)
@@ -357,34 +392,30 @@ func (t *Target) basisPush(ctx context.Context, m move) error {
 	if t.opt.Filter.ExcludedAs(m.to, fi.IsDir()) {
 		return errNotMoved
 	}
-	var list bytes.Buffer
+	var stdin bytes.Buffer
 	if !fi.IsDir() {
-		list.WriteString("./" + filepath.Base(m.to))
-		list.WriteByte(0)
-		return t.run(ctx, t.BasisPushArgs(m.from, m.to, false), &list)
+		stdin.WriteString("./" + filepath.Base(m.to))
+		stdin.WriteByte(0)
+		return t.run(ctx, t.BasisPushArgs(m.from, m.to, false), &stdin)
 	}
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return nil // vanished or unreadable: the push that follows reports it
-		}
-		if p == root {
-			list.WriteString(".")
-			list.WriteByte(0)
-			return nil
-		}
-		rel := p[len(root)+1:]
-		if t.opt.Filter.ExcludedAs(m.to+"/"+rel, d.IsDir()) {
-			if d.IsDir() {
-				return filepath.SkipDir
+	if !t.opt.Filter.Empty() {
+		err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || p == root {
+				return nil // vanished or unreadable: rsync reports it itself
 			}
-			return nil
+			rel := p[len(root)+1:]
+			if t.opt.Filter.ExcludedAs(m.to+"/"+rel, d.IsDir()) {
+				stdin.WriteString("/" + escapePattern(rel))
+				stdin.WriteByte(0)
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+			}
+			return ctx.Err()
+		})
+		if err != nil {
+			return fmt.Errorf("walk %s: %w", root, err)
 		}
-		list.WriteString("./" + rel)
-		list.WriteByte(0)
-		return ctx.Err()
-	})
-	if err != nil {
-		return fmt.Errorf("walk %s: %w", root, err)
 	}
-	return t.run(ctx, t.BasisPushArgs(m.from, m.to, true), &list)
+	return t.run(ctx, t.BasisPushArgs(m.from, m.to, true), &stdin)
 }

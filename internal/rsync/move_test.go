@@ -84,22 +84,28 @@ func TestMoveCommand(t *testing.T) {
 }
 
 func TestBasisPushArgs(t *testing.T) {
+	dirOpts := []string{"--recursive", "--delete", "--force", "--mkpath", "--from0", "--exclude-from=-"}
+	fileOpts := []string{"--no-recursive", "--mkpath", "--from0", "--files-from=-"}
 	tests := []struct {
 		name     string
 		keep     bool
 		from, to string
 		dir      bool
-		want     []string // the options that matter, in order
+		want     []string // options it must carry
+		absent   []string // and must not
 		src, dst string
 	}{
-		{"dir at root", false, "a", "b", true, []string{"--link-dest=../a"}, "/s/b/", "h::m/b/"},
-		{"dir deeper", false, "a/b", "c", true, []string{"--link-dest=../a/b"}, "/s/c/", "h::m/c/"},
-		{"dir from deeper", false, "a", "x/y/b", true, []string{"--link-dest=../../../a"}, "/s/x/y/b/", "h::m/x/y/b/"},
-		{"file same dir", false, "d/a", "d/b", false, []string{"--link-dest=../d", "--fuzzy", "--fuzzy"}, "/s/d/", "h::m/d/"},
-		{"file at root", false, "a", "b", false, []string{"--link-dest=.", "--fuzzy", "--fuzzy"}, "/s/", "h::m/"},
-		{"file to root", false, "d/a", "b", false, []string{"--link-dest=d", "--fuzzy", "--fuzzy"}, "/s/", "h::m/"},
-		{"file from root", false, "a", "d/e/b", false, []string{"--link-dest=../..", "--fuzzy", "--fuzzy"}, "/s/d/e/", "h::m/d/e/"},
-		{"archive copies", true, "a", "b", true, []string{"--copy-dest=../a"}, "/s/b/", "h::m/b/"},
+		{"dir at root", false, "a", "b", true, append([]string{"--link-dest=../a"}, dirOpts...), nil, "/s/b/", "h::m/b/"},
+		{"dir deeper", false, "a/b", "c", true, []string{"--link-dest=../a/b"}, nil, "/s/c/", "h::m/c/"},
+		{"dir from deeper", false, "a", "x/y/b", true, []string{"--link-dest=../../../a"}, nil, "/s/x/y/b/", "h::m/x/y/b/"},
+		{"dir synced after mv", false, "", "b", true, dirOpts, []string{"--link-dest", "--copy-dest"}, "/s/b/", "h::m/b/"},
+		{"file same dir", false, "d/a", "d/b", false, append([]string{"--link-dest=../d", "--fuzzy"}, fileOpts...),
+			[]string{"--delete", "--recursive"}, "/s/d/", "h::m/d/"},
+		{"file at root", false, "a", "b", false, []string{"--link-dest=.", "--fuzzy"}, nil, "/s/", "h::m/"},
+		{"file to root", false, "d/a", "b", false, []string{"--link-dest=d", "--fuzzy"}, nil, "/s/", "h::m/"},
+		{"file from root", false, "a", "d/e/b", false, []string{"--link-dest=../..", "--fuzzy"}, nil, "/s/d/e/", "h::m/d/e/"},
+		{"archive copies, deletes nothing", true, "a", "b", true, []string{"--copy-dest=../a", "--recursive"},
+			[]string{"--link-dest", "--delete", "--force"}, "/s/b/", "h::m/b/"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,13 +117,10 @@ func TestBasisPushArgs(t *testing.T) {
 					t.Errorf("no %s in %q", w, opts)
 				}
 			}
-			for _, w := range []string{"--mkpath", "--from0", "--files-from=-", "--no-recursive"} {
-				if !hasOption(opts, w) {
-					t.Errorf("no %s in %q", w, opts)
+			for _, w := range append(tc.absent, "--ignore-times") {
+				if hasOption(opts, w) {
+					t.Errorf("%s in %q", w, opts)
 				}
-			}
-			if hasOption(opts, "--ignore-times") {
-				t.Errorf("--ignore-times would keep --link-dest from linking: %q", opts)
 			}
 			if got := args[len(args)-2:]; got[0] != tc.src || got[1] != tc.dst {
 				t.Errorf("source and destination %q, want %q %q", got, tc.src, tc.dst)

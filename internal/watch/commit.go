@@ -233,6 +233,9 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 			ready = append(ready, p)
 		}
 	}
+	if !all {
+		ready = w.holdForMovesLocked(ready)
+	}
 	for _, p := range ready {
 		// A complete file handed on is done with: a later save of it
 		// starts afresh (settle.go).
@@ -244,7 +247,7 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 		delete(w.pending, p)
 	}
 	sort.Strings(ready)
-	changes := w.changesLocked(ready)
+	changes := w.changesLocked(ready, now)
 	// Go maps keep their size after deletes: after a big burst, drop the
 	// emptied tables rather than hold their memory for the daemon's life.
 	if len(w.pending) == 0 && len(ready) >= shrinkMapsFrom {
@@ -273,7 +276,7 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 	if err := w.opt.Sink.Add(changes); err != nil {
 		// Put them back: a change is only forgotten once it is durable.
 		w.mu.Lock()
-		w.putBackMovesLocked(changes)
+		w.putBackMovesLocked(changes, now)
 		for _, p := range ready {
 			if _, ok := w.pending[p]; !ok {
 				w.pending[p] = &held{first: w.since(now), last: w.since(now)}

@@ -177,9 +177,10 @@ func (w *Watcher) handle(ev event) error {
 	case ev.has(unix.IN_CREATE | unix.IN_MOVED_TO):
 		if ev.has(unix.IN_ISDIR) {
 			if from.rel != "" {
-				// Recorded now, with its old name: the scan below may
-				// take a while to record it (moves.go).
-				w.recordMoved(rel, from.rel, now, evKept)
+				// The scan records it (after its watches are set, so that
+				// it is not pushed before what changes in it meanwhile
+				// is seen): its old name waits for it (moves.go).
+				w.noteMove(rel, from.rel, now)
 			}
 			// The scan records the directory and everything made in it
 			// before its watch was set.

@@ -15,12 +15,26 @@ import (
 	"github.com/sersyncd/sersyncd/internal/change"
 )
 
+// movedTo is a noted rename, by its new path.
+type movedTo struct {
+	from string
+	at   time.Duration // when noted, from Watcher.epoch
+}
+
+// noteMove notes that rel, a directory its scan records, was renamed from
+// old.
+func (w *Watcher) noteMove(rel, old string, now time.Time) {
+	w.mu.Lock()
+	w.noteMoveLocked(rel, old, now)
+	w.mu.Unlock()
+}
+
 // recordMoved records rel, renamed from old, as changed (settle.go), with
 // old as its From; both under one lock, so no flush hands rel on between.
 func (w *Watcher) recordMoved(rel, old string, now time.Time, ev recordKind) {
 	w.mu.Lock()
 	wake := w.recordLocked(rel, now, ev, true)
-	w.noteMoveLocked(rel, old)
+	w.noteMoveLocked(rel, old, now)
 	w.mu.Unlock()
 	w.wakeFlush(wake)
 }
@@ -29,49 +43,82 @@ func (w *Watcher) recordMoved(rel, old string, now time.Time, ev recordKind) {
 // held. A rename of a name that was itself renamed in and not yet handed
 // on (a->b, then b->c) is noted from the first name: the target still has
 // a, not b.
-func (w *Watcher) noteMoveLocked(rel, old string) {
+func (w *Watcher) noteMoveLocked(rel, old string, now time.Time) {
 	if first, ok := w.moves[old]; ok {
 		delete(w.moves, old)
-		old = first
+		old = first.from
 	}
 	if old == rel {
 		delete(w.moves, rel) // renamed back: nothing to move
 		return
 	}
-	w.moves[rel] = old
+	w.moves[rel] = movedTo{from: old, at: w.since(now)}
 }
 
 // changesLocked makes the changes handed on for ready, the paths just
-// taken from pending, each with the From noted for it; w.mu held. A noted
-// rename whose path is no longer pending was taken into another change
-// (a tree above it) or dropped: its note goes with it, so the map holds no
-// more than the pending renames.
-func (w *Watcher) changesLocked(ready []string) []change.Change {
+// taken from pending, each with the From noted for it; w.mu held. A note
+// whose path is not pending and older than MaxHold (a directory's scan
+// records it well within that) was taken into another change (a tree
+// above it) or dropped: it goes, so the map holds no more than the
+// pending renames.
+func (w *Watcher) changesLocked(ready []string, now time.Time) []change.Change {
 	cs := change.Of(ready)
 	if len(w.moves) == 0 {
 		return cs
 	}
 	for i, p := range ready {
-		if from, ok := w.moves[p]; ok {
-			cs[i].From = from
+		if m, ok := w.moves[p]; ok {
+			cs[i].From = m.from
 			delete(w.moves, p)
 		}
 	}
-	for p := range w.moves {
-		if _, ok := w.pending[p]; !ok {
+	for p, m := range w.moves {
+		if _, ok := w.pending[p]; !ok && w.since(now)-m.at > w.opt.MaxHold {
 			delete(w.moves, p)
 		}
 	}
 	return cs
 }
 
+// holdForMovesLocked drops from ready the old name of each rename whose
+// new path is not in ready (a directory waits for its scan): the removal
+// waits for it, so that both go in one commit, and the push that has the
+// removal moves the old name first (rsync/move.go) instead of deleting it
+// on the target before the move; w.mu held. Not forever: a note goes
+// after MaxHold (changesLocked).
+func (w *Watcher) holdForMovesLocked(ready []string) []string {
+	if len(w.moves) == 0 {
+		return ready
+	}
+	in := make(map[string]bool, len(ready))
+	for _, p := range ready {
+		in[p] = true
+	}
+	held := map[string]bool{}
+	for p, m := range w.moves {
+		if !in[p] && in[m.from] {
+			held[m.from] = true
+		}
+	}
+	if len(held) == 0 {
+		return ready
+	}
+	kept := ready[:0]
+	for _, p := range ready {
+		if !held[p] {
+			kept = append(kept, p)
+		}
+	}
+	return kept
+}
+
 // putBackMovesLocked notes again the renames of changes the sink refused;
 // w.mu held.
-func (w *Watcher) putBackMovesLocked(cs []change.Change) {
+func (w *Watcher) putBackMovesLocked(cs []change.Change, now time.Time) {
 	for _, c := range cs {
 		if c.From != "" {
 			if _, ok := w.moves[c.Path]; !ok {
-				w.moves[c.Path] = c.From
+				w.moves[c.Path] = movedTo{from: c.From, at: w.since(now)}
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,8 +35,14 @@ func TestRenamesCarryFrom(t *testing.T) {
 			want:   map[string]change.Change{"a": {Path: "a"}, "b": {Path: "b", From: "a"}},
 		},
 		{
-			name:   "directory",
-			before: func(t *testing.T, root, _ string) { writeAt(t, root, "d/f", "f") },
+			name: "directory",
+			before: func(t *testing.T, root, _ string) {
+				// Enough that its scan records it well after the old
+				// name's removal is due.
+				for i := range 3000 {
+					writeAt(t, root, fmt.Sprintf("d/%d", i), "f")
+				}
+			},
 			act:    func(t *testing.T, root, _ string) { mv(t, root, "d", root, "e") },
 			want:   map[string]change.Change{"d": {Path: "d"}, "e": {Path: "e", From: "d"}},
 			below:  "e/",
@@ -98,8 +105,9 @@ func TestRenamesCarryFrom(t *testing.T) {
 			root, outside := t.TempDir(), t.TempDir()
 			tc.before(t, root, outside)
 			s := newSink()
+			bs := &batchSink{sink: s, batch: map[string]int{}}
 			log, _ := newLogger()
-			w, err := New(Options{Root: root, Events: allEvents, Sink: s, Log: log, Filter: flt,
+			w, err := New(Options{Root: root, Events: allEvents, Sink: bs, Log: log, Filter: flt,
 				Settle: 40 * time.Millisecond, MaxHold: time.Minute})
 			if err != nil {
 				t.Fatal(err)
@@ -125,6 +133,13 @@ func TestRenamesCarryFrom(t *testing.T) {
 					t.Errorf("%q handed on as %+v, want %+v", p, got, want)
 				}
 			}
+			for p, want := range tc.want {
+				// The old name's removal goes with the new name: the push
+				// that deletes it moves it first.
+				if want.From != "" && bs.batch[want.From] != bs.batch[p] {
+					t.Errorf("%q handed on in commit %d, its old name %q in commit %d", p, bs.batch[p], want.From, bs.batch[want.From])
+				}
+			}
 			for p, c := range s.last {
 				if _, ok := tc.want[p]; !ok && (tc.below == "" || !strings.HasPrefix(p, tc.below)) {
 					t.Errorf("unexpected change %+v", c)
@@ -132,6 +147,23 @@ func TestRenamesCarryFrom(t *testing.T) {
 			}
 		})
 	}
+}
+
+// batchSink notes in which Add each path came last.
+type batchSink struct {
+	*sink
+	n     int
+	batch map[string]int
+}
+
+func (b *batchSink) Add(changes []change.Change) error {
+	b.sink.mu.Lock()
+	b.n++
+	for _, c := range changes {
+		b.batch[c.Path] = b.n
+	}
+	b.sink.mu.Unlock()
+	return b.sink.Add(changes)
 }
 
 func writeAt(t *testing.T, root, rel, content string) {

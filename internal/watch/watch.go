@@ -128,10 +128,10 @@ type Watcher struct {
 	flushAt      time.Time           // when the flush goroutine looks again by itself (zero: only when woken)
 	recentPruned time.Time
 
-	commits   pace.Stream       // flush goroutine only
-	moved     movedFrom         // drain goroutine only
-	moves     map[string]string // new path -> old, of renames pending (moves.go); under mu
-	postponed int               // flushes put off in a row for unread events
+	commits   pace.Stream        // flush goroutine only
+	moved     movedFrom          // drain goroutine only
+	moves     map[string]movedTo // new path -> old, of renames pending (moves.go); under mu
+	postponed int                // flushes put off in a row for unread events
 	wake      chan struct{}
 
 	dirMu   sync.Mutex
@@ -178,7 +178,7 @@ func New(opt Options) (*Watcher, error) {
 		commits: pace.Stream{Window: 2 * opt.tune.busyCommitGap * opt.Settle, MinBatch: busyPaths},
 		pending: map[string]*held{},
 		recent:  map[string]handedOn{},
-		moves:   map[string]string{},
+		moves:   map[string]movedTo{},
 		wake:    make(chan struct{}, 1),
 		dirs:    map[string]struct{}{},
 		dirWake: make(chan struct{}, 1),
