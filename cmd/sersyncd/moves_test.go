@@ -44,19 +44,23 @@ func TestRenamesMoveOnTargets(t *testing.T) {
 				e.write(fmt.Sprintf("big/small/%03d", i), randomString(t, 100))
 			}
 			e.converge(20*time.Second, "the big directory")
+			// The target is equal before the push that made it so has
+			// ended and counted its bytes; an mv makes it equal at once.
+			drained := func() {
+				testutil.Eventually(t, 20*time.Second, "the queue drained", func() bool {
+					for _, ts := range e.status().Targets {
+						if ts.Pending > 0 {
+							return false
+						}
+					}
+					return true
+				})
+			}
+			drained()
 			before := sent()
 			renameAt(t, e, "big", "renamed")
 			e.converge(20*time.Second, "the big directory renamed")
-			// An mv makes the target equal at once: wait for the pushes
-			// after it too, which are what sends bytes.
-			testutil.Eventually(t, 20*time.Second, "the queue drained", func() bool {
-				for _, ts := range e.status().Targets {
-					if ts.Pending > 0 {
-						return false
-					}
-				}
-				return true
-			})
+			drained()
 			if n := sent() - before; n > 2*big/100 {
 				t.Errorf("renaming 8 MiB sent %.0f bytes, want under 1 %%\n%s", n, tail(e.proc.Output(), 3000))
 			} else {
@@ -194,4 +198,3 @@ func randomString(t *testing.T, n int) string {
 	}
 	return string(b)
 }
-

@@ -43,9 +43,9 @@ func TestRenamesCarryFrom(t *testing.T) {
 					writeAt(t, root, fmt.Sprintf("d/%d", i), "f")
 				}
 			},
-			act:    func(t *testing.T, root, _ string) { mv(t, root, "d", root, "e") },
-			want:   map[string]change.Change{"d": {Path: "d"}, "e": {Path: "e", From: "d"}},
-			below:  "e/",
+			act:   func(t *testing.T, root, _ string) { mv(t, root, "d", root, "e") },
+			want:  map[string]change.Change{"d": {Path: "d"}, "e": {Path: "e", From: "d"}},
+			below: "e/",
 		},
 		{
 			name:   "chain",
