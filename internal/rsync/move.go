@@ -112,11 +112,18 @@ func isDir(path string) bool {
 }
 
 // runMoves runs each move on the target, ssh or daemon; a move that fails
-// is logged and left to the push that follows.
-func (t *Target) runMoves(ctx context.Context, moves []move) {
+// is logged and left to the push that follows. It returns the directories
+// it left equal to the source (synced whole, after all the batch's changes
+// were recorded: see pushedWhole).
+func (t *Target) runMoves(ctx context.Context, moves []move) map[string]bool {
+	var synced map[string]bool
 	for _, m := range moves {
 		if ctx.Err() != nil {
-			return
+			return synced
+		}
+		if underSynced(m.to, synced) || underSynced(m.from, synced) {
+			// Made equal already: a move now would undo it.
+			continue
 		}
 		var err error
 		how := "basis push"
@@ -145,7 +152,43 @@ func (t *Target) runMoves(ctx context.Context, moves []move) {
 			continue
 		}
 		log.Debugf("moved on target by %s", how)
+		if how != "mv" && isDir(filepath.Join(t.opt.Source, m.to)) {
+			if synced == nil {
+				synced = map[string]bool{}
+			}
+			synced[m.to] = true
+		}
 	}
+	return synced
+}
+
+// pushedWhole drops the changes at or below a directory that a move left
+// synced whole: a recursive push of it with --delete (BasisPushArgs),
+// which read the source after every change of the batch was recorded, so
+// listing them again would only make rsync read them all once more (with
+// --ignore-times: 1 s more and a checksum of every block of a renamed
+// 200 MiB directory). No move into or out of it ran after its sync
+// (runMoves).
+func pushedWhole(changes []change.Change, synced map[string]bool) []change.Change {
+	if len(synced) == 0 {
+		return changes
+	}
+	out := changes[:0:0]
+	for _, c := range changes {
+		if !underSynced(c.Path, synced) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func underSynced(p string, synced map[string]bool) bool {
+	for q := p; q != ""; q = parentDir(q) {
+		if synced[q] {
+			return true
+		}
+	}
+	return false
 }
 
 // shellQuote quotes s for the POSIX shell that runs an ssh command on the
@@ -292,8 +335,8 @@ func tail(s string, n int) string {
 // BasisPushArgs is the argv of the push of a renamed path with its old
 // name on the target as the basis (from "": none, after an ssh mv).
 //
-// A directory is pushed whole, to/ onto to/, recursively and with
-// --delete (but on an archive target): a name removed or renamed inside
+// A directory is pushed whole, to/ onto to/, recursively, comparing
+// checksums, and with --delete (but on an archive target): a name removed or renamed inside
 // the directory between its rename and the rescan that watches it at its
 // new name (watch/dirs.go) makes no event, and the target, which got the
 // old content, must lose it all the same. What the filter excludes below
@@ -337,7 +380,12 @@ func (t *Target) BasisPushArgs(from, to string, dir bool) []string {
 		}
 	}
 	if dir {
-		args = append(args, "--recursive")
+		// --checksum, not rsync's quick check: a file rewritten at the
+		// same size within the second of its old copy's mtime (a stale
+		// hint, or a write right after the rename) looked unchanged and
+		// kept the old content (tested); the quick check compares whole
+		// seconds. It reads both sides, but sends 16 bytes a file.
+		args = append(args, "--recursive", "--checksum")
 		if !t.opt.KeepDeleted {
 			args = append(args, "--delete", "--force")
 		}

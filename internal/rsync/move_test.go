@@ -84,7 +84,7 @@ func TestMoveCommand(t *testing.T) {
 }
 
 func TestBasisPushArgs(t *testing.T) {
-	dirOpts := []string{"--recursive", "--delete", "--force", "--mkpath", "--from0", "--exclude-from=-"}
+	dirOpts := []string{"--recursive", "--checksum", "--delete", "--force", "--mkpath", "--from0", "--exclude-from=-"}
 	fileOpts := []string{"--no-recursive", "--mkpath", "--from0", "--files-from=-"}
 	tests := []struct {
 		name     string
@@ -317,6 +317,16 @@ func TestMovesOnTarget(t *testing.T) {
 			also: []string{"e/b"},
 		},
 		{
+			name:   "rewritten at the same size at once",
+			before: func(t *testing.T, src string) { mkfile(t, src, "d/a", "aaaaa") },
+			change: func(t *testing.T, src string) []move {
+				rename(t, src, "d", "e")
+				mkfile(t, src, "e/a", "bbbbb")
+				return []move{{"d", "e"}}
+			},
+			also: []string{"e/a"},
+		},
+		{
 			name:   "stale: old name not on the target",
 			before: func(t *testing.T, src string) {},
 			change: func(t *testing.T, src string) []move {
@@ -409,5 +419,20 @@ func TestMoveKeepsDeleted(t *testing.T) {
 				t.Errorf("sent %d bytes, want under 1 %%", n)
 			}
 		})
+	}
+}
+
+func TestPushedWhole(t *testing.T) {
+	synced := map[string]bool{"e": true, "x/y": true}
+	in := []change.Change{
+		{Path: "d"}, {Path: "e", Tree: true, From: "d"}, {Path: "e/f"}, {Path: "e/g", From: "e/h"},
+		{Path: "ee"}, {Path: "x"}, {Path: "x/y/z"}, {Path: "x/yz"},
+	}
+	want := []change.Change{{Path: "d"}, {Path: "ee"}, {Path: "x"}, {Path: "x/yz"}}
+	if got := pushedWhole(in, synced); !reflect.DeepEqual(got, want) {
+		t.Errorf("pushedWhole = %+v, want %+v", got, want)
+	}
+	if got := pushedWhole(in, nil); !reflect.DeepEqual(got, in) {
+		t.Errorf("nothing synced: %+v, want all", got)
 	}
 }

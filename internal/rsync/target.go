@@ -167,7 +167,10 @@ func (t *Target) FullPushArgs(extraExcludes []string) []string {
 // Push runs one rsync for all changes: the standby one when there is one.
 // The renames among them are replayed on the target first (move.go).
 func (t *Target) Push(ctx context.Context, changes []change.Change) error {
-	t.runMoves(ctx, t.moves(changes))
+	changes = pushedWhole(changes, t.runMoves(ctx, t.moves(changes)))
+	if len(changes) == 0 {
+		return nil // the moves did it all
+	}
 	return pushError(t.push(ctx, t.listed(changes)))
 }
 

@@ -20,6 +20,9 @@ type env struct {
 	dir, src string
 	port     int
 	ds       []*rsyncd
+	// ssh, when set, is how the contenders reach the targets instead: each
+	// daemon's directory over ssh (sshd.go), the daemons idle.
+	ssh *benchSSH
 }
 
 // daemonsCPU is the CPU seconds used so far by the receiving rsync daemons
@@ -89,10 +92,18 @@ func writeSersyncdConf(e *env, path string, remotes []*rsyncd, port int) error {
 	for _, d := range remotes {
 		rs = append(rs, confxml.Remote{IP: d.ip, Module: d.module})
 	}
+	authUser, sshCommand := "root", ""
+	if e.ssh != nil {
+		// Each daemon's directory, as host:dir, through its own proxy.
+		rs, authUser, sshCommand, port = nil, "", e.ssh.command(), e.ssh.port
+		for _, d := range remotes {
+			rs = append(rs, confxml.Remote{IP: d.ip, Module: d.dir})
+		}
+	}
 	// sersyncd's defaults (no <sersyncd> element), -a, a 100 s timeout.
 	return confxml.Write(path, confxml.Conf{
 		Debug: os.Getenv("BENCH_KEEP_OUTPUT") != "", Src: e.src, Dir: e.dir, Port: port, Targets: rs,
-		Attrib: true, Params: "-a", AuthUser: "root", Timeout: 100,
+		Attrib: true, Params: "-a", AuthUser: authUser, Timeout: 100, SSH: sshCommand,
 	})
 }
 
@@ -136,6 +147,18 @@ func (c *lsyncdC) start(e *env, readyTimeout time.Duration) error {
 	fmt.Fprintf(&b, "settings {\n  logfile = %q,\n  statusFile = %q,\n  nodaemon = true,\n  insist = true,\n}\n",
 		filepath.Join(e.dir, "lsyncd.log"), filepath.Join(e.dir, "lsyncd.status"))
 	for _, d := range e.ds {
+		if e.ssh != nil {
+			// default.rsyncssh: moves and deletes by ssh on the target.
+			var opts []string
+			for _, o := range sshOptions {
+				k, v, _ := strings.Cut(o, "=")
+				opts = append(opts, fmt.Sprintf("%s = %q", k, v))
+			}
+			fmt.Fprintf(&b, "sync {\n  default.rsyncssh,\n  source = %q,\n  host = %q,\n  targetdir = %q,\n  delay = 0,\n"+
+				"  rsync = { archive = true },\n  ssh = { port = %d, identityFile = %q, options = { %s } },\n}\n",
+				e.src, d.ip, d.dir, e.ssh.port, e.ssh.keyFile, strings.Join(opts, ", "))
+			continue
+		}
 		fmt.Fprintf(&b, "sync {\n  default.rsync,\n  source = %q,\n  target = %q,\n  delay = 0,\n"+
 			"  rsync = { archive = true, _extra = { \"--port=%d\", \"--sockopts=TCP_NODELAY\" } },\n}\n",
 			e.src, d.ip+"::"+d.module, d.port)

@@ -28,9 +28,9 @@ func main() {
 func mainErr() int {
 	var (
 		contenders = flag.String("contenders", strings.Join(allContenders, ","), "comma-separated: sersyncd, lsyncd, script, limit")
-		wls        = flag.String("workloads", "latency,saved,session,burst,tree1k,tree100k,sustained,bigfile,mixed,scale", "comma-separated workloads (scale: sersyncd's RSS and start-up with many directories)")
+		wls        = flag.String("workloads", "latency,saved,session,burst,tree1k,tree100k,sustained,bigfile,mixed,rename,rename-ssh,scale", "comma-separated workloads (scale: sersyncd's RSS and start-up with many directories)")
 		ks         = flag.String("k", "1,3", "comma-separated target counts")
-		quick      = flag.Bool("quick", false, "small subset: latency (20), saved (10), session, burst (2,000), mixed; K=3; sersyncd, limit, lsyncd (explicit flags still win)")
+		quick      = flag.Bool("quick", false, "small subset: latency (20), saved (10), session, burst (2,000), mixed, rename, rename-ssh; K=3; sersyncd, limit, lsyncd (explicit flags still win)")
 		out        = flag.String("out", "", "Markdown file to write (default docs/BENCHMARKS.md, or docs/BENCHMARKS-quick.md with -quick; - for stdout only)")
 		bin        = flag.String("bin", "bin/sersyncd", "sersyncd binary (built with go build when missing)")
 		workdir    = flag.String("workdir", "", "parent of the scratch directory (default: /dev/shm when it is a tmpfs, else $TMPDIR); a new directory in it is removed at the end")
@@ -47,6 +47,7 @@ func mainErr() int {
 	flag.IntVar(&s.rate, "rate", 500, "sustained: changes per second")
 	flag.IntVar(&s.bigMiB, "big-mib", 500, "bigfile: MiB")
 	flag.IntVar(&s.scaleDirs, "scale-dirs", 100000, "scale: directories")
+	flag.IntVar(&s.renameMiB, "rename-mib", 200, "rename: MiB in the renamed directory")
 	flag.Parse()
 	set := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -55,7 +56,7 @@ func mainErr() int {
 			*contenders = "sersyncd,limit,lsyncd"
 		}
 		if !set["workloads"] {
-			*wls = "latency,saved,session,burst,mixed"
+			*wls = "latency,saved,session,burst,mixed,rename,rename-ssh"
 		}
 		if !set["k"] {
 			*ks = "3"
@@ -152,8 +153,8 @@ func mainErr() int {
 	for _, w := range wList {
 		for _, k := range kList {
 			for _, cn := range cList {
-				if skipped[w.name+":"+cn] {
-					continue
+				if skipped[w.name+":"+cn] || (w.ssh && cn != "sersyncd" && cn != "lsyncd") {
+					continue // the limit and the script push to daemons only
 				}
 				r := runCell(dir, absBin, cn, w, k, s)
 				rep.results = append(rep.results, r)
@@ -252,6 +253,12 @@ func runCell(base, bin, cname string, w workload, k int, s sizes) (r *result) {
 		}
 		defer d.p.stop(time.Second)
 		e.ds = append(e.ds, d)
+	}
+	if w.ssh {
+		if e.ssh, err = startSSH(dir, k); err != nil {
+			return fail("%v", err)
+		}
+		defer e.ssh.stop()
 	}
 	t0 := time.Now()
 	if err := w.prepare(e.src, s); err != nil {

@@ -57,15 +57,17 @@ func cpuModel() string {
 }
 
 var workloadTitle = map[string]string{
-	"latency":   "1 single change latency",
-	"burst":     "2 burst: new files in new dirs",
-	"tree1k":    "3a 10 changes in a 1k-file tree",
-	"tree100k":  "3b 10 changes in a 100k-file tree",
-	"sustained": "4 sustained changes/s",
-	"bigfile":   "5 one big file in 1 MiB appends",
-	"mixed":     "6 deletes, dir renames, hostile names",
-	"saved":     "7 one file saved again and again",
-	"session":   "8 an edit session, every kind of change",
+	"latency":    "1 single change latency",
+	"burst":      "2 burst: new files in new dirs",
+	"tree1k":     "3a 10 changes in a 1k-file tree",
+	"tree100k":   "3b 10 changes in a 100k-file tree",
+	"sustained":  "4 sustained changes/s",
+	"bigfile":    "5 one big file in 1 MiB appends",
+	"mixed":      "6 deletes, dir renames, hostile names",
+	"saved":      "7 one file saved again and again",
+	"session":    "8 an edit session, every kind of change",
+	"rename":     "9a a big directory renamed (daemon targets)",
+	"rename-ssh": "9b a big directory renamed (ssh targets)",
 }
 
 func (rep *report) find(w, c string, k int) *result {
@@ -92,8 +94,9 @@ func (rep *report) markdown(ws []workload, ks []int, cs []string) string {
 		firstLine("git", "describe", "--tags", "--always", "--dirty"), firstLine("rsync", "--version"),
 		strings.TrimPrefix(firstLine("lsyncd", "--version"), "Version: "), firstLine("inotifywait", "--help"), runtime.Version())
 	s := rep.sizes
-	fmt.Fprintf(&b, "- sizes: latency %d changes; saved %d saves of a 4 KiB file, each %s after the last arrived; edit session %d rounds of 17 steps %s apart (median); burst %d files of 1 KiB, 100 per new dir; trees of 1,000 and %d files (512 B, 100 per dir), 10 changed, %d rounds (median); sustained %d new files/s for %s + a marker each second; big file %d MiB at ~100 MiB/s\n\n",
-		s.latencyN, s.savedN, saveGap, sessionRounds, sessionStepGap, s.burstFiles, s.treeFiles, treeRounds, s.rate, s.sustained, s.bigMiB)
+	fmt.Fprintf(&b, "- sizes: latency %d changes; saved %d saves of a 4 KiB file, each %s after the last arrived; edit session %d rounds of 17 steps %s apart (median); burst %d files of 1 KiB, 100 per new dir; trees of 1,000 and %d files (512 B, 100 per dir), 10 changed, %d rounds (median); sustained %d new files/s for %s + a marker each second; big file %d MiB at ~100 MiB/s; renamed directory %d MiB (%d files of %.0f MiB, %d of %d KiB), once\n\n",
+		s.latencyN, s.savedN, saveGap, sessionRounds, sessionStepGap, s.burstFiles, s.treeFiles, treeRounds, s.rate, s.sustained, s.bigMiB,
+		s.renameMiB, renameBigFiles, float64(s.renameMiB<<20-renameSmallFiles*renameSmallSize)/renameBigFiles/(1<<20), renameSmallFiles, renameSmallSize>>10)
 	b.WriteString(method)
 	b.WriteString("\n## Results\n\n")
 	b.WriteString("| workload | K | contender | converged | time to converge | first write → equal | writer (alone) | CPU s | daemons CPU s | peak RSS | rsync sessions | MiB received | notes |\n")
@@ -286,6 +289,21 @@ func (rep *report) goals() [][3]string {
 			fmt.Sprintf("%d sessions, %.2f× the file per target", r.Sessions, per))
 	} else {
 		add("big file pushed whole once quiet (K=3)", nil, "")
+	}
+	for _, w := range []string{"rename", "rename-ssh"} {
+		goal := fmt.Sprintf("a renamed directory (%s, K=3): under 1 %% of its bytes to each target", w)
+		r := rep.find(w, "sersyncd", k)
+		if r == nil {
+			add(goal, nil, "")
+			continue
+		}
+		per := float64(r.RecvBytes) / float64(k) / r.Metrics["tree_bytes"]
+		m := fmt.Sprintf("%.3f %% per target (%.1f KiB), equal after %.2f s", 100*per, float64(r.RecvBytes)/float64(k)/1024, r.Seconds)
+		if l := rep.find(w, "lsyncd", k); l != nil {
+			m += fmt.Sprintf("; lsyncd %.3f %% (%.1f KiB), %.2f s", 100*float64(l.RecvBytes)/float64(k)/l.Metrics["tree_bytes"],
+				float64(l.RecvBytes)/float64(k)/1024, l.Seconds)
+		}
+		add(goal, b(r.Converged && per < 0.01), m)
 	}
 	if sc := rep.scale; sc != nil && sc.Err == "" {
 		add(fmt.Sprintf("RSS < 64 MiB with %d dirs + %d pending", sc.Dirs, sc.Dirs), b(sc.HWMKiB < 64*1024),

@@ -43,6 +43,7 @@ type sizes struct {
 	rate       int
 	bigMiB     int
 	scaleDirs  int
+	renameMiB  int
 }
 
 // workload prepares the source tree (copied to every target before the
@@ -55,6 +56,9 @@ type workload struct {
 	// alone, when set, times the workload's writer in a tree below dir
 	// that nothing watches, before the contender starts.
 	alone func(dir string, s sizes) (time.Duration, error)
+	// ssh: the contenders reach the targets over ssh (sshd.go); only the
+	// contenders that can are run.
+	ssh bool
 }
 
 func workloads() []workload {
@@ -68,6 +72,8 @@ func workloads() []workload {
 		{name: "mixed", bound: 60 * time.Second, prepare: prepMixed, run: runMixed},
 		{name: "saved", bound: 10 * time.Second, prepare: prepSaved, run: runSaved},
 		{name: "session", bound: 60 * time.Second, prepare: prepSession, run: runSession, alone: aloneSession},
+		{name: "rename", bound: 60 * time.Second, prepare: prepRename, run: runRename},
+		{name: "rename-ssh", bound: 60 * time.Second, prepare: prepRename, run: runRename, ssh: true},
 	}
 }
 
