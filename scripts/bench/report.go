@@ -189,6 +189,12 @@ const method = `## Method
   inotifywait processes).
 - rsync sessions / MiB received: transfers the daemons logged during the workload (sum over the K targets), i.e. how many rsync
   calls reached the targets and what they carried.
+- Renamed directory (9a, 9b): the directory is on the source and every target before the contender starts, then renamed
+  once; bound 60 s. 9a pushes to the daemons (lsyncd: default.rsync). 9b reaches each daemon's directory over a real sshd
+  (127.0.0.1, a throwaway key) through one counting TCP proxy per target on 127.0.0.1..K: sessions are the ssh connections,
+  MiB received what crossed the proxy towards sshd (encrypted, ssh's own bytes included), counted until 2 s after the targets
+  are equal; lsyncd runs ` + "`default.rsyncssh`" + ` (its ` + "`mv`" + ` on the target), sersyncd its ` + "`<ssh>`" + ` target; the limit and the
+  script push to daemons only and are not run.
 `
 
 func mdEscape(s string) string {
