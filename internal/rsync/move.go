@@ -37,6 +37,10 @@ import (
 // from (on the target, still) is now at to (on the source).
 type move struct {
 	from, to string
+	// keep: the old name stays on the target (an archive target, or the
+	// old name is on the source again): copied from, never moved away or
+	// linked to.
+	keep bool
 }
 
 // moves are the renames among changes, resolved (resolveMoves).
@@ -127,11 +131,15 @@ func (t *Target) runMoves(ctx context.Context, moves []move) map[string]bool {
 		}
 		var err error
 		how := "basis push"
+		// A name on the source again (log rotation: mv app.log app.log.1,
+		// then a new app.log) may have been pushed already, in an earlier
+		// batch: moving it away would lose it on the target.
+		m.keep = t.opt.KeepDeleted || exists(filepath.Join(t.opt.Source, m.from))
 		switch {
 		case t.opt.Filter.ExcludedAs(m.from, isDir(filepath.Join(t.opt.Source, m.to))):
 			// Never pushed, so what the target has there is its own.
 			err = fmt.Errorf("old path %q is excluded", m.from)
-		case t.opt.SSHCommand != "" && !t.opt.KeepDeleted:
+		case t.opt.SSHCommand != "" && !m.keep:
 			how = "mv"
 			err = t.sshMove(ctx, m)
 			if err == nil && isDir(filepath.Join(t.opt.Source, m.to)) {
@@ -142,8 +150,7 @@ func (t *Target) runMoves(ctx context.Context, moves []move) map[string]bool {
 				err = t.basisPush(ctx, move{to: m.to})
 			}
 		default:
-			// A daemon target, or an archive target over ssh, where mv
-			// would remove the old path that must be kept.
+			// A daemon target, or an old name kept, which mv would remove.
 			err = t.basisPush(ctx, m)
 		}
 		log := t.log().WithField("target", t.Name()).WithField("from", m.from).WithField("to", m.to)
@@ -352,12 +359,12 @@ func tail(s string, n int) string {
 // resolves it there and sanitises a ".." that would climb out of the
 // module, never one that stays in it (tested with use chroot on and off).
 // --link-dest hard-links each unchanged file, so nothing is copied on the
-// target and the old name's removal leaves the new one. An archive
-// target (KeepDeleted) keeps the old name, so it gets --copy-dest, which
-// copies: no two names share an inode that a later --inplace push would
-// write through. A file that differs from its basis is sent as a delta
+// target and the old name's removal leaves the new one. When the old name
+// stays (keep: an archive target, or the name is on the source again) it
+// gets --copy-dest, which copies: no two live names share an inode that a
+// later --inplace push would write through. A file that differs from its basis is sent as a delta
 // against it. --mkpath makes the missing parents of the destination.
-func (t *Target) BasisPushArgs(from, to string, dir bool) []string {
+func (t *Target) BasisPushArgs(from, to string, dir, keep bool) []string {
 	srcDir, dstDir := to, to
 	basis := from
 	if !dir {
@@ -373,7 +380,7 @@ func (t *Target) BasisPushArgs(from, to string, dir bool) []string {
 				rel = "."
 			}
 		}
-		if t.opt.KeepDeleted {
+		if keep {
 			args = append(args, "--copy-dest="+rel)
 		} else {
 			args = append(args, "--link-dest="+rel)
@@ -444,7 +451,7 @@ func (t *Target) basisPush(ctx context.Context, m move) error {
 	if !fi.IsDir() {
 		stdin.WriteString("./" + filepath.Base(m.to))
 		stdin.WriteByte(0)
-		return t.run(ctx, t.BasisPushArgs(m.from, m.to, false), &stdin)
+		return t.run(ctx, t.BasisPushArgs(m.from, m.to, false, m.keep), &stdin)
 	}
 	if !t.opt.Filter.Empty() {
 		err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -465,5 +472,5 @@ func (t *Target) basisPush(ctx context.Context, m move) error {
 			return fmt.Errorf("walk %s: %w", root, err)
 		}
 	}
-	return t.run(ctx, t.BasisPushArgs(m.from, m.to, true), &stdin)
+	return t.run(ctx, t.BasisPushArgs(m.from, m.to, true, m.keep), &stdin)
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -104,13 +105,15 @@ func TestBasisPushArgs(t *testing.T) {
 		{"file at root", false, "a", "b", false, []string{"--link-dest=.", "--fuzzy"}, nil, "/s/", "h::m/"},
 		{"file to root", false, "d/a", "b", false, []string{"--link-dest=d", "--fuzzy"}, nil, "/s/", "h::m/"},
 		{"file from root", false, "a", "d/e/b", false, []string{"--link-dest=../..", "--fuzzy"}, nil, "/s/d/e/", "h::m/d/e/"},
-		{"archive copies, deletes nothing", true, "a", "b", true, []string{"--copy-dest=../a", "--recursive"},
+		{"old name kept: copies", true, "a", "b", true, []string{"--copy-dest=../a", "--recursive", "--delete"},
+			[]string{"--link-dest"}, "/s/b/", "h::m/b/"},
+		{"archive", true, "a", "b", true, []string{"--copy-dest=../a", "--recursive"},
 			[]string{"--link-dest", "--delete", "--force"}, "/s/b/", "h::m/b/"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tgt := New(Options{Source: "/s", Dest: "h::m", KeepDeleted: tc.keep})
-			args := tgt.BasisPushArgs(tc.from, tc.to, tc.dir)
+			tgt := New(Options{Source: "/s", Dest: "h::m", KeepDeleted: tc.name == "archive"})
+			args := tgt.BasisPushArgs(tc.from, tc.to, tc.dir, tc.keep)
 			opts := options(t, args)
 			for _, w := range tc.want {
 				if !hasOption(opts, w) {
@@ -139,13 +142,13 @@ func TestResolveMoves(t *testing.T) {
 		renames []move
 		want    []move
 	}{
-		{"one", []move{{"a", "c"}}, []move{{"a", "c"}}},
-		{"chain through a gone name", []move{{"a", "b"}, {"b", "c"}}, []move{{"a", "c"}}},
-		{"chain through a name made again", []move{{"a", "b2"}, {"b2", "c"}}, []move{{"a", "b2"}, {"b2", "c"}}},
-		{"gone again", []move{{"a", "gone"}}, nil},
-		{"back to itself", []move{{"back", "tmp"}, {"tmp", "back"}}, nil},
-		{"into itself", []move{{"x", "x/y"}}, nil},
-		{"cycle bounded", []move{{"p", "q"}, {"q", "p"}, {"q", "c"}}, []move{{"p", "c"}}},
+		{"one", []move{{from: "a", to: "c"}}, []move{{from: "a", to: "c"}}},
+		{"chain through a gone name", []move{{from: "a", to: "b"}, {from: "b", to: "c"}}, []move{{from: "a", to: "c"}}},
+		{"chain through a name made again", []move{{from: "a", to: "b2"}, {from: "b2", to: "c"}}, []move{{from: "a", to: "b2"}, {from: "b2", to: "c"}}},
+		{"gone again", []move{{from: "a", to: "gone"}}, nil},
+		{"back to itself", []move{{from: "back", to: "tmp"}, {from: "tmp", to: "back"}}, nil},
+		{"into itself", []move{{from: "x", to: "x/y"}}, nil},
+		{"cycle bounded", []move{{from: "p", to: "q"}, {from: "q", to: "p"}, {from: "q", to: "c"}}, []move{{from: "p", to: "c"}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -189,9 +192,12 @@ func pushRenames(ctx context.Context, t *testing.T, tgt *Target, renames []move,
 	var changes []change.Change
 	for _, r := range renames {
 		fi, err := os.Lstat(filepath.Join(tgt.opt.Source, r.to))
-		changes = append(changes, change.Change{Path: r.from},
-			change.Change{Path: r.to, From: r.from, Tree: err == nil && fi.IsDir()})
+		if !slices.Contains(also, "!"+r.from) {
+			changes = append(changes, change.Change{Path: r.from})
+		}
+		changes = append(changes, change.Change{Path: r.to, From: r.from, Tree: err == nil && fi.IsDir()})
 	}
+	also = slices.DeleteFunc(slices.Clone(also), func(p string) bool { return strings.HasPrefix(p, "!") })
 	return tgt.Push(ctx, append(changes, change.Of(also)...))
 }
 
@@ -229,7 +235,8 @@ func TestMovesOnTarget(t *testing.T) {
 		name     string
 		before   func(t *testing.T, src string)
 		change   func(t *testing.T, src string) []move
-		also     []string // paths changed besides the renames
+		also     []string // paths changed besides the renames; "!p": p's removal is not in the batch
+		earlier  []string // pushed in a batch before the renames'
 		maxBytes int64    // 0: not measured
 	}{
 		{
@@ -243,7 +250,7 @@ func TestMovesOnTarget(t *testing.T) {
 			},
 			change: func(t *testing.T, src string) []move {
 				rename(t, src, "d", "e")
-				return []move{{"d", "e"}}
+				return []move{{from: "d", to: "e"}}
 			},
 			maxBytes: 2 * big / 100,
 		},
@@ -252,7 +259,7 @@ func TestMovesOnTarget(t *testing.T) {
 			before: func(t *testing.T, src string) { randomFile(t, src, "a/f", big) },
 			change: func(t *testing.T, src string) []move {
 				rename(t, src, "a/f", "n/m/g")
-				return []move{{"a/f", "n/m/g"}}
+				return []move{{from: "a/f", to: "n/m/g"}}
 			},
 			also:     []string{"n", "n/m"},
 			maxBytes: big / 100,
@@ -270,7 +277,7 @@ func TestMovesOnTarget(t *testing.T) {
 				for _, n := range odd {
 					rename(t, src, "o/"+n, "o/"+n+"'2")
 					rename(t, src, n+"dir", "-"+n+"\ndir")
-					ms = append(ms, move{"o/" + n, "o/" + n + "'2"}, move{n + "dir", "-" + n + "\ndir"})
+					ms = append(ms, move{from: "o/" + n, to: "o/" + n + "'2"}, move{from: n + "dir", to: "-" + n + "\ndir"})
 				}
 				return ms
 			},
@@ -281,7 +288,7 @@ func TestMovesOnTarget(t *testing.T) {
 			change: func(t *testing.T, src string) []move {
 				rename(t, src, "a", "b")
 				rename(t, src, "b", "c")
-				return []move{{"a", "b"}, {"b", "c"}}
+				return []move{{from: "a", to: "b"}, {from: "b", to: "c"}}
 			},
 			maxBytes: big / 100,
 		},
@@ -298,7 +305,7 @@ func TestMovesOnTarget(t *testing.T) {
 			change: func(t *testing.T, src string) []move {
 				rename(t, src, "f1", "f2")
 				rename(t, src, "d1", "d2")
-				return []move{{"f1", "f2"}, {"d1", "d2"}}
+				return []move{{from: "f1", to: "f2"}, {from: "d1", to: "d2"}}
 			},
 		},
 		{
@@ -312,9 +319,24 @@ func TestMovesOnTarget(t *testing.T) {
 				mkfile(t, src, "e/a", "rewritten")
 				mkfile(t, src, "e/new", "new")
 				rmAll(t, src, "e/b")
-				return []move{{"d", "e"}}
+				return []move{{from: "d", to: "e"}}
 			},
 			also: []string{"e/b"},
+		},
+		{
+			// mv app.log app.log.1, a new app.log, and the new one pushed
+			// in a batch of its own before the rename's: moving app.log
+			// on the target would lose it there.
+			name:   "old name on the source again, pushed before",
+			before: func(t *testing.T, src string) { randomFile(t, src, "app.log", big) },
+			change: func(t *testing.T, src string) []move {
+				rename(t, src, "app.log", "app.log.1")
+				mkfile(t, src, "app.log", "new log")
+				return []move{{from: "app.log", to: "app.log.1"}}
+			},
+			earlier: []string{"app.log"},
+			also:    []string{"!app.log"}, // not in the rename's batch
+			// Not cheap: the target's old content was gone before.
 		},
 		{
 			name:   "rewritten at the same size at once",
@@ -322,7 +344,7 @@ func TestMovesOnTarget(t *testing.T) {
 			change: func(t *testing.T, src string) []move {
 				rename(t, src, "d", "e")
 				mkfile(t, src, "e/a", "bbbbb")
-				return []move{{"d", "e"}}
+				return []move{{from: "d", to: "e"}}
 			},
 			also: []string{"e/a"},
 		},
@@ -331,7 +353,7 @@ func TestMovesOnTarget(t *testing.T) {
 			before: func(t *testing.T, src string) {},
 			change: func(t *testing.T, src string) []move {
 				mkfile(t, src, "e/a", "a")
-				return []move{{"d", "e"}}
+				return []move{{from: "d", to: "e"}}
 			},
 		},
 		{
@@ -343,7 +365,7 @@ func TestMovesOnTarget(t *testing.T) {
 			change: func(t *testing.T, src string) []move {
 				rmAll(t, src, "d")
 				mkfile(t, src, "e/a", "other")
-				return []move{{"d", "e"}}
+				return []move{{from: "d", to: "e"}}
 			},
 		},
 	}
@@ -361,6 +383,11 @@ func TestMovesOnTarget(t *testing.T) {
 					t.Fatalf("full push before: %v", err)
 				}
 				renames := tc.change(t, src)
+				if tc.earlier != nil {
+					if err := tgt.Push(ctx, change.Of(tc.earlier)); err != nil {
+						t.Fatalf("push before: %v", err)
+					}
+				}
 				sent.Store(0)
 				if err := pushRenames(ctx, t, tgt, renames, tc.also...); err != nil {
 					t.Fatalf("push: %v", err)
@@ -401,7 +428,7 @@ func TestMoveKeepsDeleted(t *testing.T) {
 			}
 			rename(t, src, "d", "e")
 			sent.Store(0)
-			if err := pushRenames(ctx, t, tgt, []move{{"d", "e"}}); err != nil {
+			if err := pushRenames(ctx, t, tgt, []move{{from: "d", to: "e"}}); err != nil {
 				t.Fatal(err)
 			}
 			for _, p := range []string{"d/f", "e/f"} {
