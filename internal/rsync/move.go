@@ -343,7 +343,7 @@ func tail(s string, n int) string {
 // name on the target as the basis (from "": none, after an ssh mv).
 //
 // A directory is pushed whole, to/ onto to/, recursively, comparing
-// checksums, and with --delete (but on an archive target): a name removed or renamed inside
+// mtimes to the nanosecond, and with --delete (but on an archive target): a name removed or renamed inside
 // the directory between its rename and the rescan that watches it at its
 // new name (watch/dirs.go) makes no event, and the target, which got the
 // old content, must lose it all the same. What the filter excludes below
@@ -387,12 +387,14 @@ func (t *Target) BasisPushArgs(from, to string, dir, keep bool) []string {
 		}
 	}
 	if dir {
-		// --checksum, not rsync's quick check: a file rewritten at the
-		// same size within the second of its old copy's mtime (a stale
-		// hint, or a write right after the rename) looked unchanged and
-		// kept the old content (tested); the quick check compares whole
-		// seconds. It reads both sides, but sends 16 bytes a file.
-		args = append(args, "--recursive", "--checksum")
+		// Mtimes compared to the nanosecond (--modify-window=-1; a
+		// receiver of rsync 3.1.3 or later): with rsync's default whole
+		// seconds, a file rewritten at the same size within the second
+		// of its old copy's mtime (a stale hint, or a write right after
+		// the rename) looked unchanged and kept the old content (tested).
+		// --checksum did as well, but read every byte on both sides: 0.5 s
+		// more for a renamed 200 MiB directory to three ssh targets.
+		args = append(args, "--recursive", "--modify-window=-1")
 		if !t.opt.KeepDeleted {
 			args = append(args, "--delete", "--force")
 		}

@@ -85,7 +85,7 @@ func TestMoveCommand(t *testing.T) {
 }
 
 func TestBasisPushArgs(t *testing.T) {
-	dirOpts := []string{"--recursive", "--checksum", "--delete", "--force", "--mkpath", "--from0", "--exclude-from=-"}
+	dirOpts := []string{"--recursive", "--modify-window=-1", "--delete", "--force", "--mkpath", "--from0", "--exclude-from=-"}
 	fileOpts := []string{"--no-recursive", "--mkpath", "--from0", "--files-from=-"}
 	tests := []struct {
 		name     string
