@@ -6,13 +6,16 @@ package rsync
 // default.rsyncssh does (default-rsyncssh.lua, rsyncssh.action: for a
 // 'Move' event it spawns `ssh host mv 'old' 'new' || rm -rf 'old'`). An
 // rsync daemon runs no commands, so there the new path is pushed with the
-// old one as its basis (--link-dest), which sends checksums, not content.
+// old one as its basis (--link-dest), which sends the file list and, for
+// what differs, deltas.
 //
-// A move is only a head start: the push of the batch that follows still
-// lists the new path (and the old one, gone from the source), so a stale
-// or wrong hint, a failed move or a write after the rename still ends with
-// the target equal to the source. A failed move is logged at debug and
-// costs the upload the move would have saved, nothing else.
+// A move is only a head start, never trusted: a renamed directory is then
+// synced whole from the source (BasisPushArgs), and a renamed file is
+// listed in the push of the batch that follows as any change (so is the
+// old name, gone from the source), so a stale or wrong hint, a failed move
+// or a write after the rename still ends with the target equal to the
+// source. A failed move is logged at debug and costs the upload the move
+// would have saved, nothing else.
 
 import (
 	"bytes"
