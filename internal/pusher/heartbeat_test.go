@@ -34,7 +34,7 @@ func TestHeartbeatSeesAStuckTargetLoop(t *testing.T) {
 	hung := make(chan struct{})
 	defer close(hung)
 	slow := &fakeTarget{name: "slow", push: func(ctx context.Context, _ []string) error { return wait(ctx, hung) }}
-	real := openQueue(t, slow)
+	real := queueFor(t, slow)
 	gate := make(chan struct{})
 	q := hungClaims{real, gate}
 	reg := heartbeat.New()

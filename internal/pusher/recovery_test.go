@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -43,7 +42,7 @@ func TestPoolParallelFailuresCountOnce(t *testing.T) {
 				}
 				return failure(Refused, 10, "failed to connect to 127.0.0.1: Connection refused (111)")
 			}}
-			q := openQueue(t, tg)
+			q := queueFor(t, tg)
 			if err := q.Add(numbered("f", 10*tc.parallel)); err != nil {
 				t.Fatal(err)
 			}
@@ -70,7 +69,7 @@ func TestPoolParallelFailuresCountOnce(t *testing.T) {
 // A failure after the backoff is a further one in a row.
 func TestPoolSuccessiveFailuresStillCount(t *testing.T) {
 	tg := &fakeTarget{name: "t", push: func(context.Context, []string) error { return failure(ConnectionLost, 10, "") }}
-	q := openQueue(t, tg)
+	q := queueFor(t, tg)
 	p := newPool(q, []*fakeTarget{tg}, Options{BackoffMin: 5 * time.Millisecond, Workers: 1, BackoffMax: time.Second})
 	start(t, p)
 	if err := q.Add([]string{"a"}); err != nil {
@@ -102,7 +101,7 @@ func TestPoolProbeEndsBackoffOfATargetThatCameBack(t *testing.T) {
 		}
 		return nil
 	}}}
-	q := openQueue(t, pt.fakeTarget)
+	q := queueFor(t, pt.fakeTarget)
 	p := New(q, []Target{pt}, Options{BackoffMin: time.Hour, Workers: 1, BackoffMax: time.Hour, ProbeEvery: 20 * time.Millisecond, Log: discard()})
 	start(t, p)
 	if err := q.Add([]string{"a"}); err != nil {
@@ -129,7 +128,7 @@ func TestPoolProbeLeavesAReachableFailingTargetAlone(t *testing.T) {
 		return failure(Failed, 5, "@ERROR: auth failed on module backup")
 	}}}
 	pt.up.Store(true)
-	q := openQueue(t, pt.fakeTarget)
+	q := queueFor(t, pt.fakeTarget)
 	p := New(q, []Target{pt}, Options{BackoffMin: time.Hour, Workers: 1, BackoffMax: time.Hour, ProbeEvery: 10 * time.Millisecond, Log: discard()})
 	start(t, p)
 	if err := q.Add([]string{"a"}); err != nil {
@@ -153,7 +152,7 @@ func TestPoolRetriesFailedFullPush(t *testing.T) {
 		}
 		return nil
 	}}
-	q := openQueue(t, tg)
+	q := queueFor(t, tg)
 	p := newPool(q, []*fakeTarget{tg}, Options{BackoffMin: 10 * time.Millisecond, Workers: 1, BackoffMax: time.Second})
 	start(t, p)
 	if err := q.AddFullSync(); err != nil {
@@ -182,7 +181,7 @@ func TestPoolParkFollowsTheBackoff(t *testing.T) {
 		}
 		return nil
 	}}
-	q := openQueue(t, tg)
+	q := queueFor(t, tg)
 	p := newPool(q, []*fakeTarget{tg}, Options{BackoffMin: 40 * time.Millisecond, Workers: 1, BackoffMax: time.Hour})
 	start(t, p)
 	if err := q.Add([]string{"bad"}); err != nil {
@@ -228,7 +227,7 @@ func TestPoolFailingTargetRetriesOneAtATime(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 		return failure(Refused, 10, "failed to connect to 127.0.0.1 (127.0.0.1): Connection refused (111)")
 	}}
-	q := openQueue(t, tg)
+	q := queueFor(t, tg)
 	if err := q.Add(numbered("f", 40)); err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +266,7 @@ func TestPoolFullPushAfterCutOffOnly(t *testing.T) {
 				}
 				return nil
 			}}
-			q := openQueue(t, tg)
+			q := queueFor(t, tg)
 			p := newPool(q, []*fakeTarget{tg}, Options{BackoffMin: 5 * time.Millisecond, Workers: 1, BackoffMax: 10 * time.Millisecond})
 			start(t, p)
 			if err := q.Add([]string{"a"}); err != nil {
@@ -288,11 +287,7 @@ func TestPoolFullPushAfterCutOffOnly(t *testing.T) {
 // A path parked by an earlier process is pushed when its park ends, with
 // no other change to wake the target, and its chmod counts meanwhile.
 func TestPoolRetriesPathParkedBeforeARestart(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "queue.db")
-	q, err := queue.Open(path, []string{"t"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, path := testutil.OpenQueue(t, queue.Open, "", "t")
 	if err := q.Add([]string{"bad"}); err != nil {
 		t.Fatal(err)
 	}
@@ -306,11 +301,7 @@ func TestPoolRetriesPathParkedBeforeARestart(t *testing.T) {
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
-	q, err = queue.Open(path, []string{"t"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
+	q, _ = testutil.OpenQueue(t, queue.Open, path, "t")
 	tg := &fakeTarget{name: "t"}
 	p := newPool(q, []*fakeTarget{tg}, Options{Workers: 1, BackoffMax: time.Hour})
 	start(t, p)

@@ -53,11 +53,7 @@ func TestTargetDownForAnHour(t *testing.T) {
 	src := t.TempDir()
 	tgt := New(Options{Source: src, Dest: "127.0.0.1::" + d.Module, Port: d.Port, Params: []string{"-artuz"}, Standby: 10 * time.Second})
 	name := tgt.Name()
-	q, err := queue.Open(filepath.Join(t.TempDir(), "queue.db"), []string{name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
+	q, _ := testutil.OpenQueue(t, queue.Open, "", name)
 	var pushes atomic.Int32
 	obs := observerFunc(func(string, []string, time.Duration, error) { pushes.Add(1) })
 	p := pusher.New(q, []pusher.Target{tgt}, pusher.Options{Workers: 2, BackoffMin: time.Hour, BackoffMax: time.Hour, Log: discard(), Observer: obs})

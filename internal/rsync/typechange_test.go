@@ -193,11 +193,7 @@ func TestTypeChangesConverge(t *testing.T) {
 				}
 				tc.change(t, src)
 				name := tgt.Name()
-				q, err := queue.Open(filepath.Join(t.TempDir(), "queue.db"), []string{name})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer q.Close()
+				q, _ := testutil.OpenQueue(t, queue.Open, "", name)
 				if err := q.AddTarget(name, tc.queued); err != nil {
 					t.Fatal(err)
 				}
