@@ -883,3 +883,29 @@ func TestCrashOwesEveryTargetAFullPush(t *testing.T) {
 		}
 	}
 }
+
+// TestOldestQueued: the metrics' lag reads the first record in queue
+// order; none waiting is zero, an unknown target an error.
+func TestOldestQueued(t *testing.T) {
+	q, _ := testutil.OpenQueue(t, Open, "", "t")
+	if got, err := q.OldestQueued("t"); err != nil || !got.IsZero() {
+		t.Fatalf("empty queue: %v, %v; want zero", got, err)
+	}
+	mustAdd(t, q, "a")
+	time.Sleep(2 * time.Millisecond)
+	mustAdd(t, q, "b")
+	var queued []time.Time
+	if err := q.Records("t", func(_ string, rec Record) bool { queued = append(queued, rec.Queued); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := q.OldestQueued("t"); err != nil || !got.Equal(queued[0]) {
+		t.Fatalf("OldestQueued = %v, %v; want a's %v", got, err, queued[0])
+	}
+	mustAck(t, q, "t", mustClaim(t, q, "t", 1))
+	if got, err := q.OldestQueued("t"); err != nil || !got.Equal(queued[1]) {
+		t.Fatalf("after a is pushed: %v, %v; want b's %v", got, err, queued[1])
+	}
+	if _, err := q.OldestQueued("nope"); err == nil {
+		t.Fatal("unknown target: no error")
+	}
+}
