@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"reflect"
 	"sort"
 	"strings"
@@ -12,8 +11,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/sirupsen/logrus"
 
 	"github.com/sersyncd/sersyncd/internal/queue"
 	"github.com/sersyncd/sersyncd/internal/testutil"
@@ -108,9 +105,7 @@ func queueFor(t *testing.T, targets ...*fakeTarget) *queue.Queue {
 }
 
 func newPool(q *queue.Queue, targets []*fakeTarget, opt Options) *Pool {
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	opt.Log = log
+	opt.Log = testutil.QuietLog()
 	ts := make([]Target, len(targets))
 	for i, tg := range targets {
 		ts[i] = tg

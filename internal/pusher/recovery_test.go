@@ -3,13 +3,10 @@ package pusher
 import (
 	"context"
 	"errors"
-	"io"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/sirupsen/logrus"
 
 	"github.com/sersyncd/sersyncd/internal/queue"
 	"github.com/sersyncd/sersyncd/internal/testutil"
@@ -102,7 +99,7 @@ func TestPoolProbeEndsBackoffOfATargetThatCameBack(t *testing.T) {
 		return nil
 	}}}
 	q := queueFor(t, pt.fakeTarget)
-	p := New(q, []Target{pt}, Options{BackoffMin: time.Hour, Workers: 1, BackoffMax: time.Hour, ProbeEvery: 20 * time.Millisecond, Log: discard()})
+	p := New(q, []Target{pt}, Options{BackoffMin: time.Hour, Workers: 1, BackoffMax: time.Hour, ProbeEvery: 20 * time.Millisecond, Log: testutil.QuietLog()})
 	start(t, p)
 	if err := q.Add([]string{"a"}); err != nil {
 		t.Fatal(err)
@@ -129,7 +126,7 @@ func TestPoolProbeLeavesAReachableFailingTargetAlone(t *testing.T) {
 	}}}
 	pt.up.Store(true)
 	q := queueFor(t, pt.fakeTarget)
-	p := New(q, []Target{pt}, Options{BackoffMin: time.Hour, Workers: 1, BackoffMax: time.Hour, ProbeEvery: 10 * time.Millisecond, Log: discard()})
+	p := New(q, []Target{pt}, Options{BackoffMin: time.Hour, Workers: 1, BackoffMax: time.Hour, ProbeEvery: 10 * time.Millisecond, Log: testutil.QuietLog()})
 	start(t, p)
 	if err := q.Add([]string{"a"}); err != nil {
 		t.Fatal(err)
@@ -162,12 +159,6 @@ func TestPoolRetriesFailedFullPush(t *testing.T) {
 	if _, full, _, _ := tg.snapshot(); full != 3 {
 		t.Errorf("%d full pushes, want 3", full)
 	}
-}
-
-func discard() logrus.FieldLogger {
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	return log
 }
 
 // A path that fails on its own is parked on the backoff of its own

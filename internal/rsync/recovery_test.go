@@ -3,7 +3,6 @@ package rsync
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +13,6 @@ import (
 	"github.com/sersyncd/sersyncd/internal/pusher"
 	"github.com/sersyncd/sersyncd/internal/queue"
 	"github.com/sersyncd/sersyncd/internal/testutil"
-	"github.com/sirupsen/logrus"
 )
 
 func TestProbeAddr(t *testing.T) {
@@ -56,7 +54,7 @@ func TestTargetDownForAnHour(t *testing.T) {
 	q, _ := testutil.OpenQueue(t, queue.Open, "", name)
 	var pushes atomic.Int32
 	obs := observerFunc(func(string, []string, time.Duration, error) { pushes.Add(1) })
-	p := pusher.New(q, []pusher.Target{tgt}, pusher.Options{Workers: 2, BackoffMin: time.Hour, BackoffMax: time.Hour, Log: discard(), Observer: obs})
+	p := pusher.New(q, []pusher.Target{tgt}, pusher.Options{Workers: 2, BackoffMin: time.Hour, BackoffMax: time.Hour, Log: testutil.QuietLog(), Observer: obs})
 	stop, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); p.Run(stop, context.Background()) }()
@@ -116,10 +114,4 @@ type observerFunc func(target string, paths []string, took time.Duration, err er
 
 func (f observerFunc) Pushed(target string, paths []string, took time.Duration, err error) {
 	f(target, paths, took, err)
-}
-
-func discard() logrus.FieldLogger {
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	return log
 }

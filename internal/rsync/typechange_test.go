@@ -2,15 +2,12 @@ package rsync
 
 import (
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/sirupsen/logrus"
 
 	"github.com/sersyncd/sersyncd/internal/pusher"
 	"github.com/sersyncd/sersyncd/internal/queue"
@@ -197,8 +194,7 @@ func TestTypeChangesConverge(t *testing.T) {
 				if err := q.AddTarget(name, tc.queued); err != nil {
 					t.Fatal(err)
 				}
-				log := logrus.New()
-				log.SetOutput(io.Discard)
+				log := testutil.QuietLog()
 				p := pusher.New(q, []pusher.Target{tgt}, pusher.Options{Workers: 2, BackoffMax: time.Minute, Log: log})
 				stop, cancelStop := context.WithCancel(context.Background())
 				done := make(chan struct{})
