@@ -11,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/queue"
 )
 
@@ -22,7 +23,7 @@ func (tr *targetRunner) succeeded(log logrus.FieldLogger) {
 		// target (rsync's ".name.XXXXXX"); pushing listed paths never
 		// removes it, a full push does.
 		tr.cutOff = false
-		if err := tr.pool.q.AddTarget(tr.target.Name(), []string{queue.FullSync}); err != nil {
+		if err := tr.pool.q.AddChanges([]string{tr.target.Name()}, []change.Change{{Path: queue.FullSync}}); err != nil {
 			log.WithError(err).Error("queue a full push to clear what a cut-off push left")
 		} else {
 			log.Info("a push was cut off: pushing the whole tree once to clear its leftovers")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/heartbeat"
 	"github.com/sersyncd/sersyncd/internal/queue"
@@ -28,7 +29,7 @@ type Queue interface {
 	Release(target string, items []queue.Item)
 	Unpark(target string)
 	LoadParks(target string) (time.Time, error)
-	AddTarget(target string, paths []string) error
+	AddChanges(targets []string, changes []change.Change) error
 	Notify(target string) <-chan struct{}
 	Pending(target string) int
 	Failing(target string) (failed, held int, err error)
@@ -131,10 +132,10 @@ type targetRunner struct {
 	lastOK      time.Time
 	retryAt     time.Time
 	fullRunning int
-	fullStarts  uint64              // full pushes started so far: tells a live push it overlapped one
-	cutOff      bool                // a push was cut off: its temp files may litter the target
-	wakeAt      time.Time           // when the earliest parked path may be claimed again
-	touched     map[string]struct{} // acked while a full push ran: pushed again after it
+	fullStarts  uint64                   // full pushes started so far: tells a live push it overlapped one
+	cutOff      bool                     // a push was cut off: its temp files may litter the target
+	wakeAt      time.Time                // when the earliest parked path may be claimed again
+	touched     map[string]change.Change // acked while a full push ran: pushed again after it
 }
 
 // New creates a pool. Each target may use at most its fair share of the

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/queue"
 )
 
@@ -29,14 +30,15 @@ func (tr *targetRunner) pushBatch(ctx context.Context, items []queue.Item, budge
 	p := tr.pool
 	name := tr.target.Name()
 	paths := make([]string, len(items))
+	changes := make([]change.Change, len(items))
 	for i, it := range items {
-		paths[i] = it.Path
+		paths[i], changes[i] = it.Path, it.Change
 	}
 	tr.mu.Lock()
 	fullAtStart, fullStartsAtStart, failSeq := tr.fullRunning > 0, tr.fullStarts, tr.failSeq
 	tr.mu.Unlock()
 	start := time.Now()
-	err := tr.target.Push(ctx, paths)
+	err := tr.target.Push(ctx, changes)
 	took := time.Since(start)
 	if err != nil && ctx.Err() != nil {
 		// Killed by shutdown: not the target's fault; the records stay.
@@ -52,7 +54,7 @@ func (tr *targetRunner) pushBatch(ctx context.Context, items []queue.Item, budge
 			log.WithError(aerr).Error("acknowledge push; it will be pushed again")
 		}
 		tr.succeeded(log)
-		tr.afterLivePush(log, paths, fullAtStart, fullStartsAtStart)
+		tr.afterLivePush(log, changes, fullAtStart, fullStartsAtStart)
 		log.WithField("exit", 0).Debug("pushed")
 		return 0, nil
 	}
@@ -138,16 +140,16 @@ func (tr *targetRunner) fullPush(ctx context.Context, items []queue.Item, extraE
 func (tr *targetRunner) endFullPush(log logrus.FieldLogger) {
 	tr.mu.Lock()
 	tr.fullRunning--
-	var again []string
+	var again []change.Change
 	if tr.fullRunning == 0 {
-		for p := range tr.touched {
-			again = append(again, p)
+		for _, c := range tr.touched {
+			again = append(again, c)
 		}
 		tr.touched = nil
 	}
 	tr.mu.Unlock()
 	if len(again) > 0 {
-		if err := tr.pool.q.AddTarget(tr.target.Name(), again); err != nil {
+		if err := tr.pool.q.AddChanges([]string{tr.target.Name()}, again); err != nil {
 			log.WithError(err).Error("queue paths pushed during the full push again")
 		}
 	}
@@ -175,7 +177,7 @@ func (p *Pool) FullPushAll(extraExcludes []string) error {
 // afterLivePush makes sure a live push that overlapped a full push is
 // pushed again once no full push runs: the full push's --delete or its
 // older copy of a file may have undone it.
-func (tr *targetRunner) afterLivePush(log logrus.FieldLogger, paths []string, fullAtStart bool, fullStartsAtStart uint64) {
+func (tr *targetRunner) afterLivePush(log logrus.FieldLogger, changes []change.Change, fullAtStart bool, fullStartsAtStart uint64) {
 	tr.mu.Lock()
 	overlapped := fullAtStart || tr.fullRunning > 0 || tr.fullStarts != fullStartsAtStart
 	if !overlapped {
@@ -184,16 +186,22 @@ func (tr *targetRunner) afterLivePush(log logrus.FieldLogger, paths []string, fu
 	}
 	if tr.fullRunning > 0 {
 		if tr.touched == nil {
-			tr.touched = map[string]struct{}{}
+			tr.touched = map[string]change.Change{}
 		}
-		for _, p := range paths {
-			tr.touched[p] = struct{}{}
+		for _, c := range changes {
+			// The rename is done: pushed again, the path needs no hint.
+			c.From = ""
+			tr.touched[c.Path] = change.Merge(tr.touched[c.Path], c)
 		}
 		tr.mu.Unlock()
 		return
 	}
 	tr.mu.Unlock()
-	if err := tr.pool.q.AddTarget(tr.target.Name(), paths); err != nil {
+	again := make([]change.Change, len(changes))
+	for i, c := range changes {
+		again[i] = change.Change{Path: c.Path, Tree: c.Tree}
+	}
+	if err := tr.pool.q.AddChanges([]string{tr.target.Name()}, again); err != nil {
 		log.WithError(err).Error("queue paths pushed during a full push again")
 	}
 }

@@ -10,11 +10,13 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/sersyncd/sersyncd/internal/change"
 )
 
 // Add records that paths changed, for every target, in one transaction.
 func (q *Queue) Add(paths []string) error {
-	return q.add(nil, paths)
+	return q.add(nil, change.Of(paths))
 }
 
 // AddTarget records that paths changed, for one target only.
@@ -28,7 +30,17 @@ func (q *Queue) AddTargets(targets []string, paths []string) error {
 	if err := q.known(targets); err != nil {
 		return fmt.Errorf("add to queue: %w", err)
 	}
-	return q.add(targets, paths)
+	return q.add(targets, change.Of(paths))
+}
+
+// AddChanges records changes, for these targets only (those of the source
+// tree the paths are in). A change merges into a pending record of its
+// path (change.Merge).
+func (q *Queue) AddChanges(targets []string, changes []change.Change) error {
+	if err := q.known(targets); err != nil {
+		return fmt.Errorf("add to queue: %w", err)
+	}
+	return q.add(targets, changes)
 }
 
 // known says which of targets has no buckets (none: nil).
@@ -43,7 +55,7 @@ func (q *Queue) known(targets []string) error {
 	return nil
 }
 
-func (q *Queue) add(only []string, paths []string) error {
+func (q *Queue) add(only []string, paths []change.Change) error {
 	if len(paths) == 0 {
 		return nil
 	}
@@ -69,7 +81,7 @@ func (q *Queue) add(only []string, paths []string) error {
 // addChunk is the most paths one transaction of Add writes.
 const addChunk = 8192
 
-func (q *Queue) addTx(targets []string, paths []string, now time.Time) error {
+func (q *Queue) addTx(targets []string, paths []change.Change, now time.Time) error {
 	// The transaction runs without q.mu, so claims and acks of the pushers
 	// are not held up by a commit's fsync; bbolt serialises the writes,
 	// and a generation bumped meanwhile keeps an ack from removing it.
@@ -86,7 +98,7 @@ func (q *Queue) addTx(targets []string, paths []string, now time.Time) error {
 }
 
 // putPaths records paths for targets in tx, counting new records in added.
-func putPaths(tx *bolt.Tx, targets []string, paths []string, now time.Time, added map[string]int) error {
+func putPaths(tx *bolt.Tx, targets []string, paths []change.Change, now time.Time, added map[string]int) error {
 	for _, name := range targets {
 		tb := tx.Bucket(targetBucketName(name))
 		pb, ob := tb.Bucket(pathsBucket), tb.Bucket(orderBucket)
@@ -94,13 +106,16 @@ func putPaths(tx *bolt.Tx, targets []string, paths []string, now time.Time, adde
 		// sorted: pages split full, not half full, so a backlog of
 		// 100,000 records takes a third less file and mapped memory.
 		ob.FillPercent, pb.FillPercent = 1.0, 0.9
-		for _, p := range paths {
+		for _, ch := range paths {
+			p := ch.Path
 			key := []byte(p)
 			var rec Record
 			if v := pb.Get(key); v != nil {
 				if err := rec.decode(v); err != nil {
 					return fmt.Errorf("decode record %q: %w", p, err)
 				}
+				m := change.Merge(change.Change{Path: p, Tree: rec.Tree, From: rec.From}, ch)
+				rec.Tree, rec.From = m.Tree, m.From
 				rec.Gen++
 				// A new change is pushed as such, not after the old
 				// failure's park.
@@ -110,7 +125,7 @@ func putPaths(tx *bolt.Tx, targets []string, paths []string, now time.Time, adde
 				if err != nil {
 					return err
 				}
-				rec = Record{Seq: seq, Gen: 1, Queued: now}
+				rec = Record{Seq: seq, Gen: 1, Queued: now, Tree: ch.Tree, From: ch.From}
 				if err := ob.Put(seqKey(seq), key); err != nil {
 					return err
 				}
@@ -126,7 +141,7 @@ func putPaths(tx *bolt.Tx, targets []string, paths []string, now time.Time, adde
 
 // counted adds what a commit added to the targets' counts and wakes them;
 // the parks of the changed paths end.
-func (q *Queue) counted(targets []string, added map[string]int, paths []string) {
+func (q *Queue) counted(targets []string, added map[string]int, paths []change.Change) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, name := range targets {
@@ -134,7 +149,7 @@ func (q *Queue) counted(targets []string, added map[string]int, paths []string) 
 		ts.pending += added[name]
 		if len(ts.parked) > 0 {
 			for _, p := range paths {
-				delete(ts.parked, p) // its park ended with the change
+				delete(ts.parked, p.Path) // its park ended with the change
 			}
 		}
 		select {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/sersyncd/sersyncd/internal/change"
 )
 
 // Claim takes up to max ready records of target, oldest first, skipping any
@@ -68,7 +70,8 @@ func (q *Queue) claim(target string, max int, ready func(*targetState, *Record) 
 				continue
 			}
 			batch[p] = true
-			items = append(items, Item{Path: p, Seq: rec.Seq, Gen: rec.Gen, Attempts: rec.Attempts})
+			items = append(items, Item{Change: change.Change{Path: p, Tree: rec.Tree, From: rec.From},
+				Seq: rec.Seq, Gen: rec.Gen, Attempts: rec.Attempts})
 			if full {
 				break
 			}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/sersyncd/sersyncd/internal/change"
 )
 
 // missedUnclean is why changes may have been missed after a crash.
@@ -62,7 +64,7 @@ func markMissedTx(tx *bolt.Tx, why string, targets []string, now time.Time, adde
 			return err
 		}
 	}
-	return putPaths(tx, targets, []string{FullSync}, now, added)
+	return putPaths(tx, targets, []change.Change{{Path: FullSync}}, now, added)
 }
 
 // MissedNow reads the mark as it is in the file now ("" when none).

@@ -25,6 +25,14 @@ func (q *Queue) Ack(target string, items []Item) error {
 		full := false
 		for _, c := range recs {
 			if c.rec.Gen != c.item.Gen {
+				// Changed again during the push: it stays, but the rename
+				// the push was asked for has been done or tried.
+				if c.item.From != "" && c.rec.From == c.item.From {
+					c.rec.From = ""
+					if err := pb.Put(c.key, c.rec.encode()); err != nil {
+						return err
+					}
+				}
 				continue
 			}
 			if err := pb.Delete(c.key); err != nil {

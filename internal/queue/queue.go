@@ -16,6 +16,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	boltErrors "go.etcd.io/bbolt/errors"
+
+	"github.com/sersyncd/sersyncd/internal/change"
 )
 
 // FullSync is the path of the record that asks for a push of the whole tree.
@@ -44,9 +46,9 @@ var ErrLocked = errors.New("queue file is locked by another process (is sersyncd
 // shared one of the check before).
 const openTimeout = 2 * time.Second
 
-// Item is one claimed record: the path and the generation that was claimed.
+// Item is one claimed record: the change and the generation that was claimed.
 type Item struct {
-	Path     string
+	change.Change
 	Seq      uint64
 	Gen      uint64
 	Attempts int // failed pushes of the record so far
@@ -65,6 +67,9 @@ type Record struct {
 	// RetryAt parks a record that failed on its own (the target took the
 	// rest of its batch): Claim skips it until then.
 	RetryAt time.Time
+	// Tree and From say how the path is pushed (change.Change).
+	Tree bool
+	From string
 }
 
 // Failed reports whether the record's last push attempt failed.

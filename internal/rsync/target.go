@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/filter"
 	"github.com/sersyncd/sersyncd/internal/pusher"
@@ -158,9 +159,9 @@ func (t *Target) FullPushArgs(extraExcludes []string) []string {
 	return append(args, "--from0", stdin, "--", t.opt.Source+"/", t.opt.Dest+"/")
 }
 
-// Push runs one rsync for all paths: the standby one when there is one.
-func (t *Target) Push(ctx context.Context, paths []string) error {
-	return pushError(t.push(ctx, paths))
+// Push runs one rsync for all changes: the standby one when there is one.
+func (t *Target) Push(ctx context.Context, changes []change.Change) error {
+	return pushError(t.push(ctx, t.listed(changes)))
 }
 
 func (t *Target) push(ctx context.Context, paths []string) error {

@@ -10,6 +10,8 @@ import (
 	"maps"
 	"sort"
 	"time"
+
+	"github.com/sersyncd/sersyncd/internal/change"
 )
 
 // busyCommitGap spaces commits, in multiples of Settle, while changes keep
@@ -246,7 +248,7 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 	// Go maps keep their size after deletes: after a big burst, drop the
 	// emptied tables rather than hold their memory for the daemon's life.
 	if len(w.pending) == 0 && len(ready) >= shrinkMapsFrom {
-		w.pending = map[string]*change{}
+		w.pending = map[string]*held{}
 	}
 	if now.Sub(w.recentPruned) >= w.opt.tune.recentFor {
 		pruned := 0
@@ -269,12 +271,12 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 	}
 	w.commits.Note(now, len(ready))
 	sort.Strings(ready)
-	if err := w.opt.Sink.Add(ready); err != nil {
+	if err := w.opt.Sink.Add(change.Of(ready)); err != nil {
 		// Put them back: a change is only forgotten once it is durable.
 		w.mu.Lock()
 		for _, p := range ready {
 			if _, ok := w.pending[p]; !ok {
-				w.pending[p] = &change{first: w.since(now), last: w.since(now)}
+				w.pending[p] = &held{first: w.since(now), last: w.since(now)}
 			}
 		}
 		w.mu.Unlock()

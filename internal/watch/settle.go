@@ -33,9 +33,9 @@ import (
 // write holds the file again, and its close pushes it once more, so
 // nothing is lost.
 
-// Times in change and handedOn are offsets from Watcher.epoch (since): a
+// Times in held and handedOn are offsets from Watcher.epoch (since): a
 // time.Time is 24 bytes, and a burst holds a hundred thousand of these.
-type change struct {
+type held struct {
 	first, last time.Duration
 	events      int
 	sizeDue     bool          // created or written since it was last sized
@@ -45,7 +45,7 @@ type change struct {
 }
 
 // due is when a change is handed on.
-func (w *Watcher) due(c *change) time.Time {
+func (w *Watcher) due(c *held) time.Time {
 	quiet := w.opt.Settle / 4
 	if !c.complete {
 		quiet = time.Duration(c.events) * w.opt.Settle / w.opt.tune.quietDivisor
@@ -113,7 +113,7 @@ func (w *Watcher) recordLocked(rel string, now time.Time, ev recordKind, push bo
 		if h, ok := w.recent[rel]; ok && at-h.at < w.opt.tune.recentFor {
 			events += 2 * h.events
 		}
-		c = &change{first: at, events: events}
+		c = &held{first: at, events: events}
 		w.pending[rel] = c
 	} else {
 		c.events++
