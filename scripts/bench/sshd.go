@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sersyncd/sersyncd/internal/testutil/plain"
 )
 
 // benchSSH is a real sshd on 127.0.0.1 for the ssh workloads, reached
@@ -86,7 +88,7 @@ func startSSH(dir string, k int) (*benchSSH, error) {
 		return nil, err
 	}
 	_ = os.MkdirAll("/run/sshd", 0o755)
-	sshdPort, err := freePort()
+	sshdPort, err := plain.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +106,7 @@ func startSSH(dir string, k int) (*benchSSH, error) {
 	if s.sshd, err = startProc(sshdPath, []string{"-D", "-e", "-f", conf}, nil); err != nil {
 		return nil, err
 	}
-	if s.port, err = freePort(); err != nil {
+	if s.port, err = plain.FreePort(); err != nil {
 		s.stop()
 		return nil, err
 	}
