@@ -632,68 +632,6 @@ func TestPoolSmallBacklogWaitsForTheRunningPush(t *testing.T) {
 	}
 }
 
-// A replay that runs while a live push (its backoff over) holds the failed
-// records cannot take them: it waits for that push and reports what still
-// fails, never "still failing 0" about a target that is still down.
-func TestPoolReplayBesideALivePushOfTheFailures(t *testing.T) {
-	tests := []struct {
-		name      string
-		heldPush  error
-		wantStill int
-	}{
-		{"the held push fails too", failure(ConnectionLost, 10, ""), 2},
-		{"the held push succeeds", nil, 0},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			var calls atomic.Int32
-			release := make(chan struct{})
-			tg := &fakeTarget{name: "t", push: func(ctx context.Context, _ []string) error {
-				switch calls.Add(1) {
-				case 1:
-					return failure(ConnectionLost, 10, "")
-				case 2:
-					<-release
-					return tc.heldPush
-				}
-				return failure(ConnectionLost, 10, "")
-			}}
-			q := queueFor(t, tg)
-			p := newPool(q, []*fakeTarget{tg}, Options{BackoffMin: 300 * time.Millisecond, Workers: 1, BackoffMax: time.Hour})
-			start(t, p)
-			if err := q.Add([]string{"a", "b"}); err != nil {
-				t.Fatal(err)
-			}
-			testutil.Eventually(t, 5*time.Second, "the live retry holds the failed records", func() bool {
-				_, held, _ := q.Failing("t")
-				return calls.Load() == 2 && held == 2
-			})
-			done := make(chan []ReplayResult, 1)
-			go func() {
-				res, err := p.Replay(context.Background(), "t")
-				if err != nil {
-					t.Error(err)
-				}
-				done <- res
-			}()
-			select {
-			case res := <-done:
-				t.Fatalf("the replay returned %+v while the failures were still being pushed", res)
-			case <-time.After(200 * time.Millisecond):
-			}
-			close(release)
-			select {
-			case res := <-done:
-				if len(res) != 1 || res[0].Replayed != 0 || res[0].StillFailing != tc.wantStill {
-					t.Fatalf("replay = %+v, want replayed 0, still failing %d", res, tc.wantStill)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("the replay did not end after the held push did")
-			}
-		})
-	}
-}
-
 // failure is a failed push as a target explains it to the pool.
 func failure(o Outcome, code int, text string) error {
 	return &PushError{Outcome: o, Code: code, Meaning: "test", Err: fmt.Errorf("exit %d: %s", code, text)}

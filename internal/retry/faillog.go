@@ -1,8 +1,3 @@
-// Package retry keeps sersync's promise of timed retransmission without its
-// danger: sersync writes failed pushes into a shell script and executes it,
-// so a file name with shell characters runs as a command. sersyncd keeps the
-// failures as records in the queue, replays them on a cron schedule (and on
-// `sersyncd retry`), and writes the failLog for people only, never to run.
 package retry
 
 // The failLog: one line per failed push, for people to read, every name

@@ -12,12 +12,15 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/sersyncd/sersyncd/internal/config"
-	"github.com/sersyncd/sersyncd/internal/pusher"
 )
 
-// Pool is what the schedule drives.
-type Pool interface {
-	Replay(ctx context.Context, target string) ([]pusher.ReplayResult, error)
+// Replays is what the timed replay runs: a *Replayer.
+type Replays interface {
+	Replay(ctx context.Context, target string) ([]Result, error)
+}
+
+// FullPusher is what the crontab job runs: the pusher's pool.
+type FullPusher interface {
 	FullPushAll(extraExcludes []string) error
 }
 
@@ -29,13 +32,13 @@ type Schedule struct {
 }
 
 // NewSchedule builds, but does not start, the jobs for cfg.
-func NewSchedule(cfg *config.Config, pool Pool, log logrus.FieldLogger) (*Schedule, error) {
+func NewSchedule(cfg *config.Config, replays Replays, pool FullPusher, log logrus.FieldLogger) (*Schedule, error) {
 	// Skip wraps Recover, not the other way round: cron's skip guard is
 	// only released when the job returns, so a panic through it would skip
 	// every later run of that job for good.
 	c := cron.New(cron.WithChain(cron.SkipIfStillRunning(cronLogger{log}), cron.Recover(cronLogger{log})))
 	replay := func() {
-		results, err := pool.Replay(context.Background(), "")
+		results, err := replays.Replay(context.Background(), "")
 		if err != nil {
 			log.WithError(err).Error("replay failures")
 			return

@@ -44,9 +44,7 @@ func TestProbeAddr(t *testing.T) {
 // on the same port: the target must equal the source, byte for byte,
 // within 5 s, and the daemon must not have been sent an rsync while down.
 func TestTargetDownForAnHour(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	d := testutil.StartDaemon(t, testutil.DaemonOptions{})
 	src := t.TempDir()
 	tgt := New(Options{Source: src, Dest: "127.0.0.1::" + d.Module, Port: d.Port, Params: []string{"-artuz"}, Standby: 10 * time.Second})

@@ -154,9 +154,7 @@ func typeChanges(outside string) []typeChange {
 // queue and real rsync to a daemon and over ssh: the target must end equal
 // to the source with nothing failing or left in the queue.
 func TestTypeChangesConverge(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	d := testutil.StartDaemon(t, testutil.DaemonOptions{})
 	sshd := testutil.StartSSHD(t)
 	outside := t.TempDir()

@@ -188,3 +188,12 @@ func InotifyWatchesInUse() int {
 	}
 	return n
 }
+
+// Integration skips t under -short: an integration test starts real
+// processes (rsync daemons, sshd, sersyncd) and takes seconds.
+func Integration(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+}
