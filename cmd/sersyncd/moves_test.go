@@ -17,9 +17,7 @@ import (
 // every target (a daemon, and a directory over ssh) equals the source byte
 // for byte; a renamed directory of 8 MiB must cost under 1 % of its bytes.
 func TestRenamesMoveOnTargets(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	for _, kind := range []string{"daemon", "ssh"} {
 		t.Run(kind, func(t *testing.T) {
@@ -128,9 +126,7 @@ func TestRenamesMoveOnTargets(t *testing.T) {
 // running (rsync slowed by --bwlimit), and again while the push of the
 // rename runs: the targets must end equal to the source.
 func TestRenameWhilePushed(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	for _, kind := range []string{"daemon", "ssh"} {
 		t.Run(kind, func(t *testing.T) {
@@ -158,9 +154,7 @@ func TestRenameWhilePushed(t *testing.T) {
 // TestRenameKeepsDeleted: an archive target (<delete start="false">) keeps
 // the old name of a renamed directory and gets the new one.
 func TestRenameKeepsDeleted(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	for _, kind := range []string{"daemon", "ssh"} {
 		t.Run(kind, func(t *testing.T) {
 			o := envOptions{targets: 1, keepDeleted: true}

@@ -226,9 +226,7 @@ func rename(t *testing.T, root, from, to string) {
 // target with the source byte for byte; where the moved content is big it
 // also checks the push sent under 1 % of it.
 func TestMovesOnTarget(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	const big = 2 << 20 // two files: 4 MiB to move
 	odd := []string{"new\nline", "-rf", "it's \"q\"", "sp ace*", "$(touch pwned)"}
 	tests := []struct {
@@ -407,9 +405,7 @@ func TestMovesOnTarget(t *testing.T) {
 // TestMoveKeepsDeleted: an archive target (<delete start="false">) keeps
 // the old name; the new one arrives from it as a basis, sending little.
 func TestMoveKeepsDeleted(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	for _, kind := range moveTargets(t) {
 		t.Run(kind.name, func(t *testing.T) {
 			src := t.TempDir()
