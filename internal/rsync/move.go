@@ -356,7 +356,9 @@ func tail(s string, n int) string {
 // A file is pushed alone, as "./name" on stdin, from its directory onto
 // the same directory on the target, with from's directory as the basis
 // and -yy (fuzzy, also in the basis directory): rsync finds the old file
-// under its other name by size and mtime.
+// under its other name by size and mtime. Not on a daemon with use chroot
+// = no: there the fuzzy search skips the basis directory (tested, rsync
+// 3.5.0; the directory move works), and the file is sent whole.
 //
 // The basis is relative to the destination directory: an rsync daemon
 // resolves it there and sanitises a ".." that would climb out of the

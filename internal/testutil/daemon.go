@@ -51,6 +51,9 @@ type DaemonOptions struct {
 	Port     int               // default: a free port
 	Address  string            // default 127.0.0.1; other loopback addresses let daemons share a port
 	Timeout  int               // the module's "timeout" in seconds; 0: none
+	// NoChroot: "use chroot = no" even as root, where rsync sanitises
+	// the paths a client names (--link-dest=../x) instead of a chroot.
+	NoChroot bool
 }
 
 // StartDaemon starts an rsync daemon and stops it in t.Cleanup. It skips the
@@ -125,7 +128,7 @@ func (d *Daemon) writeConf() error {
 	fmt.Fprintf(&b, "log file = %s\n", d.logPath)
 	fmt.Fprintf(&b, "port = %d\n", d.Port)
 	fmt.Fprintf(&b, "address = %s\n", d.address())
-	fmt.Fprintf(&b, "use chroot = %t\n", os.Geteuid() == 0)
+	fmt.Fprintf(&b, "use chroot = %t\n", os.Geteuid() == 0 && !d.opts.NoChroot)
 	b.WriteString("socket options = TCP_NODELAY\n")
 	if os.Geteuid() == 0 {
 		// Without these a root daemon drops to nobody and cannot write the
