@@ -214,7 +214,7 @@ func (t *Target) fullPush(ctx context.Context, extraExcludes []string) error {
 	if !t.opt.Filter.HasExpressions() {
 		return t.run(ctx, t.withProgress(t.FullPushArgs(extraExcludes)), bytes.NewBuffer(t.opt.Filter.Rules().NULList()))
 	}
-	excluded, wanted, err := t.walk(ctx, true)
+	excluded, wanted, err := t.walk(ctx, "", true)
 	if err != nil {
 		return err
 	}
@@ -287,12 +287,17 @@ func parentDir(p string) string {
 	return ""
 }
 
-// walk lists the source under the filter: every excluded path as an
-// anchored exclude rule, and (withWanted) every other path as "./rel", both
-// NUL-terminated. A directory excluded is one rule; nothing below it is read.
-func (t *Target) walk(ctx context.Context, withWanted bool) (excluded, wanted *bytes.Buffer, err error) {
+// walk lists the source below under (relative; "" for all of it) under the
+// filter: every excluded path as an anchored exclude rule, and (withWanted)
+// every other path as "./rel", both NUL-terminated. A directory excluded is
+// one rule; nothing below it is read.
+func (t *Target) walk(ctx context.Context, under string, withWanted bool) (excluded, wanted *bytes.Buffer, err error) {
 	excluded, wanted = &bytes.Buffer{}, &bytes.Buffer{}
-	err = filepath.WalkDir(t.opt.Source, func(p string, d fs.DirEntry, err error) error {
+	start := t.opt.Source
+	if under != "" {
+		start = t.opt.Source + "/" + under
+	}
+	err = filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || p == t.opt.Source {
 			return nil // vanished or unreadable: rsync reports it itself
 		}
@@ -312,7 +317,7 @@ func (t *Target) walk(ctx context.Context, withWanted bool) (excluded, wanted *b
 		return ctx.Err()
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("walk %s: %w", t.opt.Source, err)
+		return nil, nil, fmt.Errorf("walk %s: %w", start, err)
 	}
 	return excluded, wanted, nil
 }
@@ -324,7 +329,7 @@ func (t *Target) ExcludeRules(ctx context.Context) ([]byte, error) {
 	if t.opt.Filter.Empty() {
 		return nil, nil
 	}
-	excluded, _, err := t.walk(ctx, false)
+	excluded, _, err := t.walk(ctx, "", false)
 	if err != nil {
 		return nil, err
 	}

@@ -152,6 +152,7 @@ func (w *Watcher) fallBackToFullSync(held int) {
 	w.mu.Lock()
 	for p, c := range w.pending {
 		if c.last < w.since(before) {
+			w.forgetTreeLocked(p, c)
 			delete(w.pending, p)
 		}
 	}
@@ -233,12 +234,18 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 			ready = append(ready, p)
 		}
 	}
+	trees := map[string]bool{}
 	for _, p := range ready {
 		// A complete file handed on is done with: a later save of it
-		// starts afresh (settle.go).
-		if c := w.pending[p]; c.complete {
+		// starts afresh (settle.go); so is a tree (trees.go).
+		switch c := w.pending[p]; {
+		case c.tree != nil:
+			trees[p] = true
+			w.forgetTreeLocked(p, c)
 			delete(w.recent, p)
-		} else {
+		case c.complete:
+			delete(w.recent, p)
+		default:
 			w.recent[p] = handedOn{at: w.since(now), events: c.events}
 		}
 		delete(w.pending, p)
@@ -273,8 +280,17 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 		// Put them back: a change is only forgotten once it is durable.
 		w.mu.Lock()
 		for _, p := range ready {
-			if _, ok := w.pending[p]; !ok {
-				w.pending[p] = &change{first: w.since(now), last: w.since(now)}
+			c := w.pending[p]
+			if c == nil {
+				c = &change{first: w.since(now), last: w.since(now)}
+				w.pending[p] = c
+			}
+			if trees[p] && c.tree == nil {
+				// Its scan is done: it only waits for the sink again.
+				c.tree = &treeState{}
+				if _, t := w.treeAboveLocked(p); t == nil {
+					w.trees[p] = c
+				}
 			}
 		}
 		w.mu.Unlock()

@@ -176,9 +176,9 @@ func (w *Watcher) handle(ev event) error {
 	switch {
 	case ev.has(unix.IN_CREATE | unix.IN_MOVED_TO):
 		if ev.has(unix.IN_ISDIR) {
-			// The scan records the directory and everything made in it
-			// before its watch was set.
-			w.queueDirOp(dirOp{kind: opScan, rel: rel})
+			// One tree change, pushed whole once its scan has watched it
+			// and everything below it (trees.go).
+			w.newDir(rel, now)
 			return nil
 		}
 		// sersync's stock config turns createFile off because its
@@ -236,10 +236,10 @@ func (w *Watcher) pairMove(ev event, rel string) movedFrom {
 	switch {
 	case ev.has(unix.IN_MOVED_FROM):
 		w.mu.Lock()
-		c := w.pending[rel]
+		held := w.heldLocked(rel)
 		w.mu.Unlock()
 		// Not held: nothing was written to it lately.
-		w.moved = movedFrom{cookie: ev.cookie, complete: c == nil || c.complete}
+		w.moved = movedFrom{cookie: ev.cookie, complete: !held}
 	case ev.has(unix.IN_MOVED_TO):
 		m := w.moved
 		w.moved = movedFrom{}

@@ -1,0 +1,112 @@
+package rsync
+
+// The push of tree changes: a directory whose whole content is new to the
+// target (made, or moved in, during the watch) goes in one recursive rsync
+// with the directories as arguments, not with every path below it listed.
+//
+// Measured for 10,000 new 1 KiB files in 100 new directories into an empty
+// daemon module on tmpfs (median of 5, CPU s of the client / the daemon):
+// the list mode (--files-from of every path, --no-recursive) 0.46 / 0.43,
+// --files-from of the 100 directories with -r 0.21 / 0.46, the 100
+// directories as arguments with -r -R 0.10 / 0.46. Arguments it is: rsync
+// reads a --files-from list, even of directories only, without its
+// incremental recursion.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+)
+
+// treeArgBytes bounds the bytes of directory arguments of one tree push;
+// more directories go in more calls. Linux allows 2 MiB of arguments and
+// environment in all (ARG_MAX); this leaves the rest room.
+const treeArgBytes = 256 << 10
+
+// TreePushArgs is the argv of a recursive push of the directories dirs
+// (relative to the source), each as "SOURCE/./dir" after "--": an absolute
+// path, so no name is ever taken for an option, a remote host or a
+// pattern; -R keeps the part after "/./" as its path on the target. What
+// the filter excludes goes on stdin: anchored exclude rules, or the rsync
+// rules themselves (treeExcludes). Every argument of a tree push is made
+// here.
+func (t *Target) TreePushArgs(dirs []string) []string {
+	args := t.commonArgs()
+	args = append(args,
+		// A tree is new, so there is nothing on the target to compare
+		// with and skipping the quick check costs nothing; when there is
+		// (a directory removed and made again under its name), a file
+		// rewritten at the same size within the same second must not be
+		// skipped.
+		"--ignore-times",
+		"--recursive", "--relative")
+	if t.opt.KeepDeleted {
+		args = append(args, "--ignore-missing-args")
+	} else {
+		// A tree gone from the source is deleted on the target as a
+		// missing listed path is; what the target has below a tree and
+		// the source has not (its old content, when it was removed and
+		// made again) goes too. Excluded paths are protected, as in a
+		// full push.
+		args = append(args, "--delete-missing-args", "--delete", "--force")
+	}
+	args = append(args, "--from0", t.treeFilterArg(), "--")
+	src := filepath.Clean(t.opt.Source)
+	for _, d := range dirs {
+		args = append(args, src+"/./"+d)
+	}
+	return append(args, t.opt.Dest+"/")
+}
+
+// treeFilterArg is how a tree push reads its excludes on stdin.
+func (t *Target) treeFilterArg() string {
+	if !t.opt.Filter.HasExpressions() && !t.opt.Filter.Rules().Empty() {
+		// rsync applies the rsync-style rules itself, as in a full push.
+		return "--filter=merge -"
+	}
+	return "--exclude-from=-"
+}
+
+// treeExcludes is what a tree push of dirs reads on stdin: with sersync's
+// expressions, every path below dirs that they exclude, as an anchored
+// rule (a walk of the new trees only); else the rsync rules, if any. An
+// excluded file made between the walk and rsync's read of its directory
+// would be pushed: the window is the few milliseconds of one push, for a
+// directory that did not exist a moment before.
+func (t *Target) treeExcludes(ctx context.Context, dirs []string) (*bytes.Buffer, error) {
+	if !t.opt.Filter.HasExpressions() {
+		return bytes.NewBuffer(t.opt.Filter.Rules().NULList()), nil
+	}
+	all := &bytes.Buffer{}
+	for _, d := range dirs {
+		excluded, _, err := t.walk(ctx, d, false)
+		if err != nil {
+			return nil, err
+		}
+		all.Write(excluded.Bytes())
+	}
+	return all, nil
+}
+
+// pushTrees pushes each of dirs recursively, in as few rsync calls as the
+// argument bytes allow.
+func (t *Target) pushTrees(ctx context.Context, dirs []string) error {
+	src := len(filepath.Clean(t.opt.Source)) + 3
+	for len(dirs) > 0 {
+		n, size := 0, 0
+		for n < len(dirs) && (n == 0 || size+src+len(dirs[n])+1 <= treeArgBytes) {
+			size += src + len(dirs[n]) + 1
+			n++
+		}
+		stdin, err := t.treeExcludes(ctx, dirs[:n])
+		if err != nil {
+			return err
+		}
+		if err := t.run(ctx, t.TreePushArgs(dirs[:n]), stdin); err != nil {
+			return fmt.Errorf("push %d new directories: %w", n, err)
+		}
+		dirs = dirs[n:]
+	}
+	return nil
+}
