@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -21,7 +19,6 @@ import (
 	"github.com/sersyncd/sersyncd/internal/queue"
 	"github.com/sersyncd/sersyncd/internal/retry"
 	"github.com/sersyncd/sersyncd/internal/rsync"
-	"github.com/sersyncd/sersyncd/internal/status"
 	"github.com/sersyncd/sersyncd/internal/verify"
 	"github.com/sersyncd/sersyncd/internal/watch"
 )
@@ -262,119 +259,6 @@ func (d *Daemon) closeFiles() {
 // killed and their records stay queued.
 func (d *Daemon) Kill() { d.killOnce.Do(func() { close(d.killed) }) }
 
-// Reload applies a new, already validated config without a restart: the
-// new watcher is set before the old one stops, so no change goes unseen;
-// the new pool starts while the old one's pushes finish. On error the old
-// config stays in force.
-func (d *Daemon) Reload(c *config.Config) error {
-	req := reloadRequest{cfg: c, reply: make(chan error, 1)}
-	select {
-	case d.reloads <- req:
-		return <-req.reply
-	case <-d.killed:
-		return errors.New("reload: daemon is stopping")
-	}
-}
-
-func (d *Daemon) reload(c *config.Config) error {
-	srcs, targets, names, err := buildSources(c, func(t *rsync.Options) {
-		t.OnBytesSent = d.metrics.BytesSent
-		t.OnProgress = d.progress.update
-		t.Standby = c.Daemon.Standby
-	})
-	if err != nil {
-		return fmt.Errorf("reload: %w", err)
-	}
-	// Trees may come and go (a new one is watched before the old watchers
-	// stop; a removed one's targets keep their records, as any removed
-	// target's), but a target stays with its tree.
-	if moved := movedTarget(d.sources, srcs); moved != "" {
-		return fmt.Errorf("reload: %s: the paths queued for it are relative to the tree it had; give the target another name, or restart sersyncd once its queue is empty", moved)
-	}
-	if err := plugin.Check(c); err != nil {
-		return fmt.Errorf("reload: %w", err)
-	}
-	if c.FailLog.Path != "" {
-		if err := retry.CheckFailLog(c.FailLog.Path); err != nil {
-			return fmt.Errorf("reload: %w", err)
-		}
-	}
-	for _, w := range c.Warnings {
-		d.log.Warn(w)
-	}
-	if err := d.queue.SetTargets(names); err != nil {
-		return fmt.Errorf("reload: %w", err)
-	}
-	ws, err := d.newWatchers(c, srcs)
-	if err != nil {
-		_ = d.queue.SetTargets(d.queue.Targets())
-		return fmt.Errorf("reload: %w", err)
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	// The old pool stops claiming first: a full push queued for the new
-	// filter must not be taken by a target built with the old one.
-	d.poolStop()
-	old, oldSrcs := d.watchers, d.sources
-	d.watchers, d.sources = ws, srcs
-	ws.start()
-	if _, err := old.Stop(); err != nil {
-		d.log.WithError(err).Warn("reload: old watcher")
-	}
-	d.metrics.SetTargetSources(targetSources(srcs))
-	for _, s := range srcs {
-		why := ""
-		switch {
-		case isNew(s, oldSrcs):
-			// Nothing of it was watched before: all of it may be new to
-			// its targets.
-			why = "it is new to the config"
-		case filterChanged(s, oldSrcs):
-			// Paths the old filter excluded may now be wanted.
-			why = "its filter changed"
-		}
-		if why == "" {
-			continue
-		}
-		if err := d.queue.AddTargets(s.names, []string{queue.FullSync}); err != nil {
-			d.log.WithError(err).Errorf("reload: queue a full push of %s (%s)", s.cfg.Path, why)
-		} else {
-			d.log.Infof("reload: pushing %s whole to its targets: %s", s.cfg.Path, why)
-		}
-	}
-	for _, name := range d.pool.Names() {
-		if !slices.Contains(names, name) {
-			if n := d.queue.Pending(name); n > 0 {
-				d.log.WithField("target", name).Warnf("target removed from the config; its %d pending changes stay in the queue", n)
-			}
-		}
-	}
-	// The old pool closes the old plugin when its pushes are done.
-	if d.plugin, err = plugin.New(c, d.log); err != nil {
-		d.log.WithError(err).Error("reload: plugin") // cannot happen: Check passed
-	}
-	d.pool = d.newPool(c, targets)
-	d.startPool(d.pool, d.plugin)
-	d.cronDone = append(d.cronDone, d.schedule.Stop())
-	if sched, err := retry.NewSchedule(c, d.pool, d.log); err != nil {
-		d.log.WithError(err).Error("reload: schedule")
-	} else {
-		d.schedule = sched
-		sched.Start()
-	}
-	if d.verifier != nil {
-		d.cronDone = append(d.cronDone, d.verifier.Stop())
-	}
-	if d.verifier, err = d.newVerifySchedule(c); err != nil {
-		d.log.WithError(err).Error("reload: verify schedule")
-	} else if d.verifier != nil {
-		d.verifier.Start()
-	}
-	d.cfg = c
-	d.log.WithFields(logrus.Fields{"targets": len(names), "config": c.File}).Info("config reloaded")
-	return nil
-}
-
 // Run replicates until ctx ends, then stops gracefully: the watcher commits
 // what it has seen, running pushes get DrainTimeout to finish, the queue is
 // closed cleanly.
@@ -459,29 +343,6 @@ loop:
 	return nil
 }
 
-// Status reports the queue and the targets' health.
-func (d *Daemon) Status() (*control.Status, error) {
-	d.mu.Lock()
-	pool, w, srcs := d.pool, d.watchers, d.sources
-	d.mu.Unlock()
-	st, err := statusOf(d.queue, pool, srcs, d.opt.DBPath, d.verifyStatus)
-	if err != nil {
-		return nil, err
-	}
-	st.Running = true
-	st.PID = os.Getpid()
-	st.WatchedDirs = w.Dirs()
-	st.Overflows = w.Overflows()
-	st.Degraded = w.Degraded()
-	for i := range st.Sources {
-		st.Sources[i].WatchedDirs = w.ws[i].Dirs()
-		if deg := w.ws[i].Degraded(); deg != nil {
-			st.Sources[i].Degraded = deg.Error()
-		}
-	}
-	return st, nil
-}
-
 // Replay pushes the failure records now (`sersyncd retry`).
 func (d *Daemon) Replay(ctx context.Context, target string) ([]pusher.ReplayResult, error) {
 	d.mu.Lock()
@@ -491,20 +352,6 @@ func (d *Daemon) Replay(ctx context.Context, target string) ([]pusher.ReplayResu
 }
 
 var _ control.Handler = (*Daemon)(nil)
-
-// Snapshot gives the metrics their gauges.
-func (d *Daemon) Snapshot() metrics.Snapshot {
-	d.mu.Lock()
-	pool, w, srcs := d.pool, d.watchers, d.sources
-	d.mu.Unlock()
-	s := metrics.Snapshot{WatchedDirs: w.Dirs(), Overflows: w.Overflows(), Degraded: w.Degraded()}
-	// A scrape counts no records: the pending count is kept, the oldest
-	// change one cursor step away.
-	s.Targets, _ = targets(d.queue, pool, srcs, false, d.verifyStatus)
-	return s
-}
-
-var _ metrics.Source = (*Daemon)(nil)
 
 func newPool(c *config.Config, q *queue.Queue, targets []pusher.Target, workers int, obs pusher.Observers, log logrus.FieldLogger, hb *heartbeat.Registry) *pusher.Pool {
 	var observer pusher.Observer
@@ -520,103 +367,3 @@ func newPool(c *config.Config, q *queue.Queue, targets []pusher.Target, workers 
 		Heartbeat:  hb,
 	})
 }
-
-// statusOf is `status`: the queue, the trees and every target in full.
-// verify, when set, gives a target's last scheduled verify.
-func statusOf(q *queue.Queue, pool *pusher.Pool, srcs []*source, db string, verify func(string) *status.Verify) (*control.Status, error) {
-	missed, err := q.MissedNow()
-	if err != nil {
-		return nil, err
-	}
-	st := &control.Status{Queue: db, Missed: missed}
-	for _, s := range srcs {
-		st.Sources = append(st.Sources, control.SourceStatus{Path: s.cfg.Path, Targets: s.names})
-	}
-	st.Targets, err = targets(q, pool, srcs, true, verify)
-	if err != nil {
-		return nil, err
-	}
-	return st, nil
-}
-
-// targets is the snapshot of every target that `status` and the metrics
-// read: the pool's health, the tree it is pushed from, the queue's counts
-// and the last verify. full counts the failed records too (a walk of the
-// target's records, as `status` does); without it (a metrics scrape) the
-// pending count is the kept one and a target's first error is the pool's
-// only. A target whose oldest change cannot be read is reported without it.
-func targets(q *queue.Queue, pool *pusher.Pool, srcs []*source, full bool, verify func(string) *status.Verify) ([]status.Target, error) {
-	sourceOf := targetSources(srcs)
-	now := time.Now()
-	ts := pool.Status()
-	for i := range ts {
-		t := &ts[i]
-		t.Source = sourceOf[t.Name]
-		if full {
-			qs, err := q.Stats(t.Name)
-			if err != nil {
-				return nil, err
-			}
-			t.Pending, t.Failed, t.OldestPending = qs.Pending, qs.Failed, qs.OldestQueued
-		} else {
-			t.Pending = q.Pending(t.Name)
-			if oldest, err := q.OldestQueued(t.Name); err == nil {
-				t.OldestPending = oldest
-			}
-		}
-		if !t.OldestPending.IsZero() {
-			t.LagSeconds = now.Sub(t.OldestPending).Seconds()
-		}
-		if t.LastError == "" && t.Failed > 0 {
-			// Offline, or nothing tried since the start: the queue still
-			// says why they failed.
-			t.LastError, _ = q.LastFailure(t.Name)
-		}
-		if verify != nil {
-			t.Verify = verify(t.Name)
-		}
-	}
-	return ts, nil
-}
-
-// Tool is the queue and the targets, opened by `sersyncd retry` and
-// `sersyncd status` while no daemon runs.
-type Tool struct {
-	queue   *queue.Queue
-	pool    *pusher.Pool
-	sources []*source
-	db      string
-}
-
-// OpenTool opens the queue without taking the daemon's place: the marker
-// of an unclean stop stays for the daemon's next start.
-func OpenTool(c *config.Config, db string, log logrus.FieldLogger) (*Tool, error) {
-	srcs, targets, names, err := buildSources(c, nil)
-	if err != nil {
-		return nil, err
-	}
-	q, err := queue.OpenTool(db, names)
-	if err != nil {
-		return nil, err
-	}
-	var obs pusher.Observers
-	if c.FailLog.Path != "" {
-		obs = append(obs, retry.OpenFailLog(c.FailLog.Path, log))
-	}
-	return &Tool{queue: q, pool: newPool(c, q, targets, 1, obs, log, nil), sources: srcs, db: db}, nil
-}
-
-// Status reports the queue's records.
-func (t *Tool) Status() (*control.Status, error) {
-	return statusOf(t.queue, t.pool, t.sources, t.db, nil)
-}
-
-// Replay pushes the failure records now.
-func (t *Tool) Replay(ctx context.Context, target string) ([]pusher.ReplayResult, error) {
-	return t.pool.Replay(ctx, target)
-}
-
-// Close closes the queue.
-func (t *Tool) Close() error { return t.queue.Close() }
-
-var _ control.Handler = (*Tool)(nil)

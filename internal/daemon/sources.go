@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/rsync"
 
 	"github.com/sersyncd/sersyncd/internal/config"
@@ -116,11 +117,11 @@ type sourceSink struct {
 	src  *source
 }
 
-func (s sourceSink) Add(paths []string) error {
-	if err := s.q.AddTargets(s.src.names, paths); err != nil {
+func (s sourceSink) Add(changes []change.Change) error {
+	if err := s.q.AddChanges(s.src.names, changes); err != nil {
 		return err
 	}
-	s.m.Queued(len(paths))
+	s.m.Queued(len(changes))
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/metrics"
 	"github.com/sersyncd/sersyncd/internal/queue"
@@ -22,7 +23,7 @@ func TestSourceSinkScopesToItsTree(t *testing.T) {
 	b := &source{cfg: &config.Source{Path: "/srv/b"}, names: []string{"h::b0"}}
 	srcs := []*source{a, b}
 	sinkA := sourceSink{q: q, m: metrics.New(nil), srcs: srcs, src: a}
-	if err := sinkA.Add([]string{"x"}); err != nil {
+	if err := sinkA.Add(change.Of([]string{"x"})); err != nil {
 		t.Fatal(err)
 	}
 	if err := sinkA.MarkMissed("the inotify queue overflowed"); err != nil {

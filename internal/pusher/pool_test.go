@@ -16,6 +16,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/queue"
 	"github.com/sersyncd/sersyncd/internal/testutil"
 )
@@ -38,7 +39,8 @@ type fakeTarget struct {
 
 func (f *fakeTarget) Name() string { return f.name }
 
-func (f *fakeTarget) Push(ctx context.Context, paths []string) error {
+func (f *fakeTarget) Push(ctx context.Context, changes []change.Change) error {
+	paths := change.Paths(changes)
 	f.mu.Lock()
 	f.calls++
 	f.inflight++

@@ -3,16 +3,19 @@ package pusher
 import (
 	"context"
 	"errors"
+
+	"github.com/sersyncd/sersyncd/internal/change"
 )
 
 // Target is one backup destination. internal/rsync implements it.
 type Target interface {
 	// Name identifies the target in the queue, logs and metrics.
 	Name() string
-	// Push makes the listed paths (relative to the source root) on the
-	// target equal to the source: existing ones are copied, missing ones
-	// are deleted there (unless the target keeps what the source deleted).
-	Push(ctx context.Context, paths []string) error
+	// Push makes the changed paths (relative to the source root) on the
+	// target equal to the source: existing ones are copied (a Tree change
+	// with everything below it), missing ones are deleted there (unless
+	// the target keeps what the source deleted).
+	Push(ctx context.Context, changes []change.Change) error
 	// FullPush makes the whole tree on the target equal to the source,
 	// leaving alone what the filter and the extra exclude patterns
 	// (the crontab filter's) exclude.

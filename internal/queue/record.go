@@ -8,8 +8,13 @@ import (
 
 // A record is stored as varints rather than JSON: with 100,000 pending
 // paths per target the encoding is most of the queue file, of the memory
-// its mmap occupies, and of the CPU a commit costs.
-const recordVersion = 1
+// its mmap occupies, and of the CPU a commit costs. Version 2 adds how the
+// path is pushed (change.Change's Tree and From); version 1 records, written
+// before, still decode, as plain changes.
+const (
+	recordVersion1 = 1
+	recordVersion  = 2
+)
 
 var errBadRecord = errors.New("malformed queue record")
 
@@ -25,8 +30,18 @@ func (r *Record) encode() []byte {
 	b = binary.AppendVarint(b, int64(r.ExitCode))
 	b = appendTime(b, r.RetryAt)
 	b = binary.AppendUvarint(b, uint64(len(r.Error)))
-	return append(b, r.Error...)
+	b = append(b, r.Error...)
+	var flags uint64
+	if r.Tree {
+		flags |= flagTree
+	}
+	b = binary.AppendUvarint(b, flags)
+	b = binary.AppendUvarint(b, uint64(len(r.From)))
+	return append(b, r.From...)
 }
+
+// flagTree is Record.Tree in the flags of a version 2 record.
+const flagTree = 1
 
 func appendTime(b []byte, t time.Time) []byte {
 	if t.IsZero() {
@@ -39,9 +54,10 @@ func appendTime(b []byte, t time.Time) []byte {
 // duration of the transaction.
 func (r *Record) decode(b []byte) error {
 	d := decoder{b: b}
-	if len(b) == 0 || b[0] != recordVersion {
+	if len(b) == 0 || (b[0] != recordVersion && b[0] != recordVersion1) {
 		return errBadRecord
 	}
+	version := b[0]
 	d.b = b[1:]
 	r.Seq = d.uvarint()
 	r.Gen = d.uvarint()
@@ -51,11 +67,19 @@ func (r *Record) decode(b []byte) error {
 	r.LastFail = d.time()
 	r.ExitCode = int(d.varint())
 	r.RetryAt = d.time()
-	n := d.uvarint()
-	if d.err != nil || uint64(len(d.b)) != n {
+	r.Error = d.bytes()
+	r.Tree, r.From = false, ""
+	if version >= recordVersion {
+		flags := d.uvarint()
+		if flags&^flagTree != 0 {
+			d.err = errBadRecord
+		}
+		r.Tree = flags&flagTree != 0
+		r.From = d.bytes()
+	}
+	if d.err != nil || len(d.b) != 0 {
 		return errBadRecord
 	}
-	r.Error = string(d.b)
 	return nil
 }
 
@@ -82,6 +106,18 @@ func (d *decoder) varint() int64 {
 	}
 	d.b = d.b[n:]
 	return v
+}
+
+// bytes reads a length-prefixed string.
+func (d *decoder) bytes() string {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) {
+		d.err = errBadRecord
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
 }
 
 func (d *decoder) time() time.Time {

@@ -15,6 +15,8 @@ func TestRecordRoundTrip(t *testing.T) {
 		{"failed and parked", Record{Seq: 1 << 40, Gen: 7, Queued: now, Attempts: 3, FirstFail: now.Add(time.Second),
 			LastFail: now.Add(time.Minute), ExitCode: 10, Error: "rsync exit 10 (error in socket I/O): \xff\n", RetryAt: now.Add(time.Hour)}},
 		{"negative exit", Record{Seq: 2, Gen: 2, ExitCode: -1, Error: "run rsync: context canceled"}},
+		{"tree", Record{Seq: 3, Gen: 1, Queued: now, Tree: true}},
+		{"renamed", Record{Seq: 4, Gen: 1, Queued: now, From: "old/na\nme", Tree: true, Error: "e"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -34,6 +36,26 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 }
 
+// TestRecordVersion1Decodes: records written before Tree and From existed
+// (version 1: no flags, no From, the error last) decode as plain changes.
+func TestRecordVersion1Decodes(t *testing.T) {
+	rec := Record{Seq: 9, Gen: 3, Attempts: 1, ExitCode: 23, Error: "partial"}
+	v2 := rec.encode()
+	v1 := append([]byte{recordVersion1}, v2[1:len(v2)-2]...) // without flags 0 and From's length 0
+	var got Record
+	if err := got.decode(v1); err != nil {
+		t.Fatalf("decode version 1: %v", err)
+	}
+	if got != rec {
+		t.Fatalf("got %+v, want %+v", got, rec)
+	}
+	bad := append([]byte{}, v2...)
+	bad[len(bad)-2] = 2 // an unknown flag
+	if err := got.decode(bad); err == nil {
+		t.Fatal("a record with an unknown flag decoded")
+	}
+}
+
 func FuzzRecordDecode(f *testing.F) {
 	f.Add((&Record{Seq: 1, Gen: 2, Error: "x"}).encode())
 	f.Add([]byte{})
@@ -44,7 +66,8 @@ func FuzzRecordDecode(f *testing.F) {
 			return
 		}
 		var again Record
-		if err := again.decode(r.encode()); err != nil || again.Seq != r.Seq || again.Error != r.Error {
+		if err := again.decode(r.encode()); err != nil || again.Seq != r.Seq || again.Error != r.Error ||
+			again.Tree != r.Tree || again.From != r.From {
 			t.Fatalf("re-encoding %+v: %v", r, err)
 		}
 	})

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
@@ -49,7 +50,7 @@ func push(t *testing.T, tgt *Target, paths ...string) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return tgt.Push(ctx, paths)
+	return tgt.Push(ctx, change.Of(paths))
 }
 
 func write(t *testing.T, dir, name, content string) {

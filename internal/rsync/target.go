@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/filter"
 	"github.com/sersyncd/sersyncd/internal/pusher"
@@ -158,14 +159,17 @@ func (t *Target) FullPushArgs(extraExcludes []string) []string {
 	return append(args, "--from0", stdin, "--", t.opt.Source+"/", t.opt.Dest+"/")
 }
 
-// Push runs one rsync for all paths: the standby one when there is one.
-func (t *Target) Push(ctx context.Context, paths []string) error {
-	return pushError(t.push(ctx, paths))
+// Push runs one rsync for all plain changes (the standby one when there is
+// one), and the recursive push of the tree changes (tree.go).
+func (t *Target) Push(ctx context.Context, changes []change.Change) error {
+	return pushError(t.pushChanges(ctx, changes))
 }
 
+// push runs one rsync for the listed paths, which underTypeChanges has
+// mapped already.
 func (t *Target) push(ctx context.Context, paths []string) error {
 	var list bytes.Buffer
-	for _, p := range underTypeChanges(t.opt.Source, paths) {
+	for _, p := range paths {
 		// rsync skips --files-from entries that start with ';' or '#' as
 		// comments, even with --from0; "./" keeps every name a name.
 		list.WriteString("./")

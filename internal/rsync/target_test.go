@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/config"
 )
 
@@ -261,7 +262,7 @@ func TestPushRunsBinary(t *testing.T) {
 			tgt := New(Options{Binary: bin, Source: src, Dest: "h::m"})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			err := tgt.Push(ctx, paths)
+			err := tgt.Push(ctx, change.Of(paths))
 
 			var ee *ExitError
 			switch {
@@ -297,7 +298,7 @@ func TestPushCancelKillsProcessGroup(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err := tgt.Push(ctx, []string{"a"})
+	err := tgt.Push(ctx, change.Of([]string{"a"}))
 	if took := time.Since(start); took > 3*time.Second {
 		t.Fatalf("Push returned %v after its context ended", took)
 	}

@@ -15,8 +15,12 @@ package rsync
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"sort"
+
+	"github.com/sersyncd/sersyncd/internal/change"
 )
 
 // treeArgBytes bounds the bytes of directory arguments of one tree push;
@@ -109,4 +113,89 @@ func (t *Target) pushTrees(ctx context.Context, dirs []string) error {
 		dirs = dirs[n:]
 	}
 	return nil
+}
+
+// pushChanges pushes the plain changes in one list push and the trees
+// recursively. A path at or below a tree of the same batch is left to the
+// tree's push, which reads it as it is now (and, with --delete, removes it
+// when gone). When the list push fails other than partially the target is
+// not reached, and the trees are not tried.
+func (t *Target) pushChanges(ctx context.Context, changes []change.Change) error {
+	trees, paths := t.split(changes)
+	var err error
+	if len(paths) > 0 {
+		err = t.push(ctx, paths)
+	}
+	if len(trees) > 0 && (err == nil || partial(err)) {
+		err = joinPushErrors(err, t.pushTrees(ctx, trees))
+	}
+	return err
+}
+
+// split maps the changes below a type change to their ancestor
+// (typechange.go) and returns the trees (none below another) and the
+// plain paths not at or below a tree.
+func (t *Target) split(changes []change.Change) (trees, paths []string) {
+	mapped := underTypeChanges(t.opt.Source, changes)
+	isTree := map[string]bool{}
+	for _, c := range mapped {
+		if c.Tree {
+			trees = append(trees, c.Path)
+			isTree[c.Path] = true
+		}
+	}
+	// Parents sort before their children ("a" < "a/b"), and a tree kept
+	// is never below another.
+	sort.Strings(trees)
+	kept := trees[:0]
+	for _, d := range trees {
+		if !belowTree(d, isTree, false) {
+			kept = append(kept, d)
+		}
+	}
+	for _, c := range mapped {
+		if !c.Tree && !belowTree(c.Path, isTree, true) {
+			paths = append(paths, c.Path)
+		}
+	}
+	return kept, paths
+}
+
+// belowTree reports whether p is below one of trees (or one of them, with
+// self).
+func belowTree(p string, trees map[string]bool, self bool) bool {
+	if len(trees) == 0 {
+		return false
+	}
+	if self && trees[p] {
+		return true
+	}
+	for i := len(p) - 1; i > 0; i-- {
+		if p[i] == '/' && trees[p[:i]] {
+			return true
+		}
+	}
+	return false
+}
+
+// partial reports whether a push failed only partially (rsync exit 23):
+// the target was reached and took the rest.
+func partial(err error) bool {
+	var e *ExitError
+	return errors.As(err, &e) && e.Code == 23
+}
+
+// joinPushErrors is both failures of one push, the one that tells the pool
+// more first (pushError reads the first exit code it finds): a partial
+// failure is only isolated by halving when nothing worse happened.
+func joinPushErrors(a, b error) error {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	case partial(a) && !partial(b):
+		a, b = b, a
+	}
+	return fmt.Errorf("%w; %w", a, b)
 }

@@ -1,9 +1,10 @@
 package verify
 
 import (
-	"github.com/sersyncd/sersyncd/internal/rsync"
 	"reflect"
 	"testing"
+
+	"github.com/sersyncd/sersyncd/internal/rsync"
 )
 
 func TestRepairPaths(t *testing.T) {

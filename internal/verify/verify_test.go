@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/rsync"
 
 	"github.com/sersyncd/sersyncd/internal/filter"
@@ -119,7 +120,7 @@ func TestTargetFindsEveryKind(t *testing.T) {
 	}
 
 	// A push of the repair paths, as the daemon makes it, ends the drift.
-	if err := tgt.Push(ctx, r.RepairPaths()); err != nil {
+	if err := tgt.Push(ctx, change.Of(r.RepairPaths())); err != nil {
 		t.Fatal(err)
 	}
 	if r := Target(ctx, tgt, Options{Checksum: true}); !r.Equal() {
@@ -158,7 +159,7 @@ func TestTargetFindsEveryKind(t *testing.T) {
 		t.Fatalf("repair paths %q", paths)
 	}
 	// Pushed all the same, the newer one stays: the note is right.
-	must(t, tgt.Push(ctx, []string{"dir/#hash", "dir/;semi"}))
+	must(t, tgt.Push(ctx, change.Of([]string{"dir/#hash", "dir/;semi"})))
 	if r := Target(ctx, tgt, Options{}); !mapsEqual(found(r), map[string]rsync.Kind{"dir/#hash": rsync.Differs}) {
 		t.Fatalf("after a push: %+v", r)
 	}

@@ -10,6 +10,8 @@ import (
 	"maps"
 	"sort"
 	"time"
+
+	"github.com/sersyncd/sersyncd/internal/change"
 )
 
 // busyCommitGap spaces commits, in multiples of Settle, while changes keep
@@ -253,7 +255,7 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 	// Go maps keep their size after deletes: after a big burst, drop the
 	// emptied tables rather than hold their memory for the daemon's life.
 	if len(w.pending) == 0 && len(ready) >= shrinkMapsFrom {
-		w.pending = map[string]*change{}
+		w.pending = map[string]*held{}
 	}
 	if now.Sub(w.recentPruned) >= w.opt.tune.recentFor {
 		pruned := 0
@@ -276,13 +278,17 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 	}
 	w.commits.Note(now, len(ready))
 	sort.Strings(ready)
-	if err := w.opt.Sink.Add(ready); err != nil {
+	changes := change.Of(ready)
+	for i := range changes {
+		changes[i].Tree = trees[changes[i].Path]
+	}
+	if err := w.opt.Sink.Add(changes); err != nil {
 		// Put them back: a change is only forgotten once it is durable.
 		w.mu.Lock()
 		for _, p := range ready {
 			c := w.pending[p]
 			if c == nil {
-				c = &change{first: w.since(now), last: w.since(now)}
+				c = &held{first: w.since(now), last: w.since(now)}
 				w.pending[p] = c
 			}
 			if trees[p] && c.tree == nil {

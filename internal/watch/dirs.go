@@ -29,7 +29,7 @@ const (
 type dirOp struct {
 	kind dirOpKind
 	rel  string
-	tree *change // opScan: the pending tree change rel belongs to (trees.go)
+	tree *held // opScan: the pending tree change rel belongs to (trees.go)
 }
 
 // maxUserWatchesPath is the sysctl that bounds inotify watches per user.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/heartbeat"
 	"github.com/sersyncd/sersyncd/internal/testutil"
 )
@@ -20,13 +21,13 @@ type blockingSink struct {
 	gate    chan struct{}
 }
 
-func (s *blockingSink) Add(paths []string) error {
+func (s *blockingSink) Add(changes []change.Change) error {
 	select {
 	case s.entered <- struct{}{}:
 	default:
 	}
 	<-s.gate
-	return s.sink.Add(paths)
+	return s.sink.Add(changes)
 }
 
 // TestHeartbeatSeesAStuckCommit: a watcher waiting for events is alive

@@ -33,9 +33,9 @@ import (
 // write holds the file again, and its close pushes it once more, so
 // nothing is lost.
 
-// Times in change and handedOn are offsets from Watcher.epoch (since): a
+// Times in held and handedOn are offsets from Watcher.epoch (since): a
 // time.Time is 24 bytes, and a burst holds a hundred thousand of these.
-type change struct {
+type held struct {
 	first, last time.Duration
 	events      int
 	tree        *treeState    // non-nil: a new directory, pushed whole (trees.go)
@@ -46,7 +46,7 @@ type change struct {
 }
 
 // due is when a change is handed on.
-func (w *Watcher) due(c *change) time.Time {
+func (w *Watcher) due(c *held) time.Time {
 	if c.tree != nil {
 		return w.treeDue(c)
 	}
@@ -90,7 +90,7 @@ func (w *Watcher) wakeFlush(wake bool) {
 }
 
 // note moves c's last event to at and applies what ev says of its writer.
-func (c *change) note(at time.Duration, ev recordKind) {
+func (c *held) note(at time.Duration, ev recordKind) {
 	c.last = at
 	switch ev {
 	case evCreated:
@@ -126,7 +126,7 @@ func (w *Watcher) recordLocked(rel string, now time.Time, ev recordKind, push bo
 		if h, ok := w.recent[rel]; ok && at-h.at < w.opt.tune.recentFor {
 			events += 2 * h.events
 		}
-		c = &change{first: at, events: events}
+		c = &held{first: at, events: events}
 		w.pending[rel] = c
 	} else {
 		c.events++
@@ -199,14 +199,14 @@ const defaultQuietDivisor time.Duration = 8
 func (w *Watcher) sizeFiles(now time.Time) {
 	type sizing struct {
 		p       string
-		c       *change
+		c       *held
 		last    time.Duration
 		written bool
 		quiet   time.Duration
 		settled bool // not a regular file: nothing more to wait for
 	}
 	var check []sizing
-	add := func(p string, c *change) {
+	add := func(p string, c *held) {
 		check = append(check, sizing{p: p, c: c, last: c.last, written: c.written})
 	}
 	w.mu.Lock()

@@ -31,7 +31,7 @@ import (
 // treeState is what a pending tree tracks beyond a plain change.
 type treeState struct {
 	scans int                // scans of directories in it still to do: not due before they are
-	open  map[string]*change // entries below it written or made and not yet closed, by path
+	open  map[string]*held // entries below it written or made and not yet closed, by path
 	// untracked: more entries were open at once than maxTreeOpen; it
 	// waits by its event count, as a file still being written does.
 	untracked bool
@@ -48,7 +48,7 @@ const defaultMaxTreeOpen = 4096
 
 // treeAboveLocked returns the topmost pending tree that is rel or an
 // ancestor of rel, and its path; w.mu held.
-func (w *Watcher) treeAboveLocked(rel string) (string, *change) {
+func (w *Watcher) treeAboveLocked(rel string) (string, *held) {
 	if len(w.trees) == 0 {
 		return "", nil
 	}
@@ -73,7 +73,7 @@ func (w *Watcher) newDir(rel string, now time.Time) {
 	if t == nil {
 		t = w.pending[rel]
 		if t == nil {
-			t = &change{first: at}
+			t = &held{first: at}
 			w.pending[rel] = t
 		}
 		// A path recorded before (a file removed, a directory made again
@@ -89,7 +89,7 @@ func (w *Watcher) newDir(rel string, now time.Time) {
 }
 
 // scanned notes that one scan of a directory of tree t is done.
-func (w *Watcher) scanned(t *change) {
+func (w *Watcher) scanned(t *held) {
 	w.mu.Lock()
 	t.tree.scans--
 	wake := t.tree.scans == 0
@@ -100,7 +100,7 @@ func (w *Watcher) scanned(t *change) {
 // absorbLocked notes an event of rel, at or below the pending tree t at
 // root; it says whether the flush goroutine must be woken (an entry whose
 // writer closed it may make the tree due sooner); w.mu held.
-func (w *Watcher) absorbLocked(t *change, root, rel string, at time.Duration, ev recordKind) bool {
+func (w *Watcher) absorbLocked(t *held, root, rel string, at time.Duration, ev recordKind) bool {
 	t.events++
 	t.last = at
 	ts := t.tree
@@ -116,9 +116,9 @@ func (w *Watcher) absorbLocked(t *change, root, rel string, at time.Duration, ev
 				return false
 			}
 			if ts.open == nil {
-				ts.open = map[string]*change{}
+				ts.open = map[string]*held{}
 			}
-			e = &change{first: at}
+			e = &held{first: at}
 			ts.open[rel] = e
 		}
 		e.events++
@@ -141,7 +141,7 @@ func (w *Watcher) absorbLocked(t *change, root, rel string, at time.Duration, ev
 // after Settle/4 of quiet, and no sooner than each entry still being
 // written would be (settle.go); never later than MaxHold after its first
 // event.
-func (w *Watcher) treeDue(c *change) time.Time {
+func (w *Watcher) treeDue(c *held) time.Time {
 	if c.tree.scans > 0 {
 		// The end of the scan wakes the flush goroutine (scanned).
 		return w.epoch.Add(c.last + 365*24*time.Hour)
@@ -169,7 +169,7 @@ func (w *Watcher) heldLocked(rel string) bool {
 }
 
 // forgetTreeLocked drops p from the pending trees, if it is one; w.mu held.
-func (w *Watcher) forgetTreeLocked(p string, c *change) {
+func (w *Watcher) forgetTreeLocked(p string, c *held) {
 	if c.tree != nil && w.trees[p] == c {
 		delete(w.trees, p)
 	}
@@ -177,7 +177,7 @@ func (w *Watcher) forgetTreeLocked(p string, c *change) {
 
 // treeEntriesToSize returns, for each pending tree, the entries whose size
 // is due (see sizeFiles); w.mu held.
-func (w *Watcher) treeEntriesToSize(now time.Time, add func(p string, c *change)) {
+func (w *Watcher) treeEntriesToSize(now time.Time, add func(p string, c *held)) {
 	for _, t := range w.trees {
 		for rel, e := range t.tree.open {
 			if e.sizeDue && !e.complete && !now.Before(w.due(e)) {

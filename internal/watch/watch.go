@@ -19,16 +19,17 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/filter"
 	"github.com/sersyncd/sersyncd/internal/heartbeat"
 	"github.com/sersyncd/sersyncd/internal/pace"
 )
 
-// Sink receives settled paths, relative to the root. Add must make them
+// Sink receives settled changes, relative to the root. Add must make them
 // durable before it returns.
 type Sink interface {
-	Add(paths []string) error
+	Add(changes []change.Change) error
 	// MarkMissed records, durably, that changes may have been missed and
 	// why, and asks for a push of the whole tree to every target; the mark
 	// stays until that push has succeeded everywhere, across restarts.
@@ -122,10 +123,10 @@ type Watcher struct {
 	opt Options
 	in  *inotify
 
-	epoch        time.Time // what change and handedOn times count from
+	epoch        time.Time // what held and handedOn times count from
 	mu           sync.Mutex
-	pending      map[string]*change
-	trees        map[string]*change  // the pending tree changes, also in pending (trees.go)
+	pending      map[string]*held
+	trees        map[string]*held  // the pending tree changes, also in pending (trees.go)
 	recent       map[string]handedOn // paths handed on within recentFor
 	flushAt      time.Time           // when the flush goroutine looks again by itself (zero: only when woken)
 	recentPruned time.Time
@@ -177,8 +178,8 @@ func New(opt Options) (*Watcher, error) {
 		in:      in,
 		epoch:   time.Now(),
 		commits: pace.Stream{Window: 2 * opt.tune.busyCommitGap * opt.Settle, MinBatch: busyPaths},
-		pending: map[string]*change{},
-		trees:   map[string]*change{},
+		pending: map[string]*held{},
+		trees:   map[string]*held{},
 		recent:  map[string]handedOn{},
 		wake:    make(chan struct{}, 1),
 		dirs:    map[string]struct{}{},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/testutil"
 )
@@ -16,15 +17,16 @@ import (
 type sink struct {
 	mu    sync.Mutex
 	paths map[string]int
+	last  map[string]change.Change // the last change handed on per path
 	full  int
 	fail  error
 	// failAdd fails Add only: a queue with room for one small record.
 	failAdd error
 }
 
-func newSink() *sink { return &sink{paths: map[string]int{}} }
+func newSink() *sink { return &sink{paths: map[string]int{}, last: map[string]change.Change{}} }
 
-func (s *sink) Add(paths []string) error {
+func (s *sink) Add(changes []change.Change) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
@@ -33,8 +35,9 @@ func (s *sink) Add(paths []string) error {
 	if s.failAdd != nil {
 		return s.failAdd
 	}
-	for _, p := range paths {
-		s.paths[p]++
+	for _, c := range changes {
+		s.paths[c.Path]++
+		s.last[c.Path] = c
 	}
 	return nil
 }
@@ -126,14 +129,14 @@ type timedSink struct {
 
 // Add stamps the paths before the sink holds them: a test that sees a path
 // in the sink then always finds its time.
-func (s *timedSink) Add(paths []string) error {
+func (s *timedSink) Add(changes []change.Change) error {
 	now := time.Now()
 	s.mu.Lock()
-	for _, p := range paths {
-		s.at[p] = now
+	for _, c := range changes {
+		s.at[c.Path] = now
 	}
 	s.mu.Unlock()
-	return s.sink.Add(paths)
+	return s.sink.Add(changes)
 }
 
 func (s *timedSink) when(p string) (time.Time, bool) {
