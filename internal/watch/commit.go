@@ -276,7 +276,8 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 	if len(ready) == 0 {
 		return nil
 	}
-	w.commits.Note(now, len(ready))
+	// A tree change is a directory of new content: a batch of its own.
+	w.commits.Note(now, len(ready)+len(trees)*(busyPaths-1))
 	sort.Strings(ready)
 	changes := change.Of(ready)
 	for i := range changes {

@@ -18,6 +18,9 @@ import (
 	"time"
 )
 
+// scanNoteChunk is how many files a scan notes at a time (foundInTree).
+const scanNoteChunk = 1024
+
 type dirOpKind int
 
 const (
@@ -113,8 +116,9 @@ func (w *Watcher) Dirs() int {
 // read or reported. When the kernel refuses a watch (ENOSPC) the walk goes
 // on and a *WatchLimitError is returned at the end. What a new directory
 // holds is not recorded here: its tree change, handed on after this scan,
-// pushes all of it (trees.go).
-func (w *Watcher) watchTree(rel string) error {
+// pushes all of it (trees.go); the files found are only noted in tree, so
+// that one still being written holds it.
+func (w *Watcher) watchTree(rel string, tree *held) error {
 	root := w.abs(rel)
 	var limit *WatchLimitError
 	seen := 0
@@ -126,6 +130,14 @@ func (w *Watcher) watchTree(rel string) error {
 			w.requestFullSync(unwatched)
 		}
 	}()
+	var found []string
+	noteFound := func() {
+		if len(found) > 0 {
+			w.foundInTree(tree, found, time.Now())
+			found = found[:0]
+		}
+	}
+	defer noteFound()
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		r, _ := w.rel(p)
 		if err != nil {
@@ -149,6 +161,11 @@ func (w *Watcher) watchTree(rel string) error {
 			return nil
 		}
 		if !d.IsDir() {
+			if tree != nil {
+				if found = append(found, r); len(found) >= scanNoteChunk {
+					noteFound()
+				}
+			}
 			return nil
 		}
 		seen++
@@ -282,7 +299,7 @@ func (w *Watcher) dirWorker(stop <-chan struct{}) {
 // degradedTick tries the missing watches again and pushes the whole tree:
 // what changed in unwatched directories since the last tick arrives now.
 func (w *Watcher) degradedTick() {
-	err := w.watchTree("")
+	err := w.watchTree("", nil)
 	var limit *WatchLimitError
 	switch {
 	case err == nil:
@@ -302,7 +319,7 @@ func (w *Watcher) degradedTick() {
 func (w *Watcher) doDirOp(op dirOp) {
 	switch op.kind {
 	case opScan:
-		err := w.watchTree(op.rel)
+		err := w.watchTree(op.rel, op.tree)
 		if op.tree != nil {
 			defer w.scanned(op.tree)
 		}
@@ -325,7 +342,7 @@ func (w *Watcher) doDirOp(op dirOp) {
 		w.dirMu.Lock()
 		w.resyncQueued = false
 		w.dirMu.Unlock()
-		err := w.watchTree("")
+		err := w.watchTree("", nil)
 		var limit *WatchLimitError
 		switch {
 		case err == nil:

@@ -30,7 +30,7 @@ import (
 
 // treeState is what a pending tree tracks beyond a plain change.
 type treeState struct {
-	scans int                // scans of directories in it still to do: not due before they are
+	scans int              // scans of directories in it still to do: not due before they are
 	open  map[string]*held // entries below it written or made and not yet closed, by path
 	// untracked: more entries were open at once than maxTreeOpen; it
 	// waits by its event count, as a file still being written does.
@@ -88,6 +88,21 @@ func (w *Watcher) newDir(rel string, now time.Time) {
 	w.queueDirOp(dirOp{kind: opScan, rel: rel, tree: t})
 }
 
+// foundInTree notes the files a scan of tree t found: made before their
+// directory's watch was set, so no event told of them, and any may still be
+// written. Each is held by what its size says (sizeQuiet: a file with
+// content and no write event waits Settle), as a file whose create was
+// seen; they add no events to the tree's count.
+func (w *Watcher) foundInTree(t *held, rels []string, now time.Time) {
+	at := w.since(now)
+	w.mu.Lock()
+	for _, rel := range rels {
+		w.trackLocked(t.tree, rel, at, evCreated)
+	}
+	t.last = max(t.last, at)
+	w.mu.Unlock()
+}
+
 // scanned notes that one scan of a directory of tree t is done.
 func (w *Watcher) scanned(t *held) {
 	w.mu.Lock()
@@ -103,10 +118,15 @@ func (w *Watcher) scanned(t *held) {
 func (w *Watcher) absorbLocked(t *held, root, rel string, at time.Duration, ev recordKind) bool {
 	t.events++
 	t.last = at
-	ts := t.tree
 	if rel == root {
 		return false
 	}
+	return w.trackLocked(t.tree, rel, at, ev)
+}
+
+// trackLocked applies ev to the entry rel of a pending tree; it says
+// whether the entry's writer closed it; w.mu held.
+func (w *Watcher) trackLocked(ts *treeState, rel string, at time.Duration, ev recordKind) bool {
 	e := ts.open[rel]
 	switch ev {
 	case evCreated, evWritten:

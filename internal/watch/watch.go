@@ -126,7 +126,7 @@ type Watcher struct {
 	epoch        time.Time // what held and handedOn times count from
 	mu           sync.Mutex
 	pending      map[string]*held
-	trees        map[string]*held  // the pending tree changes, also in pending (trees.go)
+	trees        map[string]*held    // the pending tree changes, also in pending (trees.go)
 	recent       map[string]handedOn // paths handed on within recentFor
 	flushAt      time.Time           // when the flush goroutine looks again by itself (zero: only when woken)
 	recentPruned time.Time
@@ -185,7 +185,7 @@ func New(opt Options) (*Watcher, error) {
 		dirs:    map[string]struct{}{},
 		dirWake: make(chan struct{}, 1),
 	}
-	if err := w.watchTree(""); err != nil {
+	if err := w.watchTree("", nil); err != nil {
 		var limit *WatchLimitError
 		if !errors.As(err, &limit) {
 			in.close()
