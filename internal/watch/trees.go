@@ -23,10 +23,7 @@ package watch
 // makes no event, and only a push that reads the directory after the watch
 // was set is sure to carry it.
 
-import (
-	"strings"
-	"time"
-)
+import "time"
 
 // treeState is what a pending tree tracks beyond a plain change.
 type treeState struct {
@@ -205,9 +202,4 @@ func (w *Watcher) treeEntriesToSize(now time.Time, add func(p string, c *held)) 
 			}
 		}
 	}
-}
-
-// isBelow reports whether p is root or below it.
-func isBelow(p, root string) bool {
-	return p == root || strings.HasPrefix(p, root+"/")
 }
