@@ -96,23 +96,33 @@ func (t *Target) treeExcludes(ctx context.Context, dirs []string) (*bytes.Buffer
 // pushTrees pushes each of dirs recursively, in as few rsync calls as the
 // argument bytes allow.
 func (t *Target) pushTrees(ctx context.Context, dirs []string) error {
-	src := len(filepath.Clean(t.opt.Source)) + 3
-	for len(dirs) > 0 {
-		n, size := 0, 0
-		for n < len(dirs) && (n == 0 || size+src+len(dirs[n])+1 <= treeArgBytes) {
-			size += src + len(dirs[n]) + 1
-			n++
-		}
-		stdin, err := t.treeExcludes(ctx, dirs[:n])
+	for _, chunk := range argChunks(len(filepath.Clean(t.opt.Source))+len("/./"), dirs, treeArgBytes) {
+		stdin, err := t.treeExcludes(ctx, chunk)
 		if err != nil {
 			return err
 		}
-		if err := t.run(ctx, t.TreePushArgs(dirs[:n]), stdin); err != nil {
-			return fmt.Errorf("push %d new directories: %w", n, err)
+		if err := t.run(ctx, t.TreePushArgs(chunk), stdin); err != nil {
+			return fmt.Errorf("push %d new directories: %w", len(chunk), err)
 		}
-		dirs = dirs[n:]
 	}
 	return nil
+}
+
+// argChunks splits dirs into runs whose arguments (prefix bytes before
+// each, and its NUL) take at most limit bytes; one longer than limit goes
+// alone.
+func argChunks(prefix int, dirs []string, limit int) [][]string {
+	var chunks [][]string
+	for len(dirs) > 0 {
+		n, size := 0, 0
+		for n < len(dirs) && (n == 0 || size+prefix+len(dirs[n])+1 <= limit) {
+			size += prefix + len(dirs[n]) + 1
+			n++
+		}
+		chunks = append(chunks, dirs[:n])
+		dirs = dirs[n:]
+	}
+	return chunks
 }
 
 // pushChanges pushes the plain changes in one list push and the trees
