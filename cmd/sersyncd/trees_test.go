@@ -140,7 +140,7 @@ func TestBigFileInNewDirectory(t *testing.T) {
 	must(t, err)
 	defer f.Close()
 	piece := []byte(strings.Repeat("0123456789abcdef", 1<<16)) // 1 MiB
-	for i := 0; i < 32; i++ {                                     // 32 MiB, 20 ms apart
+	for i := 0; i < 32; i++ {                                  // 32 MiB, 20 ms apart
 		if _, err := f.Write(piece); err != nil {
 			t.Fatal(err)
 		}
