@@ -87,14 +87,18 @@ func (w *Watcher) newDir(rel string, now time.Time) {
 
 // foundInTree notes the files a scan of tree t found: made before their
 // directory's watch was set, so no event told of them, and any may still be
-// written. Each is held by what its size says (sizeQuiet: a file with
-// content and no write event waits Settle), as a file whose create was
-// seen; they add no events to the tree's count.
+// written. Each is held by what its size says, as a file written is
+// (sizeQuiet): a big one bigFileSettle × Settle, an empty one
+// emptyFileSettle × Settle; a write seen since the scan holds it further,
+// its close releases it. Taken for written, as it may well have been out
+// of sight: a file with content and no write event would only wait Settle
+// for an event that came before the watch. They add no events to the
+// tree's count.
 func (w *Watcher) foundInTree(t *held, rels []string, now time.Time) {
 	at := w.since(now)
 	w.mu.Lock()
 	for _, rel := range rels {
-		w.trackLocked(t.tree, rel, at, evCreated)
+		w.trackLocked(t.tree, rel, at, evWritten)
 	}
 	t.last = max(t.last, at)
 	w.mu.Unlock()

@@ -333,37 +333,53 @@ func TestNewDirectoriesAreTrees(t *testing.T) {
 	}
 }
 
-// A file still being written in a new directory holds the directory's
-// tree change: it is handed on once, after the writer closed the file.
+// A big file still being written in a new directory, made at once with
+// the directory (before its watch, most likely), holds the directory's
+// tree change as it would hold itself (bigFileSettle × Settle): the tree is
+// handed on once, after the writer closed the file. Made after the tree
+// was handed on, the file is held on its own, and handed on once too.
 func TestTreeHeldWhileAFileInItIsWritten(t *testing.T) {
-	root := t.TempDir()
-	s := newSink()
-	runWatcher(t, root, s, 20*time.Millisecond)
-	if err := os.Mkdir(filepath.Join(root, "d"), 0o755); err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		name    string
+		wait    time.Duration // between the mkdir and the file's create
+		carrier string        // what carries the file
+	}{
+		{"made at once: the tree carries it", 0, "d"},
+		{"made after the tree went: on its own", 100 * time.Millisecond, "d/big"},
 	}
-	f, err := os.Create(filepath.Join(root, "d", "big"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	for i := 0; i < 40; i++ { // 40 pieces 10 ms apart: longer than Settle/4 in all
-		if _, err := f.Write(make([]byte, 4096)); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(10 * time.Millisecond)
-		if s.has("d") {
-			t.Fatalf("the tree was handed on while a file in it was written, after %d pieces", i+1)
-		}
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, 5*time.Second, "the tree after the close", func() bool { return s.has("d") })
-	time.Sleep(100 * time.Millisecond)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.paths["d"] != 1 || len(s.paths) != 1 || !s.last["d"].Tree {
-		t.Fatalf("handed on %v (d: %+v), want d once, as a tree", s.paths, s.last["d"])
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			s := newSink()
+			runWatcherTuned(t, root, s, 20*time.Millisecond, tuning{bigFileSize: 8 << 10})
+			if err := os.Mkdir(filepath.Join(root, "d"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(tc.wait)
+			f, err := os.Create(filepath.Join(root, "d", "big"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			for i := 0; i < 12; i++ { // 12 pieces 30 ms apart, each more than Settle
+				if _, err := f.Write(make([]byte, 16<<10)); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(30 * time.Millisecond)
+				if s.has(tc.carrier) {
+					t.Fatalf("%s was handed on while the file was written, after %d pieces", tc.carrier, i+1)
+				}
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			testutil.Eventually(t, 5*time.Second, tc.carrier+" after the close", func() bool { return s.has(tc.carrier) })
+			time.Sleep(100 * time.Millisecond)
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.paths[tc.carrier] != 1 || !s.last["d"].Tree {
+				t.Fatalf("handed on %v (d: %+v), want %s once and d as a tree", s.paths, s.last["d"], tc.carrier)
+			}
+		})
 	}
 }
