@@ -327,7 +327,7 @@ func (w *Watcher) doDirOp(op dirOp) {
 		switch {
 		case err == nil:
 		case errors.As(err, &limit):
-			// What the new directories hold now is recorded; later changes
+			// What the new directories hold now goes with their tree; later changes
 			// in them are caught by the periodic full push.
 			if w.enterDegraded(limit) {
 				w.requestFullSync(missedUnwatched)
