@@ -53,7 +53,7 @@ func watchMask(attrib bool) uint32 {
 // removed by directory path; the reader maps each event's watch back to
 // its directory.
 type inotify struct {
-	fd     int // non-blocking; waited for with poll(2) beside stop, not in Go's poller (readPause)
+	fd     int    // non-blocking; waited for with poll(2) beside stop, not in Go's poller (readPause)
 	stop   [2]int // a pipe: close writes to it to end the reader's poll
 	mask   uint32
 	events chan event
