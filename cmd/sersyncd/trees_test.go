@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -151,5 +152,58 @@ func TestBigFileInNewDirectory(t *testing.T) {
 	d := e.targets[0]
 	if n := d.Received()["new/big"]; n != 1 {
 		t.Errorf("new/big received %d times, want once, whole:\n%s", n, tail(d.Log(), 3000))
+	}
+}
+
+// TestNewDirectoryPartialFailure: a new directory holding a file the
+// pushing rsync cannot read is pushed but for that file (exit 23), and its
+// tree change is not acknowledged: it stays in the queue, parked, until a
+// retry after the file became readable carries it. rsync runs as nobody
+// here, so that root's reading everything does not hide the failure.
+func TestNewDirectoryPartialFailure(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and setpriv to run rsync as nobody")
+	}
+	rsync, err := exec.LookPath("rsync")
+	if err != nil {
+		t.Skip("no rsync")
+	}
+	onTmpfs(t)
+	bin := t.TempDir()
+	wrapper := fmt.Sprintf("#!/bin/sh\nexec %s --reuid=65534 --regid=65534 --clear-groups %s \"$@\"\n", setpriv, rsync)
+	must(t, os.WriteFile(filepath.Join(bin, "rsync"), []byte(wrapper), 0o755))
+	e := newEnv(t, envOptions{targets: 1, backoffMax: "2s"})
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	for _, dir := range []string{filepath.Dir(e.dir), e.dir} {
+		must(t, os.Chmod(dir, 0o755))
+	}
+	e.start()
+	must(t, os.Mkdir(e.path("new"), 0o755))
+	e.write("new/readable", "r")
+	must(t, os.WriteFile(e.path("new/secret"), []byte("not for nobody"), 0o600))
+	waitLog(t, e, 20*time.Second, `push of \"new\" failed`)
+	d := e.targets[0]
+	if b, err := os.ReadFile(filepath.Join(d.Dir, "new/readable")); err != nil || string(b) != "r" {
+		t.Errorf("the readable file of the failing tree: %q %v", b, err)
+	}
+	if ts := e.status().Targets[0]; ts.Failed == 0 {
+		t.Fatalf("the tree failed partially, yet status shows no failure: %+v", ts)
+	}
+	must(t, os.Chmod(e.path("new/secret"), 0o644))
+	e.converge(10*time.Second, "after the secret became readable (a retry of the parked tree)")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ts := e.status().Targets[0]
+		if ts.Failed == 0 && ts.Pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status after the chmod: %+v", ts)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
