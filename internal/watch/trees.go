@@ -49,7 +49,7 @@ func (w *Watcher) treeAboveLocked(rel string) (string, *held) {
 	if len(w.trees) == 0 {
 		return "", nil
 	}
-	for i := 0; i <= len(rel); i++ {
+	for i := 1; i <= len(rel); i++ { // "" (the root) is never a tree
 		if i < len(rel) && rel[i] != '/' {
 			continue
 		}
