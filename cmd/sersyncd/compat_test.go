@@ -49,9 +49,7 @@ func assertStockExcludedAbsent(t *testing.T, e *env, when string) {
 // that exactly what sersync replicated arrives: at start (-r, the full
 // push), live, and by the crontab push.
 func TestSersyncFilterMeaning(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 2, excludes: stockExcludes})
 	e.ignore = stockIgnore
 	writeStockTree(t, e, "before start")
@@ -152,9 +150,7 @@ func archiveEnv(t *testing.T, o envOptions) (*env, map[string]string) {
 // after an unclean stop, after an inotify overflow, the crontab push and
 // `sersyncd retry`. Each must leave what the source removed on the targets.
 func TestDeleteOffNothingDeleted(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	t.Run("live and -r", func(t *testing.T) {
 		e, kept := archiveEnv(t, envOptions{targets: 2})
 		e.write("a", "a1")
@@ -267,9 +263,7 @@ func TestDeleteOffNothingDeleted(t *testing.T) {
 // (a backup's own file): rsync cannot be given the expressions, and a
 // --delete pass that protected only the source's excluded paths removed it.
 func TestFullPushKeepsExcludedTargetOnlyFiles(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 1, excludes: []string{`(.*)\.swp`, `^local/*`}})
 	e.write("a.txt", "source")
 	d := e.targets[0]

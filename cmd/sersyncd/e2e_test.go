@@ -189,9 +189,7 @@ func must(t *testing.T, err error) {
 // TestReplicatesEveryKindOfChange runs the operations an operator's tree
 // sees, one group at a time, and checks all three targets after each.
 func TestReplicatesEveryKindOfChange(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 3, attrib: true, excludes: []string{`(.*)\.swp$`, `^cache/*`}})
 	e.start()
 	long := strings.Repeat("x", 255)
@@ -278,9 +276,7 @@ func assertExcludedAbsent(t *testing.T, e *env) {
 }
 
 func TestBurstOf5000Files(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 3})
 	e.start()
 	for i := 0; i < 5000; i++ {
@@ -294,9 +290,7 @@ func TestBurstOf5000Files(t *testing.T) {
 }
 
 func TestTargetDownConvergesWhenBack(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 3, backoffMax: "500ms"})
 	e.start()
 	down := e.targets[2]
@@ -326,9 +320,7 @@ func TestTargetDownConvergesWhenBack(t *testing.T) {
 // TestKill9DuringBurst kills the daemon mid-burst: the committed records and
 // the unclean-stop full push together must bring every change across.
 func TestKill9DuringBurst(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 2})
 	p := e.start()
 	done := make(chan struct{})
@@ -357,9 +349,7 @@ func TestKill9DuringBurst(t *testing.T) {
 }
 
 func TestFullPushAtStartWithExcludes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 2, excludes: []string{`(.*)\.swp$`, `^cache/*`}})
 	must(t, os.MkdirAll(e.path("old/dir"), 0o755))
 	e.write("old/dir/f", "existing before start")
@@ -380,9 +370,7 @@ func TestFullPushAtStartWithExcludes(t *testing.T) {
 }
 
 func TestSIGTERMKeepsQueueAndExitsZero(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 1})
 	p := e.start()
 	e.write("f", "x")
@@ -406,9 +394,7 @@ func TestSIGTERMKeepsQueueAndExitsZero(t *testing.T) {
 // what was seen is committed, the next start pushes the rest, and no file
 // whose push was acknowledged is pushed again.
 func TestSIGTERMDuringBurst(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 2})
 	// Directories made beforehand: a new directory's files are seen both by
 	// its scan and by their own events, and may rightly be pushed twice.

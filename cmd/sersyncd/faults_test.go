@@ -121,9 +121,7 @@ func soakRounds(t *testing.T, n int) int {
 }
 
 func TestKill9Repeated(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	rng := seededRand(t)
 	e := newEnv(t, envOptions{targets: 2})
@@ -207,9 +205,7 @@ func setSysctl(t *testing.T, path string, value int) (restore func()) {
 // at once and other processes keep theirs) and floods the tree: the
 // overflow is logged, the whole tree pushed, the target converges.
 func TestInotifyOverflow(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	e := newEnv(t, envOptions{targets: 1})
 	restore := setSysctl(t, "/proc/sys/fs/inotify/max_queued_events", 64)
@@ -242,9 +238,7 @@ func TestInotifyOverflow(t *testing.T) {
 // is at DegradedFullSyncEvery, see internal/watch) instead of silently
 // missing the changes in the unwatched directories.
 func TestWatchLimitAtStart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	e := newEnv(t, envOptions{targets: 1, crontabEvery: "2s"})
 	for i := 0; i < 30; i++ {
@@ -301,9 +295,7 @@ func randomBytes(rng *rand.Rand, n int) []byte {
 // 64 KiB are being pushed to it: the failure is logged, the records stay,
 // and once the daemon is back the target converges.
 func TestTargetKilledDuringBigPush(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	rng := seededRand(t)
 	e := newEnv(t, envOptions{targets: 1, backoffMax: "500ms"})
@@ -406,9 +398,7 @@ func countFiles(dir string) int {
 // logged with rsync's timeout or socket exit code, and a real daemon on the
 // same address and port later gets everything.
 func TestTargetHangs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	e := newEnv(t, envOptions{targets: 1, timeout: 2, backoffMax: "500ms"})
 	d := e.targets[0]
@@ -455,9 +445,7 @@ func TestTargetHangs(t *testing.T) {
 // TestTargetReadOnly: a module that is read only fails the push with an
 // error that says so; once it is writable, the target converges.
 func TestTargetReadOnly(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	e := newEnv(t, envOptions{targets: 1, backoffMax: "500ms"})
 	d := e.targets[0]
@@ -483,9 +471,7 @@ func TestTargetReadOnly(t *testing.T) {
 // filler; the push of more than fits fails, the error is logged and the
 // records kept; once the filler is deleted the target converges.
 func TestTargetDiskFull(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	rng := seededRand(t)
 	e := newEnv(t, envOptions{targets: 1, backoffMax: "500ms"})
@@ -684,9 +670,7 @@ func dirNames(t *testing.T, dir string) []string {
 }
 
 func TestHostileNamesToDaemons(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	e := newEnv(t, envOptions{targets: 2})
 	e.start()
@@ -694,9 +678,7 @@ func TestHostileNamesToDaemons(t *testing.T) {
 }
 
 func TestReplicationOverSSH(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	sshd := testutil.StartSSHD(t)
 	e := newEnv(t, envOptions{ssh: sshd})
@@ -734,9 +716,7 @@ func fillDisk(t *testing.T, dir string) string {
 // space returns it commits them, the target converges, and bbolt finds
 // the queue file intact.
 func TestQueueDiskFull(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	e := newEnv(t, envOptions{targets: 1, backoffMax: "500ms"})
 	dbDir := filepath.Join(e.dir, "dbfs")
@@ -817,9 +797,7 @@ func cpuTicks(t *testing.T, pid int) int {
 // only the deletions queued before the exit were pushed, and the files of
 // the recreated tree never arrived).
 func TestRootRemoved(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	e := newEnv(t, envOptions{targets: 1, backoffMax: "500ms"})
 	must(t, os.MkdirAll(e.path("a/b"), 0o755))
@@ -874,9 +852,7 @@ func TestRootRemoved(t *testing.T) {
 // events and by a full push, without hanging; a FIFO is pushed as a FIFO
 // (-a includes -D).
 func TestSymlinkLoopsAndSpecialFiles(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	e := newEnv(t, envOptions{targets: 1})
 	p := e.start()
@@ -906,9 +882,7 @@ func TestSymlinkLoopsAndSpecialFiles(t *testing.T) {
 // TestHundredThousandEntries: a directory of 100,000 files, made outside
 // and moved into the tree, is scanned and pushed within a bound.
 func TestHundredThousandEntries(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	e := newEnv(t, envOptions{targets: 1})
 	stage := filepath.Join(e.dir, "stage")

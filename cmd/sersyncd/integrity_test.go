@@ -63,9 +63,7 @@ func usedSize(t *testing.T, db string) int64 {
 // panicked in every command, exit 2; an empty file was taken as an empty
 // queue, and the changes never arrived.)
 func TestDamagedQueueFile(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	cases := []struct {
 		name    string
@@ -173,9 +171,7 @@ func TestDamagedQueueFile(t *testing.T) {
 // stop leaves the mark of missed changes and the next start, without -r,
 // pushes the tree.
 func TestDegradedStopLeavesFullPushOwed(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	e := newEnv(t, envOptions{targets: 1})
 	for i := 0; i < 30; i++ {
@@ -206,9 +202,7 @@ func TestDegradedStopLeavesFullPushOwed(t *testing.T) {
 // before it could push anything: the mark of missed changes outlives the
 // stop, and a start without -r brings the target equal to the source.
 func TestOverflowWhileTargetDownThenRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	e := newEnv(t, envOptions{targets: 1, backoffMax: "10m"})
 	e.targets[0].Stop()

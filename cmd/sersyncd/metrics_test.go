@@ -68,9 +68,7 @@ func waitHTTP(t *testing.T, url string, want int, timeout time.Duration) string 
 }
 
 func TestMetricsAndHealth(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 2, backoffMax: "300ms"})
 	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	e.start("--metrics", addr)

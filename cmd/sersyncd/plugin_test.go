@@ -7,15 +7,15 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
 // TestCommandPluginGetsEachPathAsOneArgument runs sersync's command plugin
 // through the built binary: once per pushed path (not once per target),
 // hostile names intact, nothing run by a shell.
 func TestCommandPluginGetsEachPathAsOneArgument(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	out := filepath.Join(t.TempDir(), "calls")
 	// The path arrives as $1 and is only ever expanded inside quotes.
 	prefix := `/bin/sh -c 'printf "%s\0" "$1" >> ` + out + `'`
@@ -57,9 +57,7 @@ func TestCommandPluginGetsEachPathAsOneArgument(t *testing.T) {
 // TestCommandPluginFailureIsRecorded: a failing command (ignoreError off)
 // leaves a line in the failLog naming the path.
 func TestCommandPluginFailureIsRecorded(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 1, commandPrefix: "/bin/false"})
 	e.start()
 	e.write("some file", "x")

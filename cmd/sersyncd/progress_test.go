@@ -14,9 +14,7 @@ import (
 )
 
 func TestFullPushShowsProgress(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	cases := []struct {
 		name     string
 		terminal bool

@@ -8,15 +8,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
 // TestTargetPushedWithinSecondsOfItsReturn: a target down long enough for
 // an 8 s backoff is pushed within 5 s of its return, not when the backoff
 // ends (the probe sees it answer again); byte for byte.
 func TestTargetPushedWithinSecondsOfItsReturn(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	e := newEnv(t, envOptions{targets: 1, backoffMax: "10m"})
 	e.start()
@@ -42,9 +42,7 @@ func TestTargetPushedWithinSecondsOfItsReturn(t *testing.T) {
 // rsync runs as nobody here, so that root's reading everything does not
 // hide the failure.
 func TestChmodPushesAParkedFile(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	setpriv, err := exec.LookPath("setpriv")
 	if err != nil || os.Geteuid() != 0 {
 		t.Skip("needs root and setpriv to run rsync as nobody")

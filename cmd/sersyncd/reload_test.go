@@ -31,9 +31,7 @@ func remoteLine(d *testutil.Daemon, ip string) string {
 }
 
 func TestSIGHUPReloadsConfig(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 3})
 	t0, t1, t2 := e.targets[0], e.targets[1], e.targets[2]
 	e.editConfig(remoteLine(t2, "127.0.0.3"), "")

@@ -92,9 +92,7 @@ func waitFailed(t *testing.T, e *env, module string) status.Target {
 }
 
 func TestRetryConvergesStoppedTarget(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	// A long backoff: only `sersyncd retry` can bring the target back soon.
 	e := newEnv(t, envOptions{targets: 3, backoffMax: "10m"})
 	e.start()
@@ -135,9 +133,7 @@ func TestRetryConvergesStoppedTarget(t *testing.T) {
 }
 
 func TestTimedReplayConvergesStoppedTarget(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 2, backoffMax: "10m", failLogEvery: "1s"})
 	e.start()
 	down := e.targets[1]
@@ -153,9 +149,7 @@ func TestTimedReplayConvergesStoppedTarget(t *testing.T) {
 }
 
 func TestWrongPasswordThenFixed(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	pw := filepath.Join(t.TempDir(), "rsync.pas")
 	must(t, os.WriteFile(pw, []byte("wrong\n"), 0o600))
 	e := newEnv(t, envOptions{targets: 1, backoffMax: "10m", authUser: "alice", passwordFile: pw,
@@ -176,9 +170,7 @@ func TestWrongPasswordThenFixed(t *testing.T) {
 // TestRetryAndStatusWithoutDaemon: the tools open the queue file themselves
 // when no daemon runs, and leave the unclean-stop marker alone.
 func TestRetryAndStatusWithoutDaemon(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 2, backoffMax: "10m"})
 	p := e.start()
 	down := e.targets[1]
@@ -241,9 +233,7 @@ func TestRetryAndStatusWithoutDaemon(t *testing.T) {
 }
 
 func TestCrontabRepairsTargetChangedBehindOurBack(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 1, crontabEvery: "1s", crontabExcludes: []string{"*.php", "info/*"}})
 	e.write("keep.txt", "original")
 	e.write("x.php", "php on the source")
@@ -280,9 +270,7 @@ func waitFile(t *testing.T, path, want string) {
 // TestToolsOnALockedQueueSayWhy: a queue file held by a process that does
 // not answer on the socket gets one clear line, not a hang.
 func TestToolsOnALockedQueueSayWhy(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 1})
 	db, err := bolt.Open(e.db, 0o600, nil)
 	must(t, err)
@@ -300,9 +288,7 @@ func TestToolsOnALockedQueueSayWhy(t *testing.T) {
 }
 
 func TestDetachWritesPidAndLog(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 1})
 	pidFile := filepath.Join(e.dir, "run", "sersyncd.pid")
 	logFile := filepath.Join(e.dir, "log", "sersyncd.log")
@@ -341,9 +327,7 @@ func TestDetachWritesPidAndLog(t *testing.T) {
 // TestControlSocketRefusesOtherUsers: the socket is 0600 and the daemon
 // checks the peer's uid, so another user learns nothing and can replay nothing.
 func TestControlSocketRefusesOtherUsers(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run a client as another user")
 	}

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
 // TestRsyncBinaryAttribute runs the daemon, its -r, a live push and an
@@ -15,9 +17,7 @@ import (
 // rsync on PATH: every push must go through the wrapper, and the target
 // must equal the source byte for byte.
 func TestRsyncBinaryAttribute(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	real, err := exec.LookPath("rsync")
 	if err != nil {
 		t.Skip("rsync not installed")

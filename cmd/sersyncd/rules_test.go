@@ -37,9 +37,7 @@ func waitEqualsReference(t *testing.T, e *env, what string) {
 // transfers with those rules: after the full push at start (-r, where rsync
 // applies them) and after live changes (where sersyncd decides per path).
 func TestRsyncFilterRules(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 2, rules: []string{
 		"# keep everything below keep/, no temporaries, no build output",
 		"+ keep/***",

@@ -136,9 +136,7 @@ func write(t *testing.T, root, rel, content string) {
 // root: a full push at start, live changes in both, status and metrics
 // naming the tree, and retry --source replaying one tree's targets only.
 func TestSeveralSourceTrees(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	tt := newTwoTrees(t)
 	// Before the start: pushed by -r, each tree to its own targets.
 	for _, root := range []string{tt.a, tt.b} {
@@ -248,9 +246,7 @@ func TestSeveralSourceTrees(t *testing.T) {
 // one; a reload that would move a target to another tree is refused, the
 // running config kept.
 func TestReloadAddsAndRemovesTrees(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	tt := newTwoTrees(t)
 	tt.editConfig(tt.bSection(), "")
 	p := tt.start()
@@ -328,9 +324,7 @@ func TestReloadAddsAndRemovesTrees(t *testing.T) {
 // own tree, under that tree's filter: equal after the full push, and a
 // file removed from one tree's target is drift of that target alone.
 func TestVerifySeveralTrees(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	tt := newTwoTrees(t)
 	for _, root := range []string{tt.a, tt.b} {
 		write(t, root, "same.txt", "the same name in "+filepath.Base(root))
@@ -366,9 +360,7 @@ func TestVerifySeveralTrees(t *testing.T) {
 // flood of 4,000 files in tree A; the full push that makes up for it goes
 // to A's targets alone, while B's target only gets B's own change.
 func TestOverflowInOneTree(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	tt := newTwoTrees(t)
 	restore := setSysctl(t, "/proc/sys/fs/inotify/max_queued_events", 64)

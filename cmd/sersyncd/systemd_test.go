@@ -74,9 +74,7 @@ func (s *notifySocket) next(want string, timeout time.Duration, p *testutil.Proc
 // 1,500 directories right after it arrives at the target), RELOADING=1 and
 // READY=1 around SIGHUP, STOPPING=1 on SIGTERM, WATCHDOG=1 pings meanwhile.
 func TestSystemdNotify(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 1})
 	// Setting 1,500 watches takes a while (about 30 ms here): a READY=1
 	// sent before the last is set would let some of the files below go
@@ -127,9 +125,7 @@ func TestSystemdNotify(t *testing.T) {
 
 // TestNoNotifySocket: outside systemd the daemon says nothing about it.
 func TestNoNotifySocket(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	t.Setenv("NOTIFY_SOCKET", "")
 	e := newEnv(t, envOptions{targets: 1})
 	p := e.start()

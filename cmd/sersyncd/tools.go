@@ -21,8 +21,8 @@ import (
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/control"
 	"github.com/sersyncd/sersyncd/internal/daemon"
-	"github.com/sersyncd/sersyncd/internal/pusher"
 	"github.com/sersyncd/sersyncd/internal/queue"
+	"github.com/sersyncd/sersyncd/internal/retry"
 	"github.com/sersyncd/sersyncd/internal/status"
 )
 
@@ -112,7 +112,7 @@ func runRetry(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sersyncd retry: %v\n", err)
 		return exitUsage
 	}
-	var results []pusher.ReplayResult
+	var results []retry.Result
 	resp, err := callRetry(f, targets)
 	switch {
 	case err == nil && resp.Error != "":

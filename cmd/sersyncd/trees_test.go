@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
 // mkfile writes rel below the source, making its directories.
@@ -35,9 +37,7 @@ func (e *env) absentOnTargets(rels ...string) {
 // with the real rsync to real daemons, arrive whole, with what the filter
 // excludes left out, and what changes below them later arrives too.
 func TestNewDirectoriesReplicate(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	cases := []struct {
 		name string
 		opt  envOptions
@@ -84,9 +84,7 @@ func TestNewDirectoriesReplicate(t *testing.T) {
 // before and after its first push, and a target that keeps deleted files
 // keeps it.
 func TestRemovedAndMadeAgain(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	for _, keep := range []bool{false, true} {
 		t.Run(fmt.Sprintf("keepDeleted=%v", keep), func(t *testing.T) {
 			e := newEnv(t, envOptions{targets: 2, keepDeleted: keep})
@@ -130,9 +128,7 @@ func TestRemovedAndMadeAgain(t *testing.T) {
 // holds the directory's push: it arrives once, whole, after its writer
 // closed it; the files beside it arrive with it.
 func TestBigFileInNewDirectory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	e := newEnv(t, envOptions{targets: 1})
 	e.start()
@@ -161,9 +157,7 @@ func TestBigFileInNewDirectory(t *testing.T) {
 // retry after the file became readable carries it. rsync runs as nobody
 // here, so that root's reading everything does not hide the failure.
 func TestNewDirectoryPartialFailure(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	setpriv, err := exec.LookPath("setpriv")
 	if err != nil || os.Geteuid() != 0 {
 		t.Skip("needs root and setpriv to run rsync as nobody")

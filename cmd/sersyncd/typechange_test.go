@@ -17,9 +17,7 @@ import (
 // nothing left failing (sersyncd kept current a directory on the target,
 // status clean, and a directory turned into a file failed forever).
 func TestDeploySwitchesReleases(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	onTmpfs(t)
 	for _, kind := range []string{"daemon", "ssh"} {
 		t.Run(kind, func(t *testing.T) {

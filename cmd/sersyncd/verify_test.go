@@ -71,9 +71,7 @@ func sameKinds(t *testing.T, what string, got, want map[string]rsync.Kind) {
 // --checksum finds it), --repair queues them through the running daemon,
 // and the target is then equal byte for byte.
 func TestVerifyFindsAndRepairsDrift(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	// Without sersync's -u: with it no push replaces a file that is newer
 	// on the target, such as one truncated there (internal/verify's tests
 	// show verify saying so).
@@ -174,9 +172,7 @@ func TestVerifyFindsAndRepairsDrift(t *testing.T) {
 // TestVerifyDeleteOff: with <delete start="false"> a path only the target
 // has is reported as kept, is not drift, and --repair deletes nothing.
 func TestVerifyDeleteOff(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e, kept := archiveEnv(t, envOptions{targets: 1})
 	e.write("a", "a")
 	e.start("-r")
@@ -203,9 +199,7 @@ func TestVerifyDeleteOff(t *testing.T) {
 // TestVerifyRepairWithoutDaemon queues into the queue file; the next start
 // pushes it.
 func TestVerifyRepairWithoutDaemon(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 1})
 	p := e.start()
 	e.write("f", "content")
@@ -224,9 +218,7 @@ func TestVerifyRepairWithoutDaemon(t *testing.T) {
 }
 
 func TestVerifyUnreachableAndBadInput(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 2})
 	e.targets[1].Stop()
 	code, out := e.tool("verify")
@@ -259,9 +251,7 @@ func TestVerifyUnreachableAndBadInput(t *testing.T) {
 // TestScheduledVerify: the daemon's own verify shows drift in status and
 // metrics; turned to repair by a reload, it ends the drift by itself.
 func TestScheduledVerify(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	e := newEnv(t, envOptions{targets: 1, verifyEvery: "1s"})
 	addr := "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
 	p := e.start("--metrics", addr)
@@ -325,9 +315,7 @@ func TestScheduledVerify(t *testing.T) {
 
 // TestVerifyOverSSH: an ssh target is compared and repaired the same way.
 func TestVerifyOverSSH(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	sshd := testutil.StartSSHD(t)
 	e := newEnv(t, envOptions{ssh: sshd})
 	e.start()

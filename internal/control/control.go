@@ -19,7 +19,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
-	"github.com/sersyncd/sersyncd/internal/pusher"
+	"github.com/sersyncd/sersyncd/internal/retry"
 	"github.com/sersyncd/sersyncd/internal/status"
 )
 
@@ -47,10 +47,10 @@ func EnqueueRequest(target string, paths []string) Request {
 
 // Response answers a Request.
 type Response struct {
-	Error  string                `json:"error,omitempty"`
-	Status *Status               `json:"status,omitempty"`
-	Replay []pusher.ReplayResult `json:"replay,omitempty"`
-	Queued int                   `json:"queued,omitempty"` // "enqueue": paths queued
+	Error  string         `json:"error,omitempty"`
+	Status *Status        `json:"status,omitempty"`
+	Replay []retry.Result `json:"replay,omitempty"`
+	Queued int            `json:"queued,omitempty"` // "enqueue": paths queued
 }
 
 // Status is what `sersyncd status` shows.
@@ -80,7 +80,7 @@ type SourceStatus struct {
 // Handler serves the commands.
 type Handler interface {
 	Status() (*Status, error)
-	Replay(ctx context.Context, target string) ([]pusher.ReplayResult, error)
+	Replay(ctx context.Context, target string) ([]retry.Result, error)
 	// Enqueue queues paths as changes of one target.
 	Enqueue(target string, paths []string) (int, error)
 }

@@ -20,7 +20,7 @@ import (
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
-	"github.com/sersyncd/sersyncd/internal/pusher"
+	"github.com/sersyncd/sersyncd/internal/retry"
 	"github.com/sersyncd/sersyncd/internal/status"
 )
 
@@ -29,7 +29,7 @@ import (
 type fakeHandler struct {
 	status    *Status
 	statusErr error
-	replay    []pusher.ReplayResult
+	replay    []retry.Result
 	replayErr error
 	block     chan struct{}
 	entered   chan struct{} // receives when Replay starts, if set
@@ -45,7 +45,7 @@ func (h *fakeHandler) Status() (*Status, error) {
 	return h.status, h.statusErr
 }
 
-func (h *fakeHandler) Replay(_ context.Context, target string) ([]pusher.ReplayResult, error) {
+func (h *fakeHandler) Replay(_ context.Context, target string) ([]retry.Result, error) {
 	h.mu.Lock()
 	h.calls = append(h.calls, "retry "+target)
 	h.mu.Unlock()
@@ -102,7 +102,7 @@ func TestRoundTrip(t *testing.T) {
 			{Name: "b"},
 		},
 	}
-	results := []pusher.ReplayResult{{Target: "a", Replayed: 3, StillFailing: 1, Reason: "rsync exit 10"}}
+	results := []retry.Result{{Target: "a", Replayed: 3, StillFailing: 1, Reason: "rsync exit 10"}}
 	for _, tc := range []struct {
 		name      string
 		handler   *fakeHandler
@@ -359,7 +359,7 @@ func TestCallTimeout(t *testing.T) {
 }
 
 func TestCloseWaitsForRequests(t *testing.T) {
-	h := &fakeHandler{block: make(chan struct{}), entered: make(chan struct{}, 1), replay: []pusher.ReplayResult{{Target: "a", Replayed: 1}}}
+	h := &fakeHandler{block: make(chan struct{}), entered: make(chan struct{}, 1), replay: []retry.Result{{Target: "a", Replayed: 1}}}
 	path := filepath.Join(t.TempDir(), "q.db.sock")
 	s, err := Listen(path, h, logrus.New())
 	if err != nil {

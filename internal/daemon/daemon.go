@@ -148,7 +148,7 @@ func Start(opt Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.pool = d.newPool(c, targets)
-	if d.schedule, err = retry.NewSchedule(c, d.pool, log); err != nil {
+	if d.schedule, err = d.newSchedule(c); err != nil {
 		d.closeFiles()
 		return nil, err
 	}
@@ -222,6 +222,12 @@ func (d *Daemon) newPool(c *config.Config, targets []pusher.Target) *pusher.Pool
 		obs = append(obs, d.plugin)
 	}
 	return newPool(c, d.queue, targets, d.opt.Workers, obs, d.log, d.opt.Heartbeat)
+}
+
+// newSchedule makes the timed jobs of c: the replay of the current pool's
+// failures, its crontab full push.
+func (d *Daemon) newSchedule(c *config.Config) (*retry.Schedule, error) {
+	return retry.NewSchedule(c, retry.NewReplayer(d.queue, d.pool), d.pool, d.log)
 }
 
 func (d *Daemon) startPool(p *pusher.Pool, plug plugin.Plugin) {
@@ -344,11 +350,11 @@ loop:
 }
 
 // Replay pushes the failure records now (`sersyncd retry`).
-func (d *Daemon) Replay(ctx context.Context, target string) ([]pusher.ReplayResult, error) {
+func (d *Daemon) Replay(ctx context.Context, target string) ([]retry.Result, error) {
 	d.mu.Lock()
 	pool := d.pool
 	d.mu.Unlock()
-	return pool.Replay(ctx, target)
+	return retry.NewReplayer(d.queue, pool).Replay(ctx, target)
 }
 
 var _ control.Handler = (*Daemon)(nil)

@@ -112,7 +112,7 @@ func (d *Daemon) reload(c *config.Config) error {
 	d.pool = d.newPool(c, targets)
 	d.startPool(d.pool, d.plugin)
 	d.cronDone = append(d.cronDone, d.schedule.Stop())
-	if sched, err := retry.NewSchedule(c, d.pool, d.log); err != nil {
+	if sched, err := d.newSchedule(c); err != nil {
 		d.log.WithError(err).Error("reload: schedule")
 	} else {
 		d.schedule = sched

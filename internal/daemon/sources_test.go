@@ -1,24 +1,20 @@
 package daemon
 
 import (
-	"path/filepath"
 	"testing"
 
 	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/config"
 	"github.com/sersyncd/sersyncd/internal/metrics"
 	"github.com/sersyncd/sersyncd/internal/queue"
+	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
 // TestSourceSinkScopesToItsTree: what one tree's watcher commits, and the
 // full push it asks for after missing changes, go to that tree's targets
 // only; the reason names the tree when there are several.
 func TestSourceSinkScopesToItsTree(t *testing.T) {
-	q, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), []string{"h::a0", "h::a1", "h::b0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	q, _ := testutil.OpenQueue(t, queue.Open, "", "h::a0", "h::a1", "h::b0")
 	a := &source{cfg: &config.Source{Path: "/srv/a"}, names: []string{"h::a0", "h::a1"}}
 	b := &source{cfg: &config.Source{Path: "/srv/b"}, names: []string{"h::b0"}}
 	srcs := []*source{a, b}

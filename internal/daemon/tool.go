@@ -48,8 +48,8 @@ func (t *Tool) Status() (*control.Status, error) {
 }
 
 // Replay pushes the failure records now.
-func (t *Tool) Replay(ctx context.Context, target string) ([]pusher.ReplayResult, error) {
-	return t.pool.Replay(ctx, target)
+func (t *Tool) Replay(ctx context.Context, target string) ([]retry.Result, error) {
+	return retry.NewReplayer(t.queue, t.pool).Replay(ctx, target)
 }
 
 // Close closes the queue.

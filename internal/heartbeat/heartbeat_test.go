@@ -2,13 +2,12 @@ package heartbeat
 
 import (
 	"context"
-	"io"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
+	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
 func TestStuck(t *testing.T) {
@@ -80,8 +79,7 @@ func TestPingStopsWhileALoopIsStuck(t *testing.T) {
 	worker := r.Loop("worker")
 	var pings atomic.Int64
 	statuses := make(chan string, 10)
-	log := logrus.New()
-	log.SetOutput(io.Discard)
+	log := testutil.QuietLog()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -2,12 +2,9 @@ package pusher
 
 import (
 	"context"
-	"io"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/sirupsen/logrus"
 
 	"github.com/sersyncd/sersyncd/internal/heartbeat"
 	"github.com/sersyncd/sersyncd/internal/queue"
@@ -34,12 +31,11 @@ func TestHeartbeatSeesAStuckTargetLoop(t *testing.T) {
 	hung := make(chan struct{})
 	defer close(hung)
 	slow := &fakeTarget{name: "slow", push: func(ctx context.Context, _ []string) error { return wait(ctx, hung) }}
-	real := openQueue(t, slow)
+	real := queueFor(t, slow)
 	gate := make(chan struct{})
 	q := hungClaims{real, gate}
 	reg := heartbeat.New()
-	log := logrus.New()
-	log.SetOutput(io.Discard)
+	log := testutil.QuietLog()
 	p := New(q, []Target{slow}, Options{Workers: 2, Heartbeat: reg, Log: log})
 	start(t, p)
 	if err := real.Add([]string{"a"}); err != nil {

@@ -23,7 +23,6 @@ import (
 // Queue is what the pusher needs of the queue.
 type Queue interface {
 	Claim(target string, max int) ([]queue.Item, error)
-	ClaimForReplay(target string, max int, began time.Time) ([]queue.Item, error)
 	Ack(target string, items []queue.Item) error
 	Fail(target string, items []queue.Item, f queue.Failure) error
 	Release(target string, items []queue.Item)
@@ -32,7 +31,6 @@ type Queue interface {
 	AddChanges(targets []string, changes []change.Change) error
 	Notify(target string) <-chan struct{}
 	Pending(target string) int
-	Failing(target string) (failed, held int, err error)
 }
 
 var _ Queue = (*queue.Queue)(nil)
@@ -175,6 +173,9 @@ func (p *Pool) Names() []string {
 	return names
 }
 
+// BatchMax is the most records one push carries.
+func (p *Pool) BatchMax() int { return p.opt.BatchMax }
+
 func (p *Pool) runner(name string) (*targetRunner, error) {
 	for _, tr := range p.targets {
 		if tr.target.Name() == name {
@@ -184,21 +185,20 @@ func (p *Pool) runner(name string) (*targetRunner, error) {
 	return nil, fmt.Errorf("unknown target %q", name)
 }
 
-func (p *Pool) selected(name string) ([]*targetRunner, error) {
-	if name == "" {
-		return p.targets, nil
-	}
-	tr, err := p.runner(name)
-	if err != nil {
-		return nil, err
-	}
-	return []*targetRunner{tr}, nil
-}
-
 func (p *Pool) hardContext() context.Context {
 	p.hardMu.Lock()
 	defer p.hardMu.Unlock()
 	return p.hard
+}
+
+// Killable returns a context that ends with ctx or when the pool's pushes
+// are killed (Run's hard context): work that pushes beside the pool, such
+// as a replay asked for over the control socket, must die with the
+// daemon's pushes, not outlive them.
+func (p *Pool) Killable(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(p.hardContext(), cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // RetryNow ends every target's backoff and every path's park, so all that

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -13,8 +11,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/sirupsen/logrus"
 
 	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/queue"
@@ -99,24 +95,19 @@ func wait(ctx context.Context, ch <-chan struct{}) error {
 	}
 }
 
-func openQueue(t *testing.T, targets ...*fakeTarget) *queue.Queue {
+// queueFor opens a fresh queue for the fake targets.
+func queueFor(t *testing.T, targets ...*fakeTarget) *queue.Queue {
 	t.Helper()
 	names := make([]string, len(targets))
 	for i, tg := range targets {
 		names[i] = tg.name
 	}
-	q, err := queue.Open(filepath.Join(t.TempDir(), "queue.db"), names)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
+	q, _ := testutil.OpenQueue(t, queue.Open, "", names...)
 	return q
 }
 
 func newPool(q *queue.Queue, targets []*fakeTarget, opt Options) *Pool {
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	opt.Log = log
+	opt.Log = testutil.QuietLog()
 	ts := make([]Target, len(targets))
 	for i, tg := range targets {
 		ts[i] = tg
@@ -196,7 +187,7 @@ func TestPoolPushesEachPathOnce(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			a, b := &fakeTarget{name: "a"}, &fakeTarget{name: "b"}
-			q := openQueue(t, a, b)
+			q := queueFor(t, a, b)
 			p := newPool(q, []*fakeTarget{a, b}, Options{Workers: 4, BatchMax: tc.batchMax})
 			r := start(t, p)
 			// Added while the pool runs, so Notify is what starts the pushes.
@@ -237,7 +228,7 @@ func TestPoolSlowTargetDoesNotHoldOthers(t *testing.T) {
 	release := make(chan struct{})
 	slow := &fakeTarget{name: "slow", push: func(ctx context.Context, _ []string) error { return wait(ctx, release) }}
 	fast := &fakeTarget{name: "fast"}
-	q := openQueue(t, slow, fast)
+	q := queueFor(t, slow, fast)
 	// BatchMax 1: every path is a batch, so the slow target has work for
 	// every worker it could get.
 	p := newPool(q, []*fakeTarget{slow, fast}, Options{Workers: 4, BatchMax: 1,
@@ -281,7 +272,7 @@ func TestPoolFailingTargetBacksOff(t *testing.T) {
 		return nil
 	}}
 	good := &fakeTarget{name: "good"}
-	q := openQueue(t, bad, good)
+	q := queueFor(t, bad, good)
 	p := newPool(q, []*fakeTarget{bad, good}, Options{BackoffMin: 10 * time.Millisecond, Workers: 2, BatchMax: 100, BackoffMax: backoffMax})
 	start(t, p)
 	if err := q.Add([]string{"x", "y/z"}); err != nil {
@@ -342,7 +333,7 @@ func TestPoolRetryNowEndsBackoff(t *testing.T) {
 		}
 		return nil
 	}}
-	q := openQueue(t, tg)
+	q := queueFor(t, tg)
 	p := newPool(q, []*fakeTarget{tg}, Options{BackoffMin: time.Hour, Workers: 1, BackoffMax: time.Hour})
 	start(t, p)
 	if err := q.Add([]string{"f"}); err != nil {
@@ -394,7 +385,7 @@ func TestPoolBisectsPartialTransfer(t *testing.T) {
 				}
 				return nil
 			}}
-			q := openQueue(t, tg)
+			q := queueFor(t, tg)
 			// Queued before the pool starts so the first claim takes them all.
 			if err := q.Add(tc.paths); err != nil {
 				t.Fatal(err)
@@ -444,7 +435,7 @@ func TestPoolRetriesParkedPath(t *testing.T) {
 		}
 		return nil
 	}}
-	q := openQueue(t, tg)
+	q := queueFor(t, tg)
 	p := newPool(q, []*fakeTarget{tg}, Options{BackoffMin: 5 * time.Millisecond, Workers: 1, BackoffMax: 20 * time.Millisecond})
 	start(t, p)
 	if err := q.Add([]string{"bad"}); err != nil {
@@ -489,7 +480,7 @@ func TestPoolRunStopAndKill(t *testing.T) {
 				once.Do(func() { close(started) })
 				return tc.push(ctx, release)
 			}}
-			q := openQueue(t, tg)
+			q := queueFor(t, tg)
 			p := newPool(q, []*fakeTarget{tg}, Options{Workers: 1})
 			r := start(t, p)
 			if err := q.Add([]string{"f"}); err != nil {
@@ -566,7 +557,7 @@ func TestPoolRepushesPathsOverlappingFullPush(t *testing.T) {
 					return nil
 				},
 			}
-			q := openQueue(t, tg)
+			q := queueFor(t, tg)
 			p := newPool(q, []*fakeTarget{tg}, Options{Workers: 2})
 			start(t, p)
 
@@ -615,7 +606,7 @@ func TestPoolSmallBacklogWaitsForTheRunningPush(t *testing.T) {
 		}
 		return nil
 	}}
-	q := openQueue(t, tg)
+	q := queueFor(t, tg)
 	p := newPool(q, []*fakeTarget{tg}, Options{Workers: 10, BatchMax: 5000})
 	start(t, p)
 	if err := q.Add([]string{"first"}); err != nil {
@@ -638,68 +629,6 @@ func TestPoolSmallBacklogWaitsForTheRunningPush(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "the backlog drains", func() bool { return q.Pending("t") == 0 })
 	if calls, _, _, _ := tg.snapshot(); calls != 2 {
 		t.Fatalf("%d pushes, want 2: the backlog of 100 as one batch", calls)
-	}
-}
-
-// A replay that runs while a live push (its backoff over) holds the failed
-// records cannot take them: it waits for that push and reports what still
-// fails, never "still failing 0" about a target that is still down.
-func TestPoolReplayBesideALivePushOfTheFailures(t *testing.T) {
-	tests := []struct {
-		name      string
-		heldPush  error
-		wantStill int
-	}{
-		{"the held push fails too", failure(ConnectionLost, 10, ""), 2},
-		{"the held push succeeds", nil, 0},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			var calls atomic.Int32
-			release := make(chan struct{})
-			tg := &fakeTarget{name: "t", push: func(ctx context.Context, _ []string) error {
-				switch calls.Add(1) {
-				case 1:
-					return failure(ConnectionLost, 10, "")
-				case 2:
-					<-release
-					return tc.heldPush
-				}
-				return failure(ConnectionLost, 10, "")
-			}}
-			q := openQueue(t, tg)
-			p := newPool(q, []*fakeTarget{tg}, Options{BackoffMin: 300 * time.Millisecond, Workers: 1, BackoffMax: time.Hour})
-			start(t, p)
-			if err := q.Add([]string{"a", "b"}); err != nil {
-				t.Fatal(err)
-			}
-			testutil.Eventually(t, 5*time.Second, "the live retry holds the failed records", func() bool {
-				_, held, _ := q.Failing("t")
-				return calls.Load() == 2 && held == 2
-			})
-			done := make(chan []ReplayResult, 1)
-			go func() {
-				res, err := p.Replay(context.Background(), "t")
-				if err != nil {
-					t.Error(err)
-				}
-				done <- res
-			}()
-			select {
-			case res := <-done:
-				t.Fatalf("the replay returned %+v while the failures were still being pushed", res)
-			case <-time.After(200 * time.Millisecond):
-			}
-			close(release)
-			select {
-			case res := <-done:
-				if len(res) != 1 || res[0].Replayed != 0 || res[0].StillFailing != tc.wantStill {
-					t.Fatalf("replay = %+v, want replayed 0, still failing %d", res, tc.wantStill)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("the replay did not end after the held push did")
-			}
-		})
 	}
 }
 

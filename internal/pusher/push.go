@@ -3,6 +3,7 @@ package pusher
 // Pushes: a batch of paths in one Target.Push (a partial one split in halves
 // to isolate the bad paths), a push of the whole tree, and what each does to
 // the queue's records; live paths that overlapped a full push are pushed again.
+// PushClaimed does the same for records a replay claimed.
 
 import (
 	"context"
@@ -88,6 +89,30 @@ func (tr *targetRunner) pushBatch(ctx context.Context, items []queue.Item, budge
 	}
 	tr.failed(log, err, failSeq)
 	return len(items), err
+}
+
+// PushClaimed pushes records of target that a replay claimed (see
+// internal/retry) as the pool's own pushes are: the outcome recorded,
+// failures counted towards the backoff, a partial batch split within the
+// split budget, a full sync record a push of the whole tree. It returns
+// how many of them still fail, and why.
+func (p *Pool) PushClaimed(ctx context.Context, target string, items []queue.Item) (int, error) {
+	if len(items) == 0 {
+		return 0, nil
+	}
+	tr, err := p.runner(target)
+	if err != nil {
+		p.q.Release(target, items)
+		return len(items), err
+	}
+	if items[0].Path == queue.FullSync {
+		if err := tr.fullPush(ctx, items, nil); err != nil {
+			return 1, err
+		}
+		return 0, nil
+	}
+	budget := p.opt.tune.splitBudget
+	return tr.pushBatch(ctx, items, &budget)
 }
 
 // fullPush pushes the whole tree. Live pushes go on meanwhile, and the

@@ -3,14 +3,10 @@ package pusher
 import (
 	"context"
 	"errors"
-	"io"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/sirupsen/logrus"
 
 	"github.com/sersyncd/sersyncd/internal/queue"
 	"github.com/sersyncd/sersyncd/internal/testutil"
@@ -43,7 +39,7 @@ func TestPoolParallelFailuresCountOnce(t *testing.T) {
 				}
 				return failure(Refused, 10, "failed to connect to 127.0.0.1: Connection refused (111)")
 			}}
-			q := openQueue(t, tg)
+			q := queueFor(t, tg)
 			if err := q.Add(numbered("f", 10*tc.parallel)); err != nil {
 				t.Fatal(err)
 			}
@@ -70,7 +66,7 @@ func TestPoolParallelFailuresCountOnce(t *testing.T) {
 // A failure after the backoff is a further one in a row.
 func TestPoolSuccessiveFailuresStillCount(t *testing.T) {
 	tg := &fakeTarget{name: "t", push: func(context.Context, []string) error { return failure(ConnectionLost, 10, "") }}
-	q := openQueue(t, tg)
+	q := queueFor(t, tg)
 	p := newPool(q, []*fakeTarget{tg}, Options{BackoffMin: 5 * time.Millisecond, Workers: 1, BackoffMax: time.Second})
 	start(t, p)
 	if err := q.Add([]string{"a"}); err != nil {
@@ -102,8 +98,8 @@ func TestPoolProbeEndsBackoffOfATargetThatCameBack(t *testing.T) {
 		}
 		return nil
 	}}}
-	q := openQueue(t, pt.fakeTarget)
-	p := New(q, []Target{pt}, Options{BackoffMin: time.Hour, Workers: 1, BackoffMax: time.Hour, ProbeEvery: 20 * time.Millisecond, Log: discard()})
+	q := queueFor(t, pt.fakeTarget)
+	p := New(q, []Target{pt}, Options{BackoffMin: time.Hour, Workers: 1, BackoffMax: time.Hour, ProbeEvery: 20 * time.Millisecond, Log: testutil.QuietLog()})
 	start(t, p)
 	if err := q.Add([]string{"a"}); err != nil {
 		t.Fatal(err)
@@ -129,8 +125,8 @@ func TestPoolProbeLeavesAReachableFailingTargetAlone(t *testing.T) {
 		return failure(Failed, 5, "@ERROR: auth failed on module backup")
 	}}}
 	pt.up.Store(true)
-	q := openQueue(t, pt.fakeTarget)
-	p := New(q, []Target{pt}, Options{BackoffMin: time.Hour, Workers: 1, BackoffMax: time.Hour, ProbeEvery: 10 * time.Millisecond, Log: discard()})
+	q := queueFor(t, pt.fakeTarget)
+	p := New(q, []Target{pt}, Options{BackoffMin: time.Hour, Workers: 1, BackoffMax: time.Hour, ProbeEvery: 10 * time.Millisecond, Log: testutil.QuietLog()})
 	start(t, p)
 	if err := q.Add([]string{"a"}); err != nil {
 		t.Fatal(err)
@@ -153,7 +149,7 @@ func TestPoolRetriesFailedFullPush(t *testing.T) {
 		}
 		return nil
 	}}
-	q := openQueue(t, tg)
+	q := queueFor(t, tg)
 	p := newPool(q, []*fakeTarget{tg}, Options{BackoffMin: 10 * time.Millisecond, Workers: 1, BackoffMax: time.Second})
 	start(t, p)
 	if err := q.AddFullSync(); err != nil {
@@ -163,12 +159,6 @@ func TestPoolRetriesFailedFullPush(t *testing.T) {
 	if _, full, _, _ := tg.snapshot(); full != 3 {
 		t.Errorf("%d full pushes, want 3", full)
 	}
-}
-
-func discard() logrus.FieldLogger {
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	return log
 }
 
 // A path that fails on its own is parked on the backoff of its own
@@ -182,7 +172,7 @@ func TestPoolParkFollowsTheBackoff(t *testing.T) {
 		}
 		return nil
 	}}
-	q := openQueue(t, tg)
+	q := queueFor(t, tg)
 	p := newPool(q, []*fakeTarget{tg}, Options{BackoffMin: 40 * time.Millisecond, Workers: 1, BackoffMax: time.Hour})
 	start(t, p)
 	if err := q.Add([]string{"bad"}); err != nil {
@@ -228,7 +218,7 @@ func TestPoolFailingTargetRetriesOneAtATime(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 		return failure(Refused, 10, "failed to connect to 127.0.0.1 (127.0.0.1): Connection refused (111)")
 	}}
-	q := openQueue(t, tg)
+	q := queueFor(t, tg)
 	if err := q.Add(numbered("f", 40)); err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +257,7 @@ func TestPoolFullPushAfterCutOffOnly(t *testing.T) {
 				}
 				return nil
 			}}
-			q := openQueue(t, tg)
+			q := queueFor(t, tg)
 			p := newPool(q, []*fakeTarget{tg}, Options{BackoffMin: 5 * time.Millisecond, Workers: 1, BackoffMax: 10 * time.Millisecond})
 			start(t, p)
 			if err := q.Add([]string{"a"}); err != nil {
@@ -288,11 +278,7 @@ func TestPoolFullPushAfterCutOffOnly(t *testing.T) {
 // A path parked by an earlier process is pushed when its park ends, with
 // no other change to wake the target, and its chmod counts meanwhile.
 func TestPoolRetriesPathParkedBeforeARestart(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "queue.db")
-	q, err := queue.Open(path, []string{"t"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, path := testutil.OpenQueue(t, queue.Open, "", "t")
 	if err := q.Add([]string{"bad"}); err != nil {
 		t.Fatal(err)
 	}
@@ -306,11 +292,7 @@ func TestPoolRetriesPathParkedBeforeARestart(t *testing.T) {
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
-	q, err = queue.Open(path, []string{"t"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
+	q, _ = testutil.OpenQueue(t, queue.Open, path, "t")
 	tg := &fakeTarget{name: "t"}
 	p := newPool(q, []*fakeTarget{tg}, Options{Workers: 1, BackoffMax: time.Hour})
 	start(t, p)

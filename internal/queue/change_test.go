@@ -4,13 +4,14 @@ import (
 	"testing"
 
 	"github.com/sersyncd/sersyncd/internal/change"
+	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
 // TestChangesKeepHowTheyArePushed: a record keeps its change's Tree and
 // From across a reopen, merges a later change of its path into them, and
 // drops From once a push that carried it is done.
 func TestChangesKeepHowTheyArePushed(t *testing.T) {
-	q, path := openQueue(t)
+	q, path := testutil.OpenQueue(t, Open, "", "t")
 	add := func(q *Queue, cs ...change.Change) {
 		t.Helper()
 		if err := q.AddChanges([]string{"t"}, cs); err != nil {
@@ -23,7 +24,7 @@ func TestChangesKeepHowTheyArePushed(t *testing.T) {
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
-	q = reopen(t, path, "t")
+	q, _ = testutil.OpenQueue(t, Open, path, "t")
 	want := map[string]change.Change{
 		"new": {Path: "new", Tree: true},
 		"b":   {Path: "b", From: "a"},

@@ -3,6 +3,8 @@ package queue
 import (
 	"testing"
 	"time"
+
+	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
 func TestParked(t *testing.T) {
@@ -28,7 +30,7 @@ func TestParked(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			q, _ := openQueue(t, "a", "b")
+			q, _ := testutil.OpenQueue(t, Open, "", "a", "b")
 			mustAdd(t, q, "f", "g")
 			items := mustClaim(t, q, "a", 1)
 			if len(items) != 1 || items[0].Path != "f" || items[0].Attempts != 0 {
@@ -49,7 +51,7 @@ func TestParked(t *testing.T) {
 }
 
 func TestClaimCarriesAttempts(t *testing.T) {
-	q, _ := openQueue(t)
+	q, _ := testutil.OpenQueue(t, Open, "", "t")
 	mustAdd(t, q, "f")
 	for want := 0; want < 3; want++ {
 		items := mustClaim(t, q, "t", 1)
@@ -63,7 +65,7 @@ func TestClaimCarriesAttempts(t *testing.T) {
 }
 
 func TestLoadParksAfterReopen(t *testing.T) {
-	q, path := openQueue(t, "a")
+	q, path := testutil.OpenQueue(t, Open, "", "a")
 	mustAdd(t, q, "f", "g", "h")
 	items := mustClaim(t, q, "a", 3)
 	before := time.Now()
@@ -82,7 +84,7 @@ func TestLoadParksAfterReopen(t *testing.T) {
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
-	q = reopen(t, path, "a")
+	q, _ = testutil.OpenQueue(t, Open, path, "a")
 	if q.Parked("f") {
 		t.Fatal("parks known before LoadParks")
 	}

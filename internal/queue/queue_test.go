@@ -8,33 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sersyncd/sersyncd/internal/testutil"
 )
-
-// openQueue opens a fresh queue file in the test's directory; it is closed
-// cleanly when the test ends.
-func openQueue(t *testing.T, targets ...string) (*Queue, string) {
-	t.Helper()
-	if len(targets) == 0 {
-		targets = []string{"t"}
-	}
-	path := filepath.Join(t.TempDir(), "sub", "queue.db")
-	q, err := Open(path, targets)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { q.Close() })
-	return q, path
-}
-
-func reopen(t *testing.T, path string, targets ...string) *Queue {
-	t.Helper()
-	q, err := Open(path, targets)
-	if err != nil {
-		t.Fatalf("reopen: %v", err)
-	}
-	t.Cleanup(func() { q.Close() })
-	return q
-}
 
 func mustAdd(t *testing.T, q *Queue, paths ...string) {
 	t.Helper()
@@ -111,7 +87,7 @@ func TestClaimOrderAndMax(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			q, _ := openQueue(t)
+			q, _ := testutil.OpenQueue(t, Open, "", "t")
 			for _, a := range tc.adds {
 				mustAdd(t, q, a...)
 			}
@@ -141,7 +117,7 @@ func TestRepeatedAddIsOneRecord(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			q, _ := openQueue(t)
+			q, _ := testutil.OpenQueue(t, Open, "", "t")
 			tc.add(t, q)
 			if got := q.Pending("t"); got != 1 {
 				t.Fatalf("Pending = %d, want 1", got)
@@ -161,7 +137,7 @@ func TestRepeatedAddIsOneRecord(t *testing.T) {
 }
 
 func TestAckRemovesRecords(t *testing.T) {
-	q, path := openQueue(t)
+	q, path := testutil.OpenQueue(t, Open, "", "t")
 	mustAdd(t, q, "a", "b", "c")
 	items := mustClaim(t, q, "t", 10)
 	if got := q.Pending("t"); got != 3 {
@@ -182,7 +158,7 @@ func TestAckRemovesRecords(t *testing.T) {
 	if err := q.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	q2 := reopen(t, path, "t")
+	q2, _ := testutil.OpenQueue(t, Open, path, "t")
 	if got := q2.Pending("t"); got != 1 {
 		t.Fatalf("Pending after reopen = %d, want 1", got)
 	}
@@ -204,7 +180,7 @@ func TestChangeDuringPushSurvivesAck(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			q, _ := openQueue(t)
+			q, _ := testutil.OpenQueue(t, Open, "", "t")
 			mustAdd(t, q, "f")
 			old := mustClaim(t, q, "t", 10)
 			mustAdd(t, q, "f")
@@ -229,7 +205,7 @@ func TestChangeDuringPushSurvivesAck(t *testing.T) {
 }
 
 func TestFailKeepsRecords(t *testing.T) {
-	q, path := openQueue(t)
+	q, path := testutil.OpenQueue(t, Open, "", "t")
 	mustAdd(t, q, "a", "b")
 	items := mustClaim(t, q, "t", 10)
 	if err := q.Fail("t", items, Failure{ExitCode: 23, Error: "partial transfer"}); err != nil {
@@ -270,7 +246,7 @@ func TestFailKeepsRecords(t *testing.T) {
 
 	// The failure history is durable too.
 	q.Close()
-	q2 := reopen(t, path, "t")
+	q2, _ := testutil.OpenQueue(t, Open, path, "t")
 	_, recs = records(t, q2, "t")
 	if recs["b"].Attempts != 2 {
 		t.Fatalf("after reopen: %+v", recs["b"])
@@ -308,7 +284,7 @@ func TestFailParkAndUnpark(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			q, _ := openQueue(t)
+			q, _ := testutil.OpenQueue(t, Open, "", "t")
 			mustAdd(t, q, "bad")
 			items := mustClaim(t, q, "t", 10)
 			if err := q.Fail("t", items, Failure{ExitCode: 23, Park: time.Hour}); err != nil {
@@ -345,7 +321,7 @@ func TestClaimSkipsOverlappingPaths(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			q, _ := openQueue(t)
+			q, _ := testutil.OpenQueue(t, Open, "", "t")
 			mustAdd(t, q, tc.inflight)
 			held := mustClaim(t, q, "t", 1)
 			mustAdd(t, q, tc.pending...)
@@ -376,7 +352,7 @@ func TestClaimSkipsOverlappingPaths(t *testing.T) {
 // Claims by one target must not block another: their rsyncs go to
 // different places.
 func TestInFlightIsPerTarget(t *testing.T) {
-	q, _ := openQueue(t, "A", "B")
+	q, _ := testutil.OpenQueue(t, Open, "", "A", "B")
 	mustAdd(t, q, "a")
 	mustClaim(t, q, "A", 10)
 	mustAdd(t, q, "a/b")
@@ -420,14 +396,14 @@ func TestFullSync(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			q, _ := openQueue(t)
+			q, _ := testutil.OpenQueue(t, Open, "", "t")
 			tc.run(t, q)
 		})
 	}
 }
 
 func TestTargetsAreIndependent(t *testing.T) {
-	q, path := openQueue(t, "A", "B")
+	q, path := testutil.OpenQueue(t, Open, "", "A", "B")
 	mustAdd(t, q, "x", "y")
 	mustAck(t, q, "A", mustClaim(t, q, "A", 10))
 	if a, b := q.Pending("A"), q.Pending("B"); a != 0 || b != 2 {
@@ -453,7 +429,7 @@ func TestTargetsAreIndependent(t *testing.T) {
 	}
 
 	q.Close()
-	q2 := reopen(t, path, "A", "B")
+	q2, _ := testutil.OpenQueue(t, Open, path, "A", "B")
 	if a, b := q2.Pending("A"), q2.Pending("B"); a != 1 || b != 2 {
 		t.Fatalf("after reopen: Pending A=%d B=%d, want 1 and 2", a, b)
 	}
@@ -511,7 +487,7 @@ func TestDurabilityAndUncleanMarker(t *testing.T) {
 
 			// One clean run clears the unclean marker; the full push it
 			// asked for stays owed until it has been pushed.
-			q3 := reopen(t, path, "t")
+			q3, _ := testutil.OpenQueue(t, Open, path, "t")
 			if q3.Unclean() {
 				t.Fatal("Unclean after a clean Close")
 			}
@@ -542,7 +518,7 @@ func TestOpenToolKeepsUncleanMarker(t *testing.T) {
 	if err := tool.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if q2 := reopen(t, path, "t"); !q2.Unclean() {
+	if q2, _ := testutil.OpenQueue(t, Open, path, "t"); !q2.Unclean() {
 		t.Fatal("the daemon no longer sees its crash after a tool ran")
 	}
 }
@@ -559,7 +535,7 @@ func TestOpenLockedFails(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, path := openQueue(t)
+			_, path := testutil.OpenQueue(t, Open, "", "t")
 			type result struct {
 				q   *Queue
 				err error
@@ -615,13 +591,13 @@ func TestPathsRoundTripExactly(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			q, path := openQueue(t)
+			q, path := testutil.OpenQueue(t, Open, "", "t")
 			mustAdd(t, q, tc.path)
 			if got := claimPaths(t, q, "t", 10); len(got) != 1 || got[0] != tc.path {
 				t.Fatalf("claimed %q, want %q", got, tc.path)
 			}
 			q.Close()
-			q2 := reopen(t, path, "t")
+			q2, _ := testutil.OpenQueue(t, Open, path, "t")
 			order, _ := records(t, q2, "t")
 			if len(order) != 1 || order[0] != tc.path {
 				t.Fatalf("after reopen: records %q, want %q", order, tc.path)
@@ -653,7 +629,7 @@ func TestNotify(t *testing.T) {
 		}
 	}
 
-	q, _ := openQueue(t, "A", "B")
+	q, _ := testutil.OpenQueue(t, Open, "", "A", "B")
 	a, b := q.Notify("A"), q.Notify("B")
 
 	mustAdd(t, q, "x")
@@ -693,7 +669,7 @@ func TestNotify(t *testing.T) {
 // A backlog larger than one transaction's share is written in several, and
 // reads back whole, in order, with every target's count right.
 func TestBigAddSpansTransactions(t *testing.T) {
-	q, _ := openQueue(t, "t1", "t2")
+	q, _ := testutil.OpenQueue(t, Open, "", "t1", "t2")
 	q.addChunk = 3
 	var paths []string
 	for i := 0; i < 10; i++ {
@@ -709,7 +685,7 @@ func TestBigAddSpansTransactions(t *testing.T) {
 }
 
 func TestFailing(t *testing.T) {
-	q, _ := openQueue(t)
+	q, _ := testutil.OpenQueue(t, Open, "", "t")
 	mustAdd(t, q, "a", "b", "c")
 	count := func(what string, wantFailed, wantHeld int) {
 		t.Helper()
@@ -742,7 +718,7 @@ func TestFailing(t *testing.T) {
 // does not count.
 func TestMissedMark(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "q.db")
-	q := reopen(t, path, "A", "B")
+	q, _ := testutil.OpenQueue(t, Open, path, "A", "B")
 	if q.Missed() != "" {
 		t.Fatalf("a new queue has Missed = %q", q.Missed())
 	}
@@ -756,7 +732,7 @@ func TestMissedMark(t *testing.T) {
 		t.Fatalf("Pending A=%d B=%d, want one full push each", a, b)
 	}
 	q.Close()
-	q = reopen(t, path, "A", "B")
+	q, _ = testutil.OpenQueue(t, Open, path, "A", "B")
 	if q.Missed() != "overflow" {
 		t.Fatalf("after a clean stop Missed = %q, want the first reason", q.Missed())
 	}
@@ -799,7 +775,7 @@ func TestMissedMark(t *testing.T) {
 		t.Fatalf("still marked (%q) after every target pushed the tree", why)
 	}
 	q.Close()
-	if q = reopen(t, path, "A", "B"); q.Missed() != "" || q.Pending("A")+q.Pending("B") != 0 {
+	if q, _ = testutil.OpenQueue(t, Open, path, "A", "B"); q.Missed() != "" || q.Pending("A")+q.Pending("B") != 0 {
 		t.Fatalf("reopened: Missed %q, pending %d", q.Missed(), q.Pending("A")+q.Pending("B"))
 	}
 }
@@ -808,7 +784,7 @@ func TestMissedMark(t *testing.T) {
 // crontab or a replay adds to one; -race saw AddTarget read the target map
 // without the lock.
 func TestAddTargetDuringSetTargets(t *testing.T) {
-	q, _ := openQueue(t, "a", "b")
+	q, _ := testutil.OpenQueue(t, Open, "", "a", "b")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -832,7 +808,7 @@ func TestAddTargetDuringSetTargets(t *testing.T) {
 // for tree A; B for tree B), and the mark clears once those have pushed.
 func TestScopedToSourceTargets(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "q.db")
-	q := reopen(t, path, "A1", "A2", "B")
+	q, _ := testutil.OpenQueue(t, Open, path, "A1", "A2", "B")
 	treeA := []string{"A1", "A2"}
 	if err := q.AddTargets(treeA, []string{"x"}); err != nil {
 		t.Fatal(err)
@@ -881,7 +857,7 @@ func TestScopedToSourceTargets(t *testing.T) {
 // both targets a full push again: the first had pushed before what this
 // crash lost. TestKill9Repeated lost changes on one target without it.
 func TestCrashOwesEveryTargetAFullPush(t *testing.T) {
-	q, path := openQueue(t, "a", "b")
+	q, path := testutil.OpenQueue(t, Open, "", "a", "b")
 	if err := q.MarkMissed("an overflow"); err != nil {
 		t.Fatal(err)
 	}
@@ -905,5 +881,31 @@ func TestCrashOwesEveryTargetAFullPush(t *testing.T) {
 		if err != nil || len(items) != 1 || items[0].Path != FullSync {
 			t.Errorf("after the crash, target %s claims %v (%v), want the full push", target, items, err)
 		}
+	}
+}
+
+// TestOldestQueued: the metrics' lag reads the first record in queue
+// order; none waiting is zero, an unknown target an error.
+func TestOldestQueued(t *testing.T) {
+	q, _ := testutil.OpenQueue(t, Open, "", "t")
+	if got, err := q.OldestQueued("t"); err != nil || !got.IsZero() {
+		t.Fatalf("empty queue: %v, %v; want zero", got, err)
+	}
+	mustAdd(t, q, "a")
+	time.Sleep(2 * time.Millisecond)
+	mustAdd(t, q, "b")
+	var queued []time.Time
+	if err := q.Records("t", func(_ string, rec Record) bool { queued = append(queued, rec.Queued); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := q.OldestQueued("t"); err != nil || !got.Equal(queued[0]) {
+		t.Fatalf("OldestQueued = %v, %v; want a's %v", got, err, queued[0])
+	}
+	mustAck(t, q, "t", mustClaim(t, q, "t", 1))
+	if got, err := q.OldestQueued("t"); err != nil || !got.Equal(queued[1]) {
+		t.Fatalf("after a is pushed: %v, %v; want b's %v", got, err, queued[1])
+	}
+	if _, err := q.OldestQueued("nope"); err == nil {
+		t.Fatal("unknown target: no error")
 	}
 }

@@ -126,26 +126,9 @@ func (q *Queue) Failing(target string) (failed, held int, err error) {
 // queued, zero when none waits. It reads one record.
 func (q *Queue) OldestQueued(target string) (time.Time, error) {
 	var t time.Time
-	err := q.db.View(func(tx *bolt.Tx) error {
-		tb := tx.Bucket(targetBucketName(target))
-		if tb == nil {
-			return fmt.Errorf("read queue: unknown target %q", target)
-		}
-		pb := tb.Bucket(pathsBucket)
-		c := tb.Bucket(orderBucket).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			raw := pb.Get(v)
-			if raw == nil {
-				continue
-			}
-			var rec Record
-			if err := rec.decode(raw); err != nil {
-				return fmt.Errorf("decode record %q: %w", v, err)
-			}
-			t = rec.Queued
-			return nil
-		}
-		return nil
+	err := q.Records(target, func(_ string, rec Record) bool {
+		t = rec.Queued
+		return false
 	})
 	return t, err
 }

@@ -512,7 +512,7 @@ func contains(list []string, s string) bool {
 
 // fakePool records the schedule's calls; replay and full decide them.
 type fakePool struct {
-	replay  func() ([]pusher.ReplayResult, error)
+	replay  func() ([]Result, error)
 	full    func() error
 	replays chan string
 	fulls   chan []string
@@ -522,7 +522,7 @@ func newFakePool() *fakePool {
 	return &fakePool{replays: make(chan string, 16), fulls: make(chan []string, 16)}
 }
 
-func (p *fakePool) Replay(_ context.Context, target string) ([]pusher.ReplayResult, error) {
+func (p *fakePool) Replay(_ context.Context, target string) ([]Result, error) {
 	select {
 	case p.replays <- target:
 	default:
@@ -564,7 +564,8 @@ func TestNewScheduleJobs(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			log, _ := logtest.NewNullLogger()
-			s, err := NewSchedule(tc.cfg, newFakePool(), log)
+			fake := newFakePool()
+			s, err := NewSchedule(tc.cfg, fake, fake, log)
 			if err != nil {
 				t.Fatalf("NewSchedule: %v", err)
 			}
@@ -596,7 +597,7 @@ type scheduled struct {
 func startSchedule(t *testing.T, cfg *config.Config, pool *fakePool) scheduled {
 	t.Helper()
 	log, hook := logtest.NewNullLogger()
-	s, err := NewSchedule(cfg, pool, log)
+	s, err := NewSchedule(cfg, pool, pool, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -644,21 +645,21 @@ func TestScheduleReplay(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		name   string
-		replay func() ([]pusher.ReplayResult, error)
+		replay func() ([]Result, error)
 		level  logrus.Level
 		msg    string // "": nothing about the replay is logged
 		fields logrus.Fields
 	}{
 		{
 			name:   "replay fails",
-			replay: func() ([]pusher.ReplayResult, error) { return nil, errors.New("queue closed") },
+			replay: func() ([]Result, error) { return nil, errors.New("queue closed") },
 			level:  logrus.ErrorLevel,
 			msg:    "replay failures",
 		},
 		{
 			name: "failures remain",
-			replay: func() ([]pusher.ReplayResult, error) {
-				return []pusher.ReplayResult{{Target: "a", Replayed: 3, StillFailing: 1, Reason: "rsync exit 10"}}, nil
+			replay: func() ([]Result, error) {
+				return []Result{{Target: "a", Replayed: 3, StillFailing: 1, Reason: "rsync exit 10"}}, nil
 			},
 			level:  logrus.WarnLevel,
 			msg:    "timed replay: failures remain: rsync exit 10",
@@ -666,8 +667,8 @@ func TestScheduleReplay(t *testing.T) {
 		},
 		{
 			name: "all pushed",
-			replay: func() ([]pusher.ReplayResult, error) {
-				return []pusher.ReplayResult{{Target: "b", Replayed: 2}}, nil
+			replay: func() ([]Result, error) {
+				return []Result{{Target: "b", Replayed: 2}}, nil
 			},
 			level:  logrus.InfoLevel,
 			msg:    "timed replay: all failures pushed",
@@ -675,13 +676,13 @@ func TestScheduleReplay(t *testing.T) {
 		},
 		{
 			name: "nothing to replay",
-			replay: func() ([]pusher.ReplayResult, error) {
-				return []pusher.ReplayResult{{Target: "c"}}, nil
+			replay: func() ([]Result, error) {
+				return []Result{{Target: "c"}}, nil
 			},
 		},
 		{
 			name:   "replay panics",
-			replay: func() ([]pusher.ReplayResult, error) { panic("boom") },
+			replay: func() ([]Result, error) { panic("boom") },
 			level:  logrus.ErrorLevel,
 			msg:    "cron: panic",
 		},
@@ -779,11 +780,11 @@ func TestScheduleStopWaitsForRunningJob(t *testing.T) {
 	log, _ := logtest.NewNullLogger()
 	pool := newFakePool()
 	release := make(chan struct{})
-	pool.replay = func() ([]pusher.ReplayResult, error) {
+	pool.replay = func() ([]Result, error) {
 		<-release
 		return nil, nil
 	}
-	s, err := NewSchedule(scheduleConfig(time.Second, false, time.Hour), pool, log)
+	s, err := NewSchedule(scheduleConfig(time.Second, false, time.Hour), pool, pool, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -815,13 +816,13 @@ func TestSchedulePanicDoesNotStopTheJob(t *testing.T) {
 	log, _ := logtest.NewNullLogger()
 	p := newFakePool()
 	var calls atomic.Int32
-	p.replay = func() ([]pusher.ReplayResult, error) {
+	p.replay = func() ([]Result, error) {
 		if calls.Add(1) == 1 {
 			panic("boom")
 		}
 		return nil, nil
 	}
-	s, err := NewSchedule(scheduleConfig(time.Second, false, 0), p, log)
+	s, err := NewSchedule(scheduleConfig(time.Second, false, 0), p, p, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package rsync
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +13,6 @@ import (
 	"github.com/sersyncd/sersyncd/internal/pusher"
 	"github.com/sersyncd/sersyncd/internal/queue"
 	"github.com/sersyncd/sersyncd/internal/testutil"
-	"github.com/sirupsen/logrus"
 )
 
 func TestProbeAddr(t *testing.T) {
@@ -46,21 +44,15 @@ func TestProbeAddr(t *testing.T) {
 // on the same port: the target must equal the source, byte for byte,
 // within 5 s, and the daemon must not have been sent an rsync while down.
 func TestTargetDownForAnHour(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	d := testutil.StartDaemon(t, testutil.DaemonOptions{})
 	src := t.TempDir()
 	tgt := New(Options{Source: src, Dest: "127.0.0.1::" + d.Module, Port: d.Port, Params: []string{"-artuz"}, Standby: 10 * time.Second})
 	name := tgt.Name()
-	q, err := queue.Open(filepath.Join(t.TempDir(), "queue.db"), []string{name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
+	q, _ := testutil.OpenQueue(t, queue.Open, "", name)
 	var pushes atomic.Int32
 	obs := observerFunc(func(string, []string, time.Duration, error) { pushes.Add(1) })
-	p := pusher.New(q, []pusher.Target{tgt}, pusher.Options{Workers: 2, BackoffMin: time.Hour, BackoffMax: time.Hour, Log: discard(), Observer: obs})
+	p := pusher.New(q, []pusher.Target{tgt}, pusher.Options{Workers: 2, BackoffMin: time.Hour, BackoffMax: time.Hour, Log: testutil.QuietLog(), Observer: obs})
 	stop, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); p.Run(stop, context.Background()) }()
@@ -120,10 +112,4 @@ type observerFunc func(target string, paths []string, took time.Duration, err er
 
 func (f observerFunc) Pushed(target string, paths []string, took time.Duration, err error) {
 	f(target, paths, took, err)
-}
-
-func discard() logrus.FieldLogger {
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	return log
 }

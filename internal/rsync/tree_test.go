@@ -263,9 +263,7 @@ func treeCases() []treeCase {
 // but for what the filter excludes and what a target that keeps deleted
 // files keeps.
 func TestTreePushConverges(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	d := testutil.StartDaemon(t, testutil.DaemonOptions{})
 	sshd := testutil.StartSSHD(t)
 	kinds := []struct {
@@ -359,9 +357,7 @@ func kindOf(t *testing.T, side, src, dst, rel string) string {
 // pool isolates it, and the rest of the tree arrives. rsync runs as nobody
 // here, so that root's reading everything does not hide the failure.
 func TestTreePushPartialFailure(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	setpriv, err := exec.LookPath("setpriv")
 	if err != nil || os.Geteuid() != 0 {
 		t.Skip("needs root and setpriv to run rsync as nobody")

@@ -2,15 +2,12 @@ package rsync
 
 import (
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/sirupsen/logrus"
 
 	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/pusher"
@@ -166,9 +163,7 @@ func typeChanges(outside string) []typeChange {
 // queue and real rsync to a daemon and over ssh: the target must end equal
 // to the source with nothing failing or left in the queue.
 func TestTypeChangesConverge(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
+	testutil.Integration(t)
 	d := testutil.StartDaemon(t, testutil.DaemonOptions{})
 	sshd := testutil.StartSSHD(t)
 	outside := t.TempDir()
@@ -202,16 +197,11 @@ func TestTypeChangesConverge(t *testing.T) {
 				}
 				tc.change(t, src)
 				name := tgt.Name()
-				q, err := queue.Open(filepath.Join(t.TempDir(), "queue.db"), []string{name})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer q.Close()
+				q, _ := testutil.OpenQueue(t, queue.Open, "", name)
 				if err := q.AddTarget(name, tc.queued); err != nil {
 					t.Fatal(err)
 				}
-				log := logrus.New()
-				log.SetOutput(io.Discard)
+				log := testutil.QuietLog()
 				p := pusher.New(q, []pusher.Target{tgt}, pusher.Options{Workers: 2, BackoffMax: time.Minute, Log: log})
 				stop, cancelStop := context.WithCancel(context.Background())
 				done := make(chan struct{})

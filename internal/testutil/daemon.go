@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sersyncd/sersyncd/internal/testutil/plain"
 )
 
 const daemonStartTimeout = 5 * time.Second
@@ -203,7 +205,7 @@ func (d *Daemon) Start() {
 			break
 		}
 		if !d.started && !d.fixedPort {
-			if p, err := freePort(); err == nil {
+			if p, err := plain.FreePort(); err == nil {
 				d.Port = p
 			}
 		} else {

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -18,6 +19,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sersyncd/sersyncd/internal/testutil/plain"
+	"github.com/sirupsen/logrus"
 )
 
 // FreePort returns a free TCP port on 127.0.0.1.
@@ -26,20 +30,11 @@ import (
 // before the caller binds; starters that can detect a failed bind retry.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	port, err := freePort()
+	port, err := plain.FreePort()
 	if err != nil {
 		t.Fatalf("testutil: FreePort: %v", err)
 	}
 	return port
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // RequireRsync skips the test when rsync is not on PATH.
@@ -124,21 +119,14 @@ func moduleRootFrom(dir string) (string, error) {
 
 // Buffer is a bytes.Buffer that a test may read while something else
 // writes it: a child's output, a logger's.
-type Buffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+type Buffer = plain.Buffer
 
-func (b *Buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *Buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+// QuietLog is a logger that writes nowhere, for code under test that
+// must be given one.
+func QuietLog() *logrus.Logger {
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	return log
 }
 
 // killGroup kills the whole process group so that children (rsync daemon
@@ -199,4 +187,13 @@ func InotifyWatchesInUse() int {
 		}
 	}
 	return n
+}
+
+// Integration skips t under -short: an integration test starts real
+// processes (rsync daemons, sshd, sersyncd) and takes seconds.
+func Integration(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test")
+	}
 }

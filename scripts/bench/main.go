@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sersyncd/sersyncd/internal/testutil/plain"
 )
 
 var allContenders = []string{"sersyncd", "lsyncd", "script", "limit"}
@@ -240,7 +242,7 @@ func runCell(base, bin, cname string, w workload, k int, s sizes) (r *result) {
 	if err := os.MkdirAll(e.src, 0o755); err != nil {
 		return fail("%v", err)
 	}
-	port, err := freePort()
+	port, err := plain.FreePort()
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sersyncd/sersyncd/internal/testutil/plain"
 )
 
 // clkTck is USER_HZ; Linux reports it as 100 on every architecture Go runs on.
@@ -22,25 +23,8 @@ const clkTck = 100
 type proc struct {
 	name string
 	cmd  *exec.Cmd
-	out  *lockedBuf
+	out  *plain.Buffer
 	done chan struct{}
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 var registry struct {
@@ -50,7 +34,7 @@ var registry struct {
 
 // startProc starts name in a new process group with output captured.
 func startProc(name string, args []string, env []string) (*proc, error) {
-	p := &proc{name: name, cmd: exec.Command(name, args...), out: &lockedBuf{}, done: make(chan struct{})}
+	p := &proc{name: name, cmd: exec.Command(name, args...), out: &plain.Buffer{}, done: make(chan struct{})}
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
 	if env != nil {

@@ -19,15 +19,6 @@ type rsyncd struct {
 	p                          *proc
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func startRsyncd(base, ip, module string, port int) (*rsyncd, error) {
 	d := &rsyncd{ip: ip, module: module, port: port,
 		dir:  filepath.Join(base, module),

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/sersyncd/sersyncd/internal/testutil/plain"
 )
 
 // scaleResult: sersyncd watching many directories, with one pending record
@@ -33,7 +35,7 @@ func runScale(base, bin string, s sizes) *scaleResult {
 		res.Err = fmt.Sprintf(format, args...)
 		return res
 	}
-	port, err := freePort()
+	port, err := plain.FreePort()
 	if err != nil {
 		return fail("%v", err)
 	}
