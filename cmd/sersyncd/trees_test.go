@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -158,18 +157,8 @@ func TestBigFileInNewDirectory(t *testing.T) {
 // here, so that root's reading everything does not hide the failure.
 func TestNewDirectoryPartialFailure(t *testing.T) {
 	testutil.Integration(t)
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil || os.Geteuid() != 0 {
-		t.Skip("needs root and setpriv to run rsync as nobody")
-	}
-	rsync, err := exec.LookPath("rsync")
-	if err != nil {
-		t.Skip("no rsync")
-	}
+	bin := filepath.Dir(testutil.RsyncAsNobody(t))
 	onTmpfs(t)
-	bin := t.TempDir()
-	wrapper := fmt.Sprintf("#!/bin/sh\nexec %s --reuid=65534 --regid=65534 --clear-groups %s \"$@\"\n", setpriv, rsync)
-	must(t, os.WriteFile(filepath.Join(bin, "rsync"), []byte(wrapper), 0o755))
 	e := newEnv(t, envOptions{targets: 1, backoffMax: "2s"})
 	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
 	for _, dir := range []string{filepath.Dir(e.dir), e.dir} {

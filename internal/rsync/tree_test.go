@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -358,19 +357,8 @@ func kindOf(t *testing.T, side, src, dst, rel string) string {
 // here, so that root's reading everything does not hide the failure.
 func TestTreePushPartialFailure(t *testing.T) {
 	testutil.Integration(t)
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil || os.Geteuid() != 0 {
-		t.Skip("needs root and setpriv to run rsync as nobody")
-	}
-	rsync, err := exec.LookPath("rsync")
-	if err != nil {
-		t.Skip("no rsync")
-	}
+	bin := testutil.RsyncAsNobody(t)
 	d := testutil.StartDaemon(t, testutil.DaemonOptions{})
-	bin := filepath.Join(t.TempDir(), "rsync")
-	if err := os.WriteFile(bin, []byte(fmt.Sprintf("#!/bin/sh\nexec %s --reuid=65534 --regid=65534 --clear-groups %s \"$@\"\n", setpriv, rsync)), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	src := filepath.Join(t.TempDir(), "src")
 	// nobody must reach the source.
 	for _, dir := range []string{filepath.Dir(filepath.Dir(src)), filepath.Dir(src)} {
@@ -386,7 +374,7 @@ func TestTreePushPartialFailure(t *testing.T) {
 	tgt := New(Options{Binary: bin, Source: src, Dest: "127.0.0.1::" + d.Module, Port: d.Port, Params: []string{"-a"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err = tgt.Push(ctx, []change.Change{{Path: "new", Tree: true}})
+	err := tgt.Push(ctx, []change.Change{{Path: "new", Tree: true}})
 	if o := pusher.OutcomeOf(err); o != pusher.Partial {
 		t.Fatalf("outcome %v (%v), want Partial", o, err)
 	}
