@@ -725,14 +725,15 @@ func TestQueueDiskFull(t *testing.T) {
 	e.db = filepath.Join(dbDir, "queue.db")
 	p := e.start()
 	e.write("before", "before the disk filled up")
+	// The directories before: a new directory's files are one record.
+	for d := 0; d < 20; d++ {
+		must(t, os.Mkdir(e.path(fmt.Sprintf("d%02d", d)), 0o755))
+	}
 	e.converge(10*time.Second, "before the disk filled up")
 	filler := fillDisk(t, dbDir)
 	// Enough records that the queue file has to grow.
 	long := strings.Repeat("n", 100)
 	for i := 0; i < 2000; i++ {
-		if i%100 == 0 {
-			must(t, os.Mkdir(e.path(fmt.Sprintf("d%02d", i/100)), 0o755))
-		}
 		e.write(fmt.Sprintf("d%02d/%s%04d", i/100, long, i), fmt.Sprint(i))
 	}
 	waitLog(t, e, 15*time.Second, "no space left on device")

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -43,18 +42,8 @@ func TestTargetPushedWithinSecondsOfItsReturn(t *testing.T) {
 // hide the failure.
 func TestChmodPushesAParkedFile(t *testing.T) {
 	testutil.Integration(t)
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil || os.Geteuid() != 0 {
-		t.Skip("needs root and setpriv to run rsync as nobody")
-	}
-	rsync, err := exec.LookPath("rsync")
-	if err != nil {
-		t.Skip("no rsync")
-	}
+	bin := filepath.Dir(testutil.RsyncAsNobody(t))
 	onTmpfs(t)
-	bin := t.TempDir()
-	wrapper := fmt.Sprintf("#!/bin/sh\nexec %s --reuid=65534 --regid=65534 --clear-groups %s \"$@\"\n", setpriv, rsync)
-	must(t, os.WriteFile(filepath.Join(bin, "rsync"), []byte(wrapper), 0o755))
 	e := newEnv(t, envOptions{targets: 1, backoffMax: "10m"})
 	// After the rsync daemon started: only sersyncd's rsyncs are nobody's.
 	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))

@@ -164,19 +164,22 @@ func (t *Target) FullPushArgs(extraExcludes []string) []string {
 	return append(args, "--from0", stdin, "--", t.opt.Source+"/", t.opt.Dest+"/")
 }
 
-// Push runs one rsync for all changes: the standby one when there is one.
-// The renames among them are replayed on the target first (move.go).
+// Push replays the renames among changes on the target first (move.go),
+// then runs one rsync for all plain changes (the standby one when there
+// is one), and the recursive push of the tree changes (tree.go).
 func (t *Target) Push(ctx context.Context, changes []change.Change) error {
 	changes = pushedWhole(changes, t.runMoves(ctx, t.moves(changes)))
 	if len(changes) == 0 {
 		return nil // the moves did it all
 	}
-	return pushError(t.push(ctx, t.listed(changes)))
+	return pushError(t.pushChanges(ctx, changes))
 }
 
+// push runs one rsync for the listed paths, which underTypeChanges has
+// mapped already.
 func (t *Target) push(ctx context.Context, paths []string) error {
 	var list bytes.Buffer
-	for _, p := range underTypeChanges(t.opt.Source, paths) {
+	for _, p := range paths {
 		// rsync skips --files-from entries that start with ';' or '#' as
 		// comments, even with --from0; "./" keeps every name a name.
 		list.WriteString("./")
@@ -225,7 +228,7 @@ func (t *Target) fullPush(ctx context.Context, extraExcludes []string) error {
 	if !t.opt.Filter.HasExpressions() {
 		return t.run(ctx, t.withProgress(t.FullPushArgs(extraExcludes)), bytes.NewBuffer(t.opt.Filter.Rules().NULList()))
 	}
-	excluded, wanted, err := t.walk(ctx, true)
+	excluded, wanted, err := t.walk(ctx, "", true)
 	if err != nil {
 		return err
 	}
@@ -298,12 +301,17 @@ func parentDir(p string) string {
 	return ""
 }
 
-// walk lists the source under the filter: every excluded path as an
-// anchored exclude rule, and (withWanted) every other path as "./rel", both
-// NUL-terminated. A directory excluded is one rule; nothing below it is read.
-func (t *Target) walk(ctx context.Context, withWanted bool) (excluded, wanted *bytes.Buffer, err error) {
+// walk lists the source below under (relative; "" for all of it) under the
+// filter: every excluded path as an anchored exclude rule, and (withWanted)
+// every other path as "./rel", both NUL-terminated. A directory excluded is
+// one rule; nothing below it is read.
+func (t *Target) walk(ctx context.Context, under string, withWanted bool) (excluded, wanted *bytes.Buffer, err error) {
 	excluded, wanted = &bytes.Buffer{}, &bytes.Buffer{}
-	err = filepath.WalkDir(t.opt.Source, func(p string, d fs.DirEntry, err error) error {
+	start := t.opt.Source
+	if under != "" {
+		start = t.opt.Source + "/" + under
+	}
+	err = filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || p == t.opt.Source {
 			return nil // vanished or unreadable: rsync reports it itself
 		}
@@ -323,7 +331,7 @@ func (t *Target) walk(ctx context.Context, withWanted bool) (excluded, wanted *b
 		return ctx.Err()
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("walk %s: %w", t.opt.Source, err)
+		return nil, nil, fmt.Errorf("walk %s: %w", start, err)
 	}
 	return excluded, wanted, nil
 }
@@ -335,7 +343,7 @@ func (t *Target) ExcludeRules(ctx context.Context) ([]byte, error) {
 	if t.opt.Filter.Empty() {
 		return nil, nil
 	}
-	excluded, _, err := t.walk(ctx, false)
+	excluded, _, err := t.walk(ctx, "", false)
 	if err != nil {
 		return nil, err
 	}

@@ -2,47 +2,383 @@ package rsync
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/filter"
+	"github.com/sersyncd/sersyncd/internal/pusher"
+	"github.com/sersyncd/sersyncd/internal/testutil"
 )
 
-// TestTreeChangeListsItsContent: a Tree change pushes its directory and
-// everything below it that the filter keeps; a plain change of a directory
-// only the directory.
-func TestTreeChangeListsItsContent(t *testing.T) {
-	src := t.TempDir()
-	for _, f := range []string{"new/a", "new/sub/b", "new/x.tmp", "new/cache/c", "old/d"} {
-		p := filepath.Join(src, f)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(f), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	flt, err := filter.New([]string{`(.*)\.tmp`, `^new/cache`})
+// The argv of a tree push: the directories as absolute arguments after
+// "--", recursive and relative, deletions as the target allows, the filter
+// on stdin the way a full push reads it.
+func TestTreePushArgs(t *testing.T) {
+	rules, err := filter.ParseRules("rules", []byte("- *.tmp\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin, _, stdinFile := fakeRsync(t, "exit 0")
-	tgt := New(Options{Binary: bin, Source: src, Dest: "h::m", Filter: flt})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := tgt.Push(ctx, []change.Change{{Path: "new", Tree: true}, {Path: "old"}}); err != nil {
+	withRules, err := filter.NewWithRules(nil, rules)
+	if err != nil {
 		t.Fatal(err)
 	}
-	stdin, _ := os.ReadFile(stdinFile)
-	got := strings.Split(strings.TrimSuffix(string(stdin), "\x00"), "\x00")
-	slices.Sort(got)
-	want := []string{"./new", "./new/a", "./new/sub", "./new/sub/b", "./old"}
-	if !slices.Equal(got, want) {
-		t.Fatalf("listed %q, want %q", got, want)
+	withExprs, err := filter.New([]string{`(.*)\.tmp`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs := []string{"new", "-rf", "a\nb", ";c", "d/e"}
+	cases := []struct {
+		name   string
+		opt    Options
+		want   []string // options it must carry
+		absent []string // options it must not carry
+		args   []string // after "--"
+	}{
+		{
+			name:   "daemon",
+			opt:    Options{Source: "/data", Dest: "h::m"},
+			want:   []string{"--recursive", "--relative", "--ignore-times", "--delete-missing-args", "--delete", "--force", "--from0", "--exclude-from=-", "--links"},
+			absent: []string{"--files-from", "--no-recursive", "--ignore-missing-args"},
+			args:   []string{"/data/./new", "/data/./-rf", "/data/./a\nb", "/data/./;c", "/data/./d/e", "h::m/"},
+		},
+		{
+			name:   "keeps deleted files: nothing deleted, nothing forced",
+			opt:    Options{Source: "/data/", Dest: "h::m", KeepDeleted: true},
+			want:   []string{"--recursive", "--relative", "--ignore-missing-args"},
+			absent: []string{"--delete", "--delete-missing-args", "--force"},
+			args:   []string{"/data/./new", "/data/./-rf", "/data/./a\nb", "/data/./;c", "/data/./d/e", "h::m/"},
+		},
+		{
+			name:   "rsync rules: merged from stdin",
+			opt:    Options{Source: "/data", Dest: "u@h:/b", SSHCommand: "ssh", Filter: withRules},
+			want:   []string{"--filter=merge -", "--rsh=ssh"},
+			absent: []string{"--exclude-from"},
+			args:   []string{"/data/./new", "/data/./-rf", "/data/./a\nb", "/data/./;c", "/data/./d/e", "u@h:/b/"},
+		},
+		{
+			name:   "sersync expressions: anchored excludes from stdin",
+			opt:    Options{Source: "/data", Dest: "h::m", Filter: withExprs},
+			want:   []string{"--exclude-from=-"},
+			absent: []string{"--filter"},
+			args:   []string{"/data/./new", "/data/./-rf", "/data/./a\nb", "/data/./;c", "/data/./d/e", "h::m/"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := New(tc.opt).TreePushArgs(dirs)
+			opts := options(t, args)
+			for _, w := range tc.want {
+				if !containsString(opts, w) {
+					t.Errorf("lacks %q: %q", w, args)
+				}
+			}
+			for _, n := range tc.absent {
+				if hasOption(opts, n) {
+					t.Errorf("has %s: %q", n, args)
+				}
+			}
+			if got := args[len(opts)+1:]; !reflect.DeepEqual(got, tc.args) {
+				t.Errorf("arguments %q, want %q", got, tc.args)
+			}
+		})
+	}
+}
+
+func TestArgChunks(t *testing.T) {
+	cases := []struct {
+		name  string
+		dirs  []string
+		limit int
+		want  [][]string
+	}{
+		{"all in one", []string{"a", "b", "c"}, 100, [][]string{{"a", "b", "c"}}},
+		{"split at the limit", []string{"aaa", "bbb", "ccc"}, 2 * (10 + 3 + 1), [][]string{{"aaa", "bbb"}, {"ccc"}}},
+		{"one longer than the limit goes alone", []string{"a", strings.Repeat("x", 50), "b"}, 30, [][]string{{"a"}, {strings.Repeat("x", 50)}, {"b"}}},
+		{"none", nil, 10, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := argChunks(10, tc.dirs, tc.limit); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("argChunks = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// What a batch of changes becomes: trees not below another tree, and the
+// plain paths no tree covers.
+func TestSplitChanges(t *testing.T) {
+	src := t.TempDir()
+	mkfile(t, src, "new/sub/f", "f")
+	mkfile(t, src, "file", "now a file")
+	tgt := New(Options{Source: src})
+	trees, paths := tgt.split([]change.Change{
+		{Path: "new/sub", Tree: true}, {Path: "new", Tree: true}, {Path: "new/sub/f"}, {Path: "new"},
+		{Path: "newer"}, {Path: "file/t", Tree: true}, {Path: "other/x"},
+	})
+	if want := []string{"new"}; !reflect.DeepEqual(trees, want) {
+		t.Errorf("trees %q, want %q", trees, want)
+	}
+	// "other" is missing on the source: its removal is what is pushed.
+	if want := []string{"newer", "file", "other"}; !reflect.DeepEqual(paths, want) {
+		t.Errorf("paths %q, want %q", paths, want)
+	}
+}
+
+// treeCase is a source pushed whole first, a change to it, and the
+// changes queued for it.
+type treeCase struct {
+	name        string
+	filter      func(t *testing.T) *filter.Filter
+	keepDeleted bool
+	before      func(t *testing.T, src string)
+	change      func(t *testing.T, src string)
+	changes     []change.Change
+	// excluded: paths the target must not have (filtered out); kept:
+	// paths the target must still have although the source has not.
+	excluded, kept []string
+}
+
+func treeCases() []treeCase {
+	exprs := func(t *testing.T) *filter.Filter {
+		f, err := filter.New([]string{`(.*)\.tmp`, `^new/cache`})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	rules := func(t *testing.T) *filter.Filter {
+		rs, err := filter.ParseRules("rules", []byte("- *.tmp\n- /new/cache/\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := filter.NewWithRules(nil, rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	old := func(t *testing.T, src string) { mkfile(t, src, "old/f", "old") }
+	newTree := func(t *testing.T, src string) {
+		for _, f := range []string{"new/a", "new/sub/b", "new/sub/deeper/c", "new/-rf", "new/x\ny", "new/;semi", "new/#hash", "new/sp ace"} {
+			mkfile(t, src, f, "content of "+f)
+		}
+		symlink(t, "a", src, "new/link")
+	}
+	withExcluded := func(t *testing.T, src string) {
+		newTree(t, src)
+		mkfile(t, src, "new/x.tmp", "excluded")
+		mkfile(t, src, "new/sub/y.tmp", "excluded")
+		mkfile(t, src, "new/cache/c", "excluded")
+	}
+	// remade is "d" removed and made again: a file of the same size and
+	// mtime as the old one, another gone, a new one.
+	remadeBefore := func(t *testing.T, src string) {
+		mkfile(t, src, "d/same", "AAAA")
+		mkfile(t, src, "d/gone", "gone")
+	}
+	remade := func(t *testing.T, src string) {
+		fi, err := os.Stat(filepath.Join(src, "d/same"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rmAll(t, src, "d")
+		mkfile(t, src, "d/same", "BBBB")
+		mkfile(t, src, "d/new", "new")
+		if err := os.Chtimes(filepath.Join(src, "d/same"), fi.ModTime(), fi.ModTime()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []treeCase{
+		{
+			name: "a new tree with nested directories, odd names and a symlink", before: old, change: newTree,
+			changes: []change.Change{{Path: "new", Tree: true}},
+		},
+		{
+			name: "plain paths at and below the tree in the same batch", before: old,
+			change: func(t *testing.T, src string) {
+				newTree(t, src)
+				mkfile(t, src, "old/g", "beside")
+			},
+			changes: []change.Change{{Path: "new/a"}, {Path: "new", Tree: true}, {Path: "new/sub", Tree: true}, {Path: "new/gone"}, {Path: "new"}, {Path: "old/g"}},
+		},
+		{
+			name: "sersync expressions: what they exclude stays out", filter: exprs, before: old, change: withExcluded,
+			changes:  []change.Change{{Path: "new", Tree: true}},
+			excluded: []string{"new/x.tmp", "new/sub/y.tmp", "new/cache"},
+		},
+		{
+			name: "rsync rules: what they exclude stays out", filter: rules, before: old, change: withExcluded,
+			changes:  []change.Change{{Path: "new", Tree: true}},
+			excluded: []string{"new/x.tmp", "new/sub/y.tmp", "new/cache"},
+		},
+		{
+			name: "a tree gone from the source is deleted", before: func(t *testing.T, src string) { old(t, src); newTree(t, src) },
+			change:  func(t *testing.T, src string) { rmAll(t, src, "new") },
+			changes: []change.Change{{Path: "new", Tree: true}},
+		},
+		{
+			name: "removed and made again: old content goes, a same-size same-mtime rewrite arrives", before: remadeBefore, change: remade,
+			changes: []change.Change{{Path: "d", Tree: true}},
+		},
+		{
+			name: "a tree below a directory that is a file now", before: func(t *testing.T, src string) { mkfile(t, src, "p/q/r", "r") },
+			change: func(t *testing.T, src string) {
+				rmAll(t, src, "p")
+				mkfile(t, src, "p", "a file now")
+			},
+			changes: []change.Change{{Path: "p/q", Tree: true}},
+		},
+		{
+			name: "a tree now a file", before: func(t *testing.T, src string) { mkfile(t, src, "p/q", "q") },
+			change: func(t *testing.T, src string) {
+				rmAll(t, src, "p")
+				mkfile(t, src, "p", "a file now")
+			},
+			changes: []change.Change{{Path: "p", Tree: true}},
+		},
+		{
+			name: "keeps deleted files: a tree gone stays, old content stays", keepDeleted: true,
+			before: func(t *testing.T, src string) { newTree(t, src); remadeBefore(t, src) },
+			change: func(t *testing.T, src string) {
+				rmAll(t, src, "new")
+				remade(t, src)
+			},
+			changes: []change.Change{{Path: "new", Tree: true}, {Path: "d", Tree: true}},
+			kept:    []string{"new/a", "new/sub/deeper/c", "d/gone"},
+		},
+	}
+}
+
+// TestTreePushConverges pushes tree changes with the real rsync to a
+// daemon and over ssh; the target must equal the source byte for byte,
+// but for what the filter excludes and what a target that keeps deleted
+// files keeps.
+func TestTreePushConverges(t *testing.T) {
+	testutil.Integration(t)
+	d := testutil.StartDaemon(t, testutil.DaemonOptions{})
+	sshd := testutil.StartSSHD(t)
+	kinds := []struct {
+		name   string
+		target func(opt Options, name string) (*Target, string)
+	}{
+		{"daemon", func(opt Options, name string) (*Target, string) {
+			opt.Dest, opt.Port = "127.0.0.1::"+d.Module+"/"+name, d.Port
+			return New(opt), filepath.Join(d.Dir, name)
+		}},
+		{"ssh", func(opt Options, _ string) (*Target, string) {
+			dst := t.TempDir()
+			opt.Dest, opt.SSHCommand = "127.0.0.1:"+dst, sshd.Command
+			return New(opt), dst
+		}},
+	}
+	for _, kind := range kinds {
+		for i, tc := range treeCases() {
+			t.Run(kind.name+"/"+tc.name, func(t *testing.T) {
+				src := t.TempDir()
+				opt := Options{Source: src, Params: []string{"-artuz"}, KeepDeleted: tc.keepDeleted}
+				if tc.filter != nil {
+					opt.Filter = tc.filter(t)
+				}
+				tgt, dst := kind.target(opt, fmt.Sprintf("case%d", i))
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				tc.before(t, src)
+				if err := tgt.FullPush(ctx, nil); err != nil {
+					t.Fatalf("full push before: %v", err)
+				}
+				tc.change(t, src)
+				if err := tgt.Push(ctx, tc.changes); err != nil {
+					t.Fatalf("push %+v: %v", tc.changes, err)
+				}
+				// Expected: an excluded path only in the source, a kept one
+				// (or the directory holding it) only in the target.
+				expected := func(l string, paths []string, side string) bool {
+					for _, p := range paths {
+						for q := p; q != "."; q = filepath.Dir(q) {
+							if l == fmt.Sprintf("%q: only in %s (%s)", q, side, kindOf(t, side, src, dst, q)) {
+								return true
+							}
+						}
+					}
+					return false
+				}
+				var diff []string
+				for _, l := range testutil.DiffTrees(src, dst) {
+					if !expected(l, tc.excluded, "src") && !expected(l, tc.kept, "dst") {
+						diff = append(diff, l)
+					}
+				}
+				if len(diff) > 0 {
+					t.Fatalf("target differs from the source:\n%s", strings.Join(diff, "\n"))
+				}
+				for _, p := range tc.excluded {
+					if _, err := os.Lstat(filepath.Join(dst, p)); !errors.Is(err, os.ErrNotExist) {
+						t.Errorf("excluded %q is on the target (%v)", p, err)
+					}
+				}
+				for _, p := range tc.kept {
+					if _, err := os.Lstat(filepath.Join(dst, p)); err != nil {
+						t.Errorf("%q, deleted on the source, is gone from a target that keeps it: %v", p, err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// kindOf is how DiffTrees names the type of rel on side.
+func kindOf(t *testing.T, side, src, dst, rel string) string {
+	root := src
+	if side == "dst" {
+		root = dst
+	}
+	fi, err := os.Lstat(filepath.Join(root, rel))
+	switch {
+	case err != nil:
+		return "missing"
+	case fi.IsDir():
+		return "dir"
+	case fi.Mode().IsRegular():
+		return "file"
+	}
+	return fi.Mode().Type().String()
+}
+
+// A tree push that fails for one file (exit 23) fails partially, so the
+// pool isolates it, and the rest of the tree arrives. rsync runs as nobody
+// here, so that root's reading everything does not hide the failure.
+func TestTreePushPartialFailure(t *testing.T) {
+	testutil.Integration(t)
+	bin := testutil.RsyncAsNobody(t)
+	d := testutil.StartDaemon(t, testutil.DaemonOptions{})
+	src := filepath.Join(t.TempDir(), "src")
+	// nobody must reach the source.
+	for _, dir := range []string{filepath.Dir(filepath.Dir(src)), filepath.Dir(src)} {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mkfile(t, src, "new/readable", "r")
+	mkfile(t, src, "new/secret", "s")
+	if err := os.Chmod(filepath.Join(src, "new/secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tgt := New(Options{Binary: bin, Source: src, Dest: "127.0.0.1::" + d.Module, Port: d.Port, Params: []string{"-a"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := tgt.Push(ctx, []change.Change{{Path: "new", Tree: true}})
+	if o := pusher.OutcomeOf(err); o != pusher.Partial {
+		t.Fatalf("outcome %v (%v), want Partial", o, err)
+	}
+	if b, rerr := os.ReadFile(filepath.Join(d.Dir, "new/readable")); rerr != nil || string(b) != "r" {
+		t.Errorf("the readable file of the tree: %q, %v (push: %v)", b, rerr, err)
 	}
 }

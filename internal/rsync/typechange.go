@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/sersyncd/sersyncd/internal/change"
 )
 
 // underTypeChanges maps each listed path below a directory that is no
@@ -21,12 +23,16 @@ import (
 // was parked forever. The ancestor's own event queues it too, but it may be
 // in a later batch. The source is never looked at through a symlink: the
 // path is checked component by component with lstat, from the root down.
-func underTypeChanges(root string, paths []string) []string {
+//
+// A change mapped to its ancestor is a plain change of the ancestor (no
+// longer a directory, so there is nothing below it to push recursively);
+// changes of one path are merged (change.Merge).
+func underTypeChanges(root string, changes []change.Change) []change.Change {
 	isDir := map[string]bool{} // relative directory -> still a directory; for the batch
-	seen := make(map[string]bool, len(paths))
-	out := make([]string, 0, len(paths))
-	for _, p := range paths {
-		q := p
+	at := make(map[string]int, len(changes))
+	out := make([]change.Change, 0, len(changes))
+	for _, c := range changes {
+		p, q := c.Path, c.Path
 		for i := 1; i < len(p); i++ {
 			if p[i] != '/' {
 				continue
@@ -42,10 +48,15 @@ func underTypeChanges(root string, paths []string) []string {
 				break
 			}
 		}
-		if !seen[q] {
-			seen[q] = true
-			out = append(out, q)
+		if q != p {
+			c = change.Change{Path: q}
 		}
+		if i, ok := at[q]; ok {
+			out[i] = change.Merge(out[i], c)
+			continue
+		}
+		at[q] = len(out)
+		out = append(out, c)
 	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/pusher"
 	"github.com/sersyncd/sersyncd/internal/queue"
 	"github.com/sersyncd/sersyncd/internal/testutil"
@@ -39,10 +40,18 @@ func TestUnderTypeChanges(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := underTypeChanges(root, tc.paths); !reflect.DeepEqual(got, tc.want) {
+			if got := change.Paths(underTypeChanges(root, change.Of(tc.paths))); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("underTypeChanges(%q) = %q, want %q", tc.paths, got, tc.want)
 			}
 		})
+	}
+	// A tree below a directory that is no longer one is a plain change of
+	// that ancestor; one still in place stays a tree, and a plain change of
+	// the same path merges into it.
+	got := underTypeChanges(root, []change.Change{{Path: "file/new", Tree: true}, {Path: "d/sub", Tree: true}, {Path: "d/sub"}, {Path: "gone/t", Tree: true}})
+	want := []change.Change{{Path: "file"}, {Path: "d/sub", Tree: true}, {Path: "gone"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("underTypeChanges of trees = %+v, want %+v", got, want)
 	}
 }
 

@@ -152,6 +152,7 @@ func (w *Watcher) fallBackToFullSync(held int) {
 	w.mu.Lock()
 	for p, c := range w.pending {
 		if c.last < w.since(before) {
+			w.forgetTreeLocked(p, c)
 			delete(w.pending, p)
 		}
 	}
@@ -236,12 +237,18 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 	if !all {
 		ready = w.holdForMovesLocked(ready)
 	}
+	trees := map[string]bool{}
 	for _, p := range ready {
 		// A complete file handed on is done with: a later save of it
-		// starts afresh (settle.go).
-		if c := w.pending[p]; c.complete {
+		// starts afresh (settle.go); so is a tree (trees.go).
+		switch c := w.pending[p]; {
+		case c.tree != nil:
+			trees[p] = true
+			w.forgetTreeLocked(p, c)
 			delete(w.recent, p)
-		} else {
+		case c.complete:
+			delete(w.recent, p)
+		default:
 			w.recent[p] = handedOn{at: w.since(now), events: c.events}
 		}
 		delete(w.pending, p)
@@ -272,14 +279,27 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 	if len(ready) == 0 {
 		return nil
 	}
-	w.commits.Note(now, len(ready))
+	// A tree change is a directory of new content: a batch of its own.
+	w.commits.Note(now, len(ready)+len(trees)*(busyPaths-1))
+	for i := range changes {
+		changes[i].Tree = trees[changes[i].Path]
+	}
 	if err := w.opt.Sink.Add(changes); err != nil {
 		// Put them back: a change is only forgotten once it is durable.
 		w.mu.Lock()
 		w.putBackMovesLocked(changes, now)
 		for _, p := range ready {
-			if _, ok := w.pending[p]; !ok {
-				w.pending[p] = &held{first: w.since(now), last: w.since(now)}
+			c := w.pending[p]
+			if c == nil {
+				c = &held{first: w.since(now), last: w.since(now)}
+				w.pending[p] = c
+			}
+			if trees[p] && c.tree == nil {
+				// Its scan is done: it only waits for the sink again.
+				c.tree = &treeState{}
+				if _, t := w.treeAboveLocked(p); t == nil {
+					w.trees[p] = c
+				}
 			}
 		}
 		w.mu.Unlock()

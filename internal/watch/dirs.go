@@ -18,13 +18,13 @@ import (
 	"time"
 )
 
-// scanRecordChunk is how many paths a scan records at a time.
-const scanRecordChunk = 1024
+// scanNoteChunk is how many files a scan notes at a time (foundInTree).
+const scanNoteChunk = 1024
 
 type dirOpKind int
 
 const (
-	opScan    dirOpKind = iota // watch a new directory subtree and record everything in it
+	opScan    dirOpKind = iota // watch a new directory subtree (its tree change waits for it)
 	opUnwatch                  // drop the watches of a directory subtree that went away
 	opResync                   // re-add every watch, then ask for a full push
 )
@@ -32,6 +32,7 @@ const (
 type dirOp struct {
 	kind dirOpKind
 	rel  string
+	tree *held // opScan: the pending tree change rel belongs to (trees.go)
 }
 
 // maxUserWatchesPath is the sysctl that bounds inotify watches per user.
@@ -111,11 +112,13 @@ func (w *Watcher) Dirs() int {
 }
 
 // watchTree adds a watch on rel and every directory below it, each watch
-// before its directory is read, so an entry made meanwhile is either read or
-// reported. With record, every entry found is recorded as changed. When the
-// kernel refuses a watch (ENOSPC) the walk goes on, recording, and a
-// *WatchLimitError is returned at the end.
-func (w *Watcher) watchTree(rel string, record bool) error {
+// before its directory is read, so a directory made meanwhile is either
+// read or reported. When the kernel refuses a watch (ENOSPC) the walk goes
+// on and a *WatchLimitError is returned at the end. What a new directory
+// holds is not recorded here: its tree change, handed on after this scan,
+// pushes all of it (trees.go); the files found are only noted in tree, so
+// that one still being written holds it.
+func (w *Watcher) watchTree(rel string, tree *held) error {
 	root := w.abs(rel)
 	var limit *WatchLimitError
 	seen := 0
@@ -127,17 +130,14 @@ func (w *Watcher) watchTree(rel string, record bool) error {
 			w.requestFullSync(unwatched)
 		}
 	}()
-	// What the scan finds is recorded in chunks, each under one lock and one
-	// time, so the flush goroutine cannot hand on a directory moved in ahead
-	// of the files in it: one move is one commit, and one push.
 	var found []string
-	recordFound := func() {
+	noteFound := func() {
 		if len(found) > 0 {
-			w.recordAll(found, time.Now(), evKept)
+			w.foundInTree(tree, found, time.Now())
 			found = found[:0]
 		}
 	}
-	defer recordFound()
+	defer noteFound()
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		r, _ := w.rel(p)
 		if err != nil {
@@ -160,12 +160,12 @@ func (w *Watcher) watchTree(rel string, record bool) error {
 			}
 			return nil
 		}
-		if record && r != "" {
-			if found = append(found, r); len(found) >= scanRecordChunk {
-				recordFound()
-			}
-		}
 		if !d.IsDir() {
+			if tree != nil {
+				if found = append(found, r); len(found) >= scanNoteChunk {
+					noteFound()
+				}
+			}
 			return nil
 		}
 		seen++
@@ -178,7 +178,7 @@ func (w *Watcher) watchTree(rel string, record bool) error {
 				if p == w.opt.Root {
 					return nil
 				}
-				return nil // unwatched, but still read: what is in it now is recorded
+				return nil // unwatched, but still read: its tree push carries what is in it now
 			}
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 				return filepath.SkipDir
@@ -299,7 +299,7 @@ func (w *Watcher) dirWorker(stop <-chan struct{}) {
 // degradedTick tries the missing watches again and pushes the whole tree:
 // what changed in unwatched directories since the last tick arrives now.
 func (w *Watcher) degradedTick() {
-	err := w.watchTree("", false)
+	err := w.watchTree("", nil)
 	var limit *WatchLimitError
 	switch {
 	case err == nil:
@@ -319,12 +319,15 @@ func (w *Watcher) degradedTick() {
 func (w *Watcher) doDirOp(op dirOp) {
 	switch op.kind {
 	case opScan:
-		err := w.watchTree(op.rel, true)
+		err := w.watchTree(op.rel, op.tree)
+		if op.tree != nil {
+			defer w.scanned(op.tree)
+		}
 		var limit *WatchLimitError
 		switch {
 		case err == nil:
 		case errors.As(err, &limit):
-			// What the new directories hold now is recorded; later changes
+			// What the new directories hold now goes with their tree; later changes
 			// in them are caught by the periodic full push.
 			if w.enterDegraded(limit) {
 				w.requestFullSync(missedUnwatched)
@@ -339,7 +342,7 @@ func (w *Watcher) doDirOp(op dirOp) {
 		w.dirMu.Lock()
 		w.resyncQueued = false
 		w.dirMu.Unlock()
-		err := w.watchTree("", false)
+		err := w.watchTree("", nil)
 		var limit *WatchLimitError
 		switch {
 		case err == nil:

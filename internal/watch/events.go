@@ -177,14 +177,12 @@ func (w *Watcher) handle(ev event) error {
 	case ev.has(unix.IN_CREATE | unix.IN_MOVED_TO):
 		if ev.has(unix.IN_ISDIR) {
 			if from.rel != "" {
-				// The scan records it (after its watches are set, so that
-				// it is not pushed before what changes in it meanwhile
-				// is seen): its old name waits for it (moves.go).
+				// Its old name waits for it (moves.go).
 				w.noteMove(rel, from.rel, now)
 			}
-			// The scan records the directory and everything made in it
-			// before its watch was set.
-			w.queueDirOp(dirOp{kind: opScan, rel: rel})
+			// One tree change, pushed whole once its scan has watched it
+			// and everything below it (trees.go).
+			w.newDir(rel, now)
 			return nil
 		}
 		// sersync's stock config turns createFile off because its
@@ -249,10 +247,10 @@ func (w *Watcher) pairMove(ev event, rel string) movedFrom {
 	switch {
 	case ev.has(unix.IN_MOVED_FROM):
 		w.mu.Lock()
-		c := w.pending[rel]
+		held := w.heldLocked(rel)
 		w.mu.Unlock()
 		// Not held: nothing was written to it lately.
-		w.moved = movedFrom{cookie: ev.cookie, complete: c == nil || c.complete}
+		w.moved = movedFrom{cookie: ev.cookie, complete: !held}
 		if w.opt.Events.MoveFrom && !w.excluded(rel, ev) {
 			w.moved.rel = rel
 		}

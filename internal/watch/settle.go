@@ -38,6 +38,7 @@ import (
 type held struct {
 	first, last time.Duration
 	events      int
+	tree        *treeState    // non-nil: a new directory, pushed whole (trees.go)
 	sizeDue     bool          // created or written since it was last sized
 	written     bool          // a write event was seen
 	complete    bool          // its last write was closed (see above)
@@ -46,6 +47,9 @@ type held struct {
 
 // due is when a change is handed on.
 func (w *Watcher) due(c *held) time.Time {
+	if c.tree != nil {
+		return w.treeDue(c)
+	}
 	quiet := w.opt.Settle / 4
 	if !c.complete {
 		quiet = time.Duration(c.events) * w.opt.Settle / w.opt.tune.quietDivisor
@@ -76,17 +80,6 @@ func (w *Watcher) record(rel string, now time.Time, ev recordKind, push bool) {
 	w.wakeFlush(wake)
 }
 
-// recordAll records paths as changed at the same time, under one lock.
-func (w *Watcher) recordAll(rels []string, now time.Time, ev recordKind) {
-	wake := false
-	w.mu.Lock()
-	for _, rel := range rels {
-		wake = w.recordLocked(rel, now, ev, true) || wake
-	}
-	w.mu.Unlock()
-	w.wakeFlush(wake)
-}
-
 func (w *Watcher) wakeFlush(wake bool) {
 	if wake {
 		select {
@@ -96,9 +89,29 @@ func (w *Watcher) wakeFlush(wake bool) {
 	}
 }
 
+// note moves c's last event to at and applies what ev says of its writer.
+func (c *held) note(at time.Duration, ev recordKind) {
+	c.last = at
+	switch ev {
+	case evCreated:
+		c.sizeDue, c.complete = true, false
+	case evCreatedComplete:
+		c.complete = true
+	case evWritten:
+		c.sizeDue, c.written, c.complete = true, true, false
+	case evClosed:
+		c.written, c.complete = true, true
+	}
+}
+
 // recordLocked records rel and says whether the flush goroutine must be
-// woken; w.mu held.
+// woken; w.mu held. An event below a new directory not yet handed on is
+// absorbed into it (trees.go), whatever the switches say.
 func (w *Watcher) recordLocked(rel string, now time.Time, ev recordKind, push bool) bool {
+	if root, t := w.treeAboveLocked(rel); t != nil {
+		w.absorbLocked(t, root, rel, w.since(now), ev)
+		return false
+	}
 	c := w.pending[rel]
 	if c == nil && !push {
 		return false
@@ -118,17 +131,7 @@ func (w *Watcher) recordLocked(rel string, now time.Time, ev recordKind, push bo
 	} else {
 		c.events++
 	}
-	c.last = at
-	switch ev {
-	case evCreated:
-		c.sizeDue, c.complete = true, false
-	case evCreatedComplete:
-		c.complete = true
-	case evWritten:
-		c.sizeDue, c.written, c.complete = true, true, false
-	case evClosed:
-		c.written, c.complete = true, true
-	}
+	c.note(at, ev)
 	// A new path is due Settle/4 from now at the earliest, a known one no
 	// sooner than before unless its writer just closed it: when the flush
 	// goroutine looks by then anyway, waking it costs a thousand context
@@ -190,43 +193,62 @@ const defaultQuietDivisor time.Duration = 8
 
 // sizeFiles looks at the size of created or written paths about to be
 // handed on, once per write, so that a file still being written waits
-// longer (sizeQuiet). The stat runs without the lock: the drain goroutine
-// must never wait on the disk.
+// longer (sizeQuiet); the entries of pending trees being written too
+// (trees.go). The stat runs without the lock: the drain goroutine must
+// never wait on the disk.
 func (w *Watcher) sizeFiles(now time.Time) {
-	var check []string
-	var last []time.Duration
-	var written []bool
+	type sizing struct {
+		p       string
+		c       *held
+		last    time.Duration
+		written bool
+		quiet   time.Duration
+		settled bool // not a regular file: nothing more to wait for
+	}
+	var check []sizing
+	add := func(p string, c *held) {
+		check = append(check, sizing{p: p, c: c, last: c.last, written: c.written})
+	}
 	w.mu.Lock()
 	for p, c := range w.pending {
-		if c.sizeDue && !c.complete && !now.Before(w.due(c)) {
-			check = append(check, p)
-			last = append(last, c.last)
-			written = append(written, c.written)
+		if c.tree == nil && c.sizeDue && !c.complete && !now.Before(w.due(c)) {
+			add(p, c)
 		}
 	}
+	w.treeEntriesToSize(now, add)
 	w.mu.Unlock()
 	if len(check) == 0 {
 		return
 	}
-	quiet := make([]time.Duration, len(check))
-	for i, p := range check {
-		fi, err := os.Lstat(w.abs(p))
+	for i := range check {
+		s := &check[i]
+		fi, err := os.Lstat(w.abs(s.p))
 		switch {
 		case err == nil:
-			quiet[i] = w.sizeQuiet(fi, written[i])
+			s.quiet = w.sizeQuiet(fi, s.written)
+			s.settled = !fi.Mode().IsRegular()
 		case errors.Is(err, fs.ErrNotExist):
 			// Created and gone already: most likely written aside and
 			// renamed into place. The new name waits Settle (a file with
 			// content and no write event); the old one waits as long, so
 			// both go in one commit and one push.
-			quiet[i] = w.opt.Settle
+			s.quiet = w.opt.Settle
 		}
 	}
 	w.mu.Lock()
-	for i, p := range check {
+	for _, s := range check {
 		// An event since the stat may have changed the size: look again.
-		if c := w.pending[p]; c != nil && c.last == last[i] {
-			c.sizeDue, c.minQuiet = false, quiet[i]
+		// A change handed on (or closed) meanwhile is no longer in any map,
+		// and what is set on it here is dropped with it.
+		if s.c.last == s.last {
+			s.c.sizeDue, s.c.minQuiet = false, s.quiet
+			if s.settled {
+				// A symlink, a device, a directory made below a tree: no
+				// writer to wait for, and no room to take in its tree.
+				if _, t := w.treeAboveLocked(s.p); t != nil && t.tree.open[s.p] == s.c {
+					delete(t.tree.open, s.p)
+				}
+			}
 		}
 	}
 	w.mu.Unlock()

@@ -88,6 +88,7 @@ type tuning struct {
 	overflowLogEvery    time.Duration
 	stopDrainQuiet      time.Duration
 	stopDrainMax        time.Duration
+	maxTreeOpen         int
 }
 
 // withDefaults fills the zero fields of t.
@@ -104,6 +105,7 @@ func (t tuning) withDefaults() tuning {
 	t.overflowLogEvery = cmp.Or(t.overflowLogEvery, defaultOverflowLogEvery)
 	t.stopDrainQuiet = cmp.Or(t.stopDrainQuiet, defaultStopDrainQuiet)
 	t.stopDrainMax = cmp.Or(t.stopDrainMax, defaultStopDrainMax)
+	t.maxTreeOpen = cmp.Or(t.maxTreeOpen, defaultMaxTreeOpen)
 	return t
 }
 
@@ -124,6 +126,7 @@ type Watcher struct {
 	epoch        time.Time // what held and handedOn times count from
 	mu           sync.Mutex
 	pending      map[string]*held
+	trees        map[string]*held    // the pending tree changes, also in pending (trees.go)
 	recent       map[string]handedOn // paths handed on within recentFor
 	flushAt      time.Time           // when the flush goroutine looks again by itself (zero: only when woken)
 	recentPruned time.Time
@@ -177,13 +180,14 @@ func New(opt Options) (*Watcher, error) {
 		epoch:   time.Now(),
 		commits: pace.Stream{Window: 2 * opt.tune.busyCommitGap * opt.Settle, MinBatch: busyPaths},
 		pending: map[string]*held{},
+		trees:   map[string]*held{},
 		recent:  map[string]handedOn{},
 		moves:   map[string]movedTo{},
 		wake:    make(chan struct{}, 1),
 		dirs:    map[string]struct{}{},
 		dirWake: make(chan struct{}, 1),
 	}
-	if err := w.watchTree("", false); err != nil {
+	if err := w.watchTree("", nil); err != nil {
 		var limit *WatchLimitError
 		if !errors.As(err, &limit) {
 			in.close()
