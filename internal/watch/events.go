@@ -183,6 +183,9 @@ func (w *Watcher) handle(ev event) error {
 			// One tree change, pushed whole once its scan has watched it
 			// and everything below it (trees.go).
 			w.newDir(rel, now)
+			if from.rel != "" && from.complete {
+				w.renamedTree(rel)
+			}
 			return nil
 		}
 		// sersync's stock config turns createFile off because its
@@ -247,7 +250,7 @@ func (w *Watcher) pairMove(ev event, rel string) movedFrom {
 	switch {
 	case ev.has(unix.IN_MOVED_FROM):
 		w.mu.Lock()
-		held := w.heldLocked(rel)
+		held := w.heldLocked(rel) || (ev.has(unix.IN_ISDIR) && w.heldBelowLocked(rel))
 		w.mu.Unlock()
 		// Not held: nothing was written to it lately.
 		w.moved = movedFrom{cookie: ev.cookie, complete: !held}

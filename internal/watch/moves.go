@@ -10,6 +10,7 @@ package watch
 // the new path is an upload, the old one a removal, as before.
 
 import (
+	"strings"
 	"time"
 
 	"github.com/sersyncd/sersyncd/internal/change"
@@ -78,6 +79,42 @@ func (w *Watcher) changesLocked(ready []string, now time.Time) []change.Change {
 		}
 	}
 	return cs
+}
+
+// heldBelowLocked reports whether a path below the directory rel is being
+// written (held, settle.go); w.mu held. One look at every pending path, at
+// a directory's rename only.
+func (w *Watcher) heldBelowLocked(rel string) bool {
+	prefix := rel + "/"
+	for p, c := range w.pending {
+		if strings.HasPrefix(p, prefix) && c.written && !c.complete {
+			return true
+		}
+	}
+	for p, t := range w.trees {
+		if p == rel || strings.HasPrefix(p, prefix) {
+			for _, e := range t.tree.open {
+				if !e.complete {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// renamedTree marks the pending tree rel, a directory renamed within the
+// tree with nothing below its old name being written, so that what its
+// scan finds is not taken for written (trees.go, foundInTree): a renamed
+// directory's files are as complete as they were under the old name, and
+// one of 45 MiB held the tree bigFileSettle × Settle for nothing. A scan
+// that got ahead of this has noted some already: they only wait longer.
+func (w *Watcher) renamedTree(rel string) {
+	w.mu.Lock()
+	if t := w.trees[rel]; t != nil && t.tree != nil {
+		t.tree.renamed = true
+	}
+	w.mu.Unlock()
 }
 
 // holdForMovesLocked drops from ready the old name of each rename whose

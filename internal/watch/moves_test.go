@@ -185,3 +185,53 @@ func mv(t *testing.T, fromRoot, from, toRoot, to string) {
 		t.Fatal(err)
 	}
 }
+
+// TestRenamedTreeNotHeldForItsFiles: a directory renamed within the tree
+// is handed on once quiet, not held as if its big file were being written
+// (a directory moved in from outside is: its files may be mid-copy).
+func TestRenamedTreeNotHeldForItsFiles(t *testing.T) {
+	const settle = 100 * time.Millisecond // a big file holds a new tree 10 × settle
+	tests := []struct {
+		name    string
+		outside bool
+		writing bool          // a file in it is being written (open, not closed) when renamed
+		within  time.Duration // handed on within this of the rename
+		atLeast time.Duration // and not before
+	}{
+		{"renamed within the tree", false, false, 500 * time.Millisecond, 0},
+		{"moved in from outside", true, false, time.Minute, 800 * time.Millisecond},
+		{"renamed while a file in it is written", false, true, time.Minute, 800 * time.Millisecond},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			root, outside := t.TempDir(), t.TempDir()
+			from := root
+			if tc.outside {
+				from = outside
+			}
+			writeAt(t, from, "d/big", strings.Repeat("b", 8<<10))
+			writeAt(t, from, "d/small", "s")
+			s := &timedSink{sink: newSink(), at: map[string]time.Time{}}
+			runWatcherTuned(t, root, s, settle, tuning{bigFileSize: 4 << 10})
+			time.Sleep(settle) // the watcher is quiet
+			if tc.writing {
+				f, err := os.OpenFile(filepath.Join(from, "d/big"), os.O_WRONLY|os.O_APPEND, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				if _, err := f.WriteString(strings.Repeat("w", 8<<10)); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(settle / 10) // its write is read before the rename
+			}
+			renamed := time.Now()
+			mv(t, from, "d", root, "e")
+			testutil.Eventually(t, 10*time.Second, "e handed on", func() bool { return s.has("e") })
+			at, _ := s.when("e")
+			if d := at.Sub(renamed); d > tc.within || d < tc.atLeast {
+				t.Errorf("handed on %v after the rename, want between %v and %v", d, tc.atLeast, tc.within)
+			}
+		})
+	}
+}

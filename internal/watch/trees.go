@@ -32,6 +32,9 @@ type treeState struct {
 	// untracked: more entries were open at once than maxTreeOpen; it
 	// waits by its event count, as a file still being written does.
 	untracked bool
+	// renamed: renamed within the tree, with nothing below its old name
+	// being written: what its scan finds is complete (moves.go).
+	renamed bool
 }
 
 // maxTreeOpen bounds the entries of one pending tree whose writer is
@@ -98,6 +101,9 @@ func (w *Watcher) foundInTree(t *held, rels []string, now time.Time) {
 	at := w.since(now)
 	w.mu.Lock()
 	for _, rel := range rels {
+		if t.tree.renamed {
+			break
+		}
 		w.trackLocked(t.tree, rel, at, evWritten)
 	}
 	t.last = max(t.last, at)
