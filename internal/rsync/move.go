@@ -50,7 +50,7 @@ type move struct {
 func (t *Target) moves(changes []change.Change) []move {
 	var renames []move
 	for _, c := range changes {
-		if c.From != "" && c.From != c.Path {
+		if c.From != "" && c.From != c.Path && t.worthMoving(c.Path) {
 			renames = append(renames, move{from: c.From, to: c.Path})
 		}
 	}
@@ -58,6 +58,28 @@ func (t *Target) moves(changes []change.Change) []move {
 		return nil
 	}
 	return resolveMoves(t.opt.Source, renames)
+}
+
+// moveMinSize: a file renamed within the tree is moved on the target only
+// from this size. A move is a call of its own (an rsync session to a
+// daemon, an ssh session), about 10 ms here, in which 1 MiB would have been
+// sent; the file the push lists anyway is then only checked. A save written
+// aside and renamed over the old name (what editors and most tools do) is
+// smaller: moving those cost the tree workload (10 such saves) 35 rsync
+// sessions per round at K = 1 instead of 4, and 0.087 s instead of 0.021 s
+// to converge (make bench). A directory is always moved.
+const moveMinSize = 1 << 20
+
+// worthMoving reports whether the renamed path rel is moved on the target
+// rather than sent again: a directory, or a file of moveMinSize or more. A
+// path gone again is kept for resolveMoves, which follows a chain a->b->c
+// through it and then drops it.
+func (t *Target) worthMoving(rel string) bool {
+	fi, err := os.Lstat(filepath.Join(t.opt.Source, rel))
+	if err != nil {
+		return true
+	}
+	return fi.IsDir() || (fi.Mode().IsRegular() && fi.Size() >= moveMinSize)
 }
 
 // resolveMoves turns the renames of a batch (to -> from, as the changes'

@@ -472,3 +472,30 @@ func TestPushedWhole(t *testing.T) {
 		t.Errorf("nothing synced: %+v, want all", got)
 	}
 }
+
+// TestWorthMoving: a directory and a file of moveMinSize or more are moved
+// on the target; a smaller file (a save written aside and renamed over the
+// old name) or a symlink is sent again, which costs less than a call of its
+// own; a path gone again stays for resolveMoves' chains.
+func TestWorthMoving(t *testing.T) {
+	src := t.TempDir()
+	mkfile(t, src, "d/x", "x")
+	mkfile(t, src, "small", "s")
+	mkfile(t, src, "big", strings.Repeat("b", moveMinSize))
+	if err := os.Symlink("big", filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	tgt := New(Options{Source: src, Dest: "h::m"})
+	for _, tc := range []struct {
+		rel  string
+		want bool
+	}{{"d", true}, {"big", true}, {"small", false}, {"link", false}, {"gone", true}} {
+		if got := tgt.worthMoving(tc.rel); got != tc.want {
+			t.Errorf("worthMoving(%q) = %v, want %v", tc.rel, got, tc.want)
+		}
+	}
+	// A small renamed file is no move: nothing runs before the push.
+	if ms := tgt.moves([]change.Change{{Path: "small", From: "old"}, {Path: "d", From: "e"}}); len(ms) != 1 || ms[0].to != "d" {
+		t.Fatalf("moves = %+v, want the directory's alone", ms)
+	}
+}

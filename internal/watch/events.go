@@ -194,7 +194,10 @@ func (w *Watcher) handle(ev event) error {
 		// switch that would see the new file is on. A file renamed into
 		// place is as complete as its old name was.
 		kind := evCreated
-		if from.complete {
+		switch {
+		case ev.has(unix.IN_CREATE):
+			kind = evMade
+		case from.complete:
 			kind = evCreatedComplete
 		}
 		if e.CreateFile || e.CloseWrite || e.MoveTo || e.Modify {
@@ -251,10 +254,11 @@ func (w *Watcher) pairMove(ev event, rel string) movedFrom {
 	case ev.has(unix.IN_MOVED_FROM):
 		w.mu.Lock()
 		held := w.heldLocked(rel) || (ev.has(unix.IN_ISDIR) && w.heldBelowLocked(rel))
+		unpushed := w.unpushedLocked(rel)
 		w.mu.Unlock()
 		// Not held: nothing was written to it lately.
 		w.moved = movedFrom{cookie: ev.cookie, complete: !held}
-		if w.opt.Events.MoveFrom && !w.excluded(rel, ev) {
+		if w.opt.Events.MoveFrom && !unpushed && !w.excluded(rel, ev) {
 			w.moved.rel = rel
 		}
 	case ev.has(unix.IN_MOVED_TO):

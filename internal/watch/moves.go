@@ -81,6 +81,19 @@ func (w *Watcher) changesLocked(ready []string, now time.Time) []change.Change {
 	return cs
 }
 
+// unpushedLocked reports whether no target can have rel yet: it was made
+// since it was last handed on, or lies in a new directory not yet handed
+// on; w.mu held. Renamed, it is an upload, not a move: a file written
+// aside and renamed over the old name (what editors do) has nothing to
+// move from on the target.
+func (w *Watcher) unpushedLocked(rel string) bool {
+	if _, t := w.treeAboveLocked(rel); t != nil {
+		return true
+	}
+	c := w.pending[rel]
+	return c != nil && c.made
+}
+
 // heldBelowLocked reports whether a path below the directory rel is being
 // written (held, settle.go); w.mu held. One look at every pending path, at
 // a directory's rename only.

@@ -90,6 +90,19 @@ func TestRenamesCarryFrom(t *testing.T) {
 			want: map[string]change.Change{"x": {Path: "x"}, "y": {Path: "y"}},
 		},
 		{
+			// What editors do: the new content is written aside and
+			// renamed over the old name. No target has the aside name
+			// (it was made since the last hand-on), so there is nothing
+			// to move from: the new name is an upload.
+			name:   "written aside and renamed over",
+			before: func(t *testing.T, root, _ string) { writeAt(t, root, "g", "old") },
+			act: func(t *testing.T, root, _ string) {
+				writeAt(t, root, "g.new", "new")
+				mv(t, root, "g.new", root, "g")
+			},
+			want: map[string]change.Change{"g.new": {Path: "g.new"}, "g": {Path: "g"}},
+		},
+		{
 			name:   "old name excluded",
 			before: func(t *testing.T, root, _ string) { writeAt(t, root, "f.tmp", "f") },
 			act:    func(t *testing.T, root, _ string) { mv(t, root, "f.tmp", root, "f") },

@@ -43,6 +43,9 @@ type held struct {
 	written     bool          // a write event was seen
 	complete    bool          // its last write was closed (see above)
 	minQuiet    time.Duration // what its size says about the writer (sizeQuiet)
+	// made: its hold began with its creation, so no push has carried it
+	// yet and no target has it: renamed, it is no move's old name (moves.go).
+	made bool
 }
 
 // due is when a change is handed on.
@@ -65,6 +68,7 @@ type recordKind int
 const (
 	evKept            recordKind = iota // removed, renamed away, chmod, found by a scan
 	evCreated                           // created or moved in: size it
+	evMade                              // created (IN_CREATE): as evCreated, and never on a target yet
 	evCreatedComplete                   // renamed into place from a name not being written
 	evWritten                           // written to: a writer is at work
 	evClosed                            // its writer closed it after writing
@@ -93,7 +97,7 @@ func (w *Watcher) wakeFlush(wake bool) {
 func (c *held) note(at time.Duration, ev recordKind) {
 	c.last = at
 	switch ev {
-	case evCreated:
+	case evCreated, evMade:
 		c.sizeDue, c.complete = true, false
 	case evCreatedComplete:
 		c.complete = true
@@ -126,7 +130,7 @@ func (w *Watcher) recordLocked(rel string, now time.Time, ev recordKind, push bo
 		if h, ok := w.recent[rel]; ok && at-h.at < w.opt.tune.recentFor {
 			events += 2 * h.events
 		}
-		c = &held{first: at, events: events}
+		c = &held{first: at, events: events, made: ev == evMade}
 		w.pending[rel] = c
 	} else {
 		c.events++

@@ -136,7 +136,7 @@ func (w *Watcher) absorbLocked(t *held, root, rel string, at time.Duration, ev r
 func (w *Watcher) trackLocked(ts *treeState, rel string, at time.Duration, ev recordKind) bool {
 	e := ts.open[rel]
 	switch ev {
-	case evCreated, evWritten:
+	case evCreated, evMade, evWritten:
 		if e == nil {
 			if len(ts.open) >= w.opt.tune.maxTreeOpen {
 				ts.untracked = true
