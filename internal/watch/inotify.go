@@ -16,8 +16,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -53,8 +53,8 @@ func watchMask(attrib bool) uint32 {
 // removed by directory path; the reader maps each event's watch back to
 // its directory.
 type inotify struct {
-	fd     int    // non-blocking; waited for with poll(2) beside stop, not in Go's poller (readPause)
-	stop   [2]int // a pipe: close writes to it to end the reader's poll
+	f      *os.File // non-blocking: reads wait in Go's poller, Close ends them
+	fd     int
 	mask   uint32
 	events chan event
 	done   chan struct{}
@@ -69,33 +69,13 @@ type inotify struct {
 // without names, or about 1,000 with names of 40 bytes.
 const readBuffer = 64 << 10
 
-// readPause is how long the reader waits after a read that found events
-// before it reads again. A reader waiting for the descriptor is woken by
-// every event the kernel queues, and that wake-up is paid by the writing
-// process, in its write(2) or close(2) (perf: __wake_up under the writer's
-// syscalls). Not waiting for a while, the reader is woken once per pause
-// instead of per event. For 10,000 new 1 KiB files (30,000 events) the
-// writer took, median of 7, 147 ms alone and beside a watcher whose
-// targets were down 200 ms with no pause, 164 ms with 250 µs, 155 ms with
-// 1 ms. A lone change is read at once (the pause comes after its read);
-// what follows it waits at most the pause: a save's close-write 1 ms cost
-// the latency median 1 ms, 250 µs nothing measurable. Go's poller cannot
-// do this: it keeps the descriptor in its epoll set, whose every wake-up
-// it pays.
-const readPause = 250 * time.Microsecond
-
 func newInotify(buffer uint, mask uint32) (*inotify, error) {
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("inotify_init1: %w", err)
 	}
-	var stop [2]int
-	if err := unix.Pipe2(stop[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("start inotify: %w", err)
-	}
 	in := &inotify{
-		stop:   stop,
+		f:      os.NewFile(uintptr(fd), "inotify"),
 		fd:     fd,
 		mask:   mask,
 		events: make(chan event, buffer),
@@ -143,59 +123,30 @@ func (in *inotify) remove(dir string) {
 }
 
 // close ends the reader; events stays open for what it already holds, and
-// is closed once the reader is gone, which closes the descriptors.
+// is closed once the reader is gone.
 func (in *inotify) close() {
 	in.closed.Do(func() {
 		close(in.done)
-		_, _ = unix.Write(in.stop[1], []byte{0})
+		in.f.Close()
 	})
 }
 
-// wait blocks until the descriptor has events or close was called; it
-// reports false for the latter.
-func (in *inotify) wait() (bool, error) {
-	for {
-		fds := []unix.PollFd{{Fd: int32(in.fd), Events: unix.POLLIN}, {Fd: int32(in.stop[0]), Events: unix.POLLIN}}
-		_, err := unix.Poll(fds, -1)
-		switch {
-		case errors.Is(err, unix.EINTR):
-			continue
-		case err != nil:
-			return false, fmt.Errorf("poll inotify: %w", err)
-		case fds[1].Revents != 0:
-			return false, nil
-		}
-		return true, nil
-	}
-}
-
 func (in *inotify) read() {
-	defer func() {
-		unix.Close(in.fd)
-		unix.Close(in.stop[0])
-		unix.Close(in.stop[1])
-		close(in.events)
-	}()
+	defer close(in.events)
 	buf := make([]byte, readBuffer)
 	var batch []event
 	for {
-		n, err := unix.Read(in.fd, buf)
-		switch {
-		case errors.Is(err, unix.EAGAIN):
-			ok, err := in.wait()
-			if ok {
-				continue
-			}
-			if err == nil {
+		n, err := in.f.Read(buf)
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) {
 				return
 			}
-			batch = append(batch[:0], event{err: err})
-		case errors.Is(err, unix.EINTR):
-			continue
-		case err != nil:
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
 			// Nothing more can be seen: the watcher must stop and say so.
 			batch = append(batch[:0], event{err: fmt.Errorf("read inotify: %w", err)})
-		default:
+		} else {
 			batch = in.parse(buf[:n], batch[:0])
 		}
 		for _, ev := range batch {
@@ -205,12 +156,7 @@ func (in *inotify) read() {
 				return
 			}
 		}
-		if len(batch) > 0 && batch[0].err != nil {
-			return
-		}
-		select {
-		case <-time.After(readPause):
-		case <-in.done:
+		if err != nil {
 			return
 		}
 	}
