@@ -63,17 +63,7 @@ func TestChmodPushesAParkedFile(t *testing.T) {
 	changed := time.Now()
 	e.converge(2*time.Second, "within 2 s of the chmod (the park is 4 s)")
 	t.Logf("equal %v after the chmod", time.Since(changed).Round(time.Millisecond))
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ts := e.status().Targets[0]
-		if ts.Failed == 0 && ts.Pending == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status after the chmod: %+v", ts)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	e.waitClean(5*time.Second, "", "status after the chmod")
 }
 
 // newAttrib says whether the env's config turns the attrib switch on.

@@ -37,6 +37,27 @@ func (e *env) tool(sub string, args ...string) (int, string) {
 	return code, out.String()
 }
 
+// waitClean waits, up to within, until the target whose module is module
+// ("": the first target) has nothing pending and nothing failing.
+func (e *env) waitClean(within time.Duration, module, what string) {
+	e.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		st := e.status()
+		ts := st.Targets[0]
+		if module != "" {
+			ts = targetStatus(e.t, st, module)
+		}
+		if ts.Failed == 0 && ts.Pending == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s: %+v", what, ts)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func (e *env) status() *control.Status {
 	e.t.Helper()
 	code, out := e.tool("status", "--json")
@@ -119,17 +140,7 @@ func TestRetryConvergesStoppedTarget(t *testing.T) {
 		t.Fatalf("retry exit %d:\n%s\n%s", code, out, e.proc.Output())
 	}
 	e.converge(30*time.Second, "after retry")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ts := targetStatus(t, e.status(), down.Module)
-		if ts.Failed == 0 && ts.Pending == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status after retry: %+v", ts)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	e.waitClean(10*time.Second, down.Module, "status after retry")
 }
 
 func TestTimedReplayConvergesStoppedTarget(t *testing.T) {

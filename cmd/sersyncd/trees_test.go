@@ -178,15 +178,5 @@ func TestNewDirectoryPartialFailure(t *testing.T) {
 	}
 	must(t, os.Chmod(e.path("new/secret"), 0o644))
 	e.converge(10*time.Second, "after the secret became readable (a retry of the parked tree)")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ts := e.status().Targets[0]
-		if ts.Failed == 0 && ts.Pending == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status after the chmod: %+v", ts)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	e.waitClean(10*time.Second, "", "status after the chmod")
 }
