@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -30,6 +31,7 @@ type env struct {
 
 type envOptions struct {
 	targets    int
+	settle     string // sersyncd's settle; default 20ms
 	excludes   []string
 	attrib     bool
 	backoffMax string
@@ -103,7 +105,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.config = filepath.Join(e.dir, "confxml.xml")
 	err := confxml.Write(e.config, confxml.Conf{
 		Src: e.src, Dir: e.dir, Port: port, Targets: remotes, Excludes: o.excludes,
-		Attrib: o.attrib, Settle: "20ms", BackoffMax: o.backoffMax, Params: o.params,
+		Attrib: o.attrib, Settle: cmp.Or(o.settle, "20ms"), BackoffMax: o.backoffMax, Params: o.params,
 		FailLogEvery: o.failLogEvery, CrontabEvery: o.crontabEvery, CrontabExcludes: o.crontabExcludes,
 		AuthUser: o.authUser, PasswordFile: o.passwordFile, CommandPrefix: o.commandPrefix,
 		Timeout: o.timeout, SSH: sshCommand, KeepDeleted: o.keepDeleted, RulesFile: rulesFile, Rsync: o.rsyncBinary, VerifyEvery: o.verifyEvery,

@@ -125,11 +125,14 @@ func TestRemovedAndMadeAgain(t *testing.T) {
 
 // TestBigFileInNewDirectory: a file still being written in a new directory
 // holds the directory's push: it arrives once, whole, after its writer
-// closed it; the files beside it arrive with it.
+// closed it; the files beside it arrive with it. A 100 ms settle holds a
+// big file 1 s after each write, so that the race detector's and a busy CI
+// machine's stalls of the writer (it was pushed at its first MiB once, with
+// a 20 ms settle's 200 ms) are not taken for its end.
 func TestBigFileInNewDirectory(t *testing.T) {
 	testutil.Integration(t)
 	onTmpfs(t)
-	e := newEnv(t, envOptions{targets: 1})
+	e := newEnv(t, envOptions{targets: 1, settle: "100ms"})
 	e.start()
 	e.mkfile("new/small", "small")
 	f, err := os.Create(e.path("new/big"))
