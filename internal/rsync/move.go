@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -160,14 +159,15 @@ func (t *Target) runMoves(ctx context.Context, moves []move) map[string]bool {
 		// then a new app.log) may have been pushed already, in an earlier
 		// batch: moving it away would lose it on the target.
 		m.keep = t.opt.KeepDeleted || exists(filepath.Join(t.opt.Source, m.from))
+		dir := isDir(filepath.Join(t.opt.Source, m.to))
 		switch {
-		case t.opt.Filter.ExcludedAs(m.from, isDir(filepath.Join(t.opt.Source, m.to))):
+		case t.opt.Filter.ExcludedAs(m.from, dir):
 			// Never pushed, so what the target has there is its own.
 			err = fmt.Errorf("old path %q is excluded", m.from)
 		case t.opt.SSHCommand != "" && !m.keep:
 			how = "mv"
 			err = t.sshMove(ctx, m)
-			if err == nil && isDir(filepath.Join(t.opt.Source, m.to)) {
+			if err == nil && dir {
 				// What changed inside between the rename and the rescan
 				// (BasisPushArgs): the moved content is all in place, so
 				// this sends the file list and the differences.
@@ -184,7 +184,7 @@ func (t *Target) runMoves(ctx context.Context, moves []move) map[string]bool {
 			continue
 		}
 		log.Debugf("moved on target by %s", how)
-		if how != "mv" && isDir(filepath.Join(t.opt.Source, m.to)) {
+		if how != "mv" && dir {
 			if synced == nil {
 				synced = map[string]bool{}
 			}
@@ -476,30 +476,17 @@ func (t *Target) basisPush(ctx context.Context, m move) error {
 	if t.opt.Filter.ExcludedAs(m.to, fi.IsDir()) {
 		return errNotMoved
 	}
-	var stdin bytes.Buffer
+	stdin := &bytes.Buffer{}
 	if !fi.IsDir() {
 		stdin.WriteString("./" + filepath.Base(m.to))
 		stdin.WriteByte(0)
-		return t.run(ctx, t.BasisPushArgs(m.from, m.to, false, m.keep), &stdin)
+		return t.run(ctx, t.BasisPushArgs(m.from, m.to, false, m.keep), stdin)
 	}
 	if !t.opt.Filter.Empty() {
-		err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || p == root {
-				return nil // vanished or unreadable: rsync reports it itself
-			}
-			rel := p[len(root)+1:]
-			if t.opt.Filter.ExcludedAs(m.to+"/"+rel, d.IsDir()) {
-				stdin.WriteString("/" + escapePattern(rel))
-				stdin.WriteByte(0)
-				if d.IsDir() {
-					return filepath.SkipDir
-				}
-			}
-			return ctx.Err()
-		})
-		if err != nil {
-			return fmt.Errorf("walk %s: %w", root, err)
+		// The push is of to/ onto its own directory: rules anchored there.
+		if stdin, _, err = t.walk(ctx, m.to, true, false); err != nil {
+			return err
 		}
 	}
-	return t.run(ctx, t.BasisPushArgs(m.from, m.to, true, m.keep), &stdin)
+	return t.run(ctx, t.BasisPushArgs(m.from, m.to, true, m.keep), stdin)
 }

@@ -155,13 +155,7 @@ func (t *Target) FullPushArgs(extraExcludes []string) []string {
 	if !t.opt.KeepDeleted {
 		args = append(args, "--delete", "--force")
 	}
-	stdin := "--exclude-from=-"
-	if !t.opt.Filter.HasExpressions() && !t.opt.Filter.Rules().Empty() {
-		// rsync applies the rsync-style rules itself: the very rules
-		// sersyncd decided live pushes with go on stdin (Rules.NULList).
-		stdin = "--filter=merge -"
-	}
-	return append(args, "--from0", stdin, "--", t.opt.Source+"/", t.opt.Dest+"/")
+	return append(args, "--from0", t.filterArg(), "--", t.opt.Source+"/", t.opt.Dest+"/")
 }
 
 // Push replays the renames among changes on the target first (move.go),
@@ -228,7 +222,7 @@ func (t *Target) fullPush(ctx context.Context, extraExcludes []string) error {
 	if !t.opt.Filter.HasExpressions() {
 		return t.run(ctx, t.withProgress(t.FullPushArgs(extraExcludes)), bytes.NewBuffer(t.opt.Filter.Rules().NULList()))
 	}
-	excluded, wanted, err := t.walk(ctx, "", true)
+	excluded, wanted, err := t.walk(ctx, "", false, true)
 	if err != nil {
 		return err
 	}
@@ -302,22 +296,27 @@ func parentDir(p string) string {
 }
 
 // walk lists the source below under (relative; "" for all of it) under the
-// filter: every excluded path as an anchored exclude rule, and (withWanted)
-// every other path as "./rel", both NUL-terminated. A directory excluded is
-// one rule; nothing below it is read.
-func (t *Target) walk(ctx context.Context, under string, withWanted bool) (excluded, wanted *bytes.Buffer, err error) {
+// filter: every excluded path as an exclude rule anchored at the transfer's
+// root (the source's, or with rootUnder under's, for a push of under/ onto
+// its own directory), and (withWanted) every other path as "./rel", both
+// NUL-terminated. A directory excluded is one rule; nothing below it is read.
+func (t *Target) walk(ctx context.Context, under string, rootUnder, withWanted bool) (excluded, wanted *bytes.Buffer, err error) {
 	excluded, wanted = &bytes.Buffer{}, &bytes.Buffer{}
 	start := t.opt.Source
 	if under != "" {
 		start = t.opt.Source + "/" + under
 	}
+	root := t.opt.Source
+	if rootUnder {
+		root = start
+	}
 	err = filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == t.opt.Source {
+		if err != nil || p == root {
 			return nil // vanished or unreadable: rsync reports it itself
 		}
 		rel := p[len(t.opt.Source)+1:]
 		if t.opt.Filter.ExcludedAs(rel, d.IsDir()) {
-			excluded.WriteString("/" + escapePattern(rel))
+			excluded.WriteString("/" + escapePattern(p[len(root)+1:]))
 			excluded.WriteByte(0)
 			if d.IsDir() {
 				return filepath.SkipDir
@@ -343,7 +342,7 @@ func (t *Target) ExcludeRules(ctx context.Context) ([]byte, error) {
 	if t.opt.Filter.Empty() {
 		return nil, nil
 	}
-	excluded, _, err := t.walk(ctx, "", false)
+	excluded, _, err := t.walk(ctx, "", false, false)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"sort"
 
 	"github.com/sersyncd/sersyncd/internal/change"
+	"github.com/sersyncd/sersyncd/internal/pusher"
 )
 
 // treeArgBytes bounds the bytes of directory arguments of one tree push;
@@ -55,7 +56,7 @@ func (t *Target) TreePushArgs(dirs []string) []string {
 		// full push.
 		args = append(args, "--delete-missing-args", "--delete", "--force")
 	}
-	args = append(args, "--from0", t.treeFilterArg(), "--")
+	args = append(args, "--from0", t.filterArg(), "--")
 	src := filepath.Clean(t.opt.Source)
 	for _, d := range dirs {
 		args = append(args, src+"/./"+d)
@@ -63,10 +64,12 @@ func (t *Target) TreePushArgs(dirs []string) []string {
 	return append(args, t.opt.Dest+"/")
 }
 
-// treeFilterArg is how a tree push reads its excludes on stdin.
-func (t *Target) treeFilterArg() string {
+// filterArg is how a recursive push (full or of trees) reads its excludes
+// on stdin: anchored exclude rules from a walk, or, without sersync's
+// expressions, the rsync-style rules themselves, which rsync applies as
+// sersyncd decided live pushes with them (Rules.NULList).
+func (t *Target) filterArg() string {
 	if !t.opt.Filter.HasExpressions() && !t.opt.Filter.Rules().Empty() {
-		// rsync applies the rsync-style rules itself, as in a full push.
 		return "--filter=merge -"
 	}
 	return "--exclude-from=-"
@@ -84,7 +87,7 @@ func (t *Target) treeExcludes(ctx context.Context, dirs []string) (*bytes.Buffer
 	}
 	all := &bytes.Buffer{}
 	for _, d := range dirs {
-		excluded, _, err := t.walk(ctx, d, false)
+		excluded, _, err := t.walk(ctx, d, false, false)
 		if err != nil {
 			return nil, err
 		}
@@ -188,11 +191,11 @@ func belowTree(p string, trees map[string]bool, self bool) bool {
 	return false
 }
 
-// partial reports whether a push failed only partially (rsync exit 23):
-// the target was reached and took the rest.
+// partial reports whether a push failed only partially (the exit-code
+// table's Partial): the target was reached and took the rest.
 func partial(err error) bool {
 	var e *ExitError
-	return errors.As(err, &e) && e.Code == 23
+	return errors.As(err, &e) && e.outcome() == pusher.Partial
 }
 
 // joinPushErrors is both failures of one push, the one that tells the pool
