@@ -100,11 +100,10 @@ func (w *Watcher) newDir(rel string, now time.Time) {
 func (w *Watcher) foundInTree(t *held, rels []string, now time.Time) {
 	at := w.since(now)
 	w.mu.Lock()
-	for _, rel := range rels {
-		if t.tree.renamed {
-			break
+	if !t.tree.renamed {
+		for _, rel := range rels {
+			w.trackLocked(t.tree, rel, at, evWritten)
 		}
-		w.trackLocked(t.tree, rel, at, evWritten)
 	}
 	t.last = max(t.last, at)
 	w.mu.Unlock()
