@@ -636,3 +636,30 @@ func TestPoolSmallBacklogWaitsForTheRunningPush(t *testing.T) {
 func failure(o Outcome, code int, text string) error {
 	return &PushError{Outcome: o, Code: code, Meaning: "test", Err: fmt.Errorf("exit %d: %s", code, text)}
 }
+
+// warmTarget is a fakeTarget that counts Warm calls.
+type warmTarget struct {
+	fakeTarget
+	warmed atomic.Int32
+}
+
+func (w *warmTarget) Warm() { w.warmed.Add(1) }
+
+func TestPoolWarmsIdleTargetsAtStart(t *testing.T) {
+	idle, owed := &warmTarget{fakeTarget: fakeTarget{name: "idle"}}, &warmTarget{fakeTarget: fakeTarget{name: "owed"}}
+	q, _ := testutil.OpenQueue(t, queue.Open, "", "idle", "owed")
+	// Changes left from a last run: the push starts at once, nothing to warm.
+	if err := q.AddChanges([]string{"owed"}, change.Of([]string{"left"})); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, New(q, []Target{idle, owed}, Options{Log: testutil.QuietLog(), Workers: 2, BatchMax: 10}))
+	testutil.Eventually(t, 5*time.Second, "the owed change pushed", func() bool { return owed.pushedCount("left") == 1 })
+	r.stop()
+	<-r.done
+	if n := idle.warmed.Load(); n != 1 {
+		t.Errorf("target with nothing pending warmed %d times at start, want once", n)
+	}
+	if n := owed.warmed.Load(); n != 0 {
+		t.Errorf("target with a change pending warmed %d times, want none", n)
+	}
+}

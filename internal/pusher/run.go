@@ -42,6 +42,9 @@ func (tr *targetRunner) run(stop, hard context.Context) {
 	} else if !next.IsZero() {
 		tr.wakeBy(next.Add(10 * time.Millisecond))
 	}
+	if w, ok := tr.target.(Warmer); ok && p.q.Pending(name) == 0 {
+		w.Warm()
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	beat := p.opt.Heartbeat.Loop("push: " + name)

@@ -33,6 +33,14 @@ type Prober interface {
 	Probe(ctx context.Context) error
 }
 
+// Warmer is a target that can make its next push cheaper by getting
+// ready ahead of it (rsync's standby: started, connected, waiting for its
+// list). The pool warms each target with nothing pending when it starts,
+// so the first change after a start costs what later ones do.
+type Warmer interface {
+	Warm()
+}
+
 // Outcome is what the pool needs to know of a push: what it may have left
 // on the target, and whether to isolate the paths that failed.
 type Outcome int

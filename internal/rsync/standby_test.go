@@ -239,3 +239,34 @@ func TestStandbyDiedAndTargetDown(t *testing.T) {
 		t.Errorf("push error = %v, want the fresh rsync's refusal (exit 10)", err)
 	}
 }
+
+func TestWarmStartsAStandbyForTheFirstPush(t *testing.T) {
+	d := testutil.StartDaemon(t, testutil.DaemonOptions{})
+	tgt, src := standbyTarget(t, d, time.Minute)
+	tgt.Warm()
+	ready := tgt.standbyNow()
+	if ready == nil {
+		t.Fatal("no rsync waiting after Warm")
+	}
+	tgt.Warm() // one is enough
+	if again := tgt.standbyNow(); again != ready {
+		t.Error("a second Warm replaced the waiting rsync")
+	}
+	write(t, src, "a", "first")
+	if err := push(t, tgt, "a"); err != nil {
+		t.Fatal(err)
+	}
+	wantFile(t, d.Dir, "a", "first")
+	if !ready.exited() || ready.waitErr != nil {
+		t.Errorf("the warmed rsync did not carry the first push (exited %v, %v)", ready.exited(), ready.waitErr)
+	}
+}
+
+func TestWarmWithoutStandby(t *testing.T) {
+	d := testutil.StartDaemon(t, testutil.DaemonOptions{})
+	tgt, _ := standbyTarget(t, d, 0)
+	tgt.Warm()
+	if p := tgt.standbyNow(); p != nil {
+		t.Error("Warm started an rsync for a target that keeps none")
+	}
+}

@@ -34,6 +34,7 @@ type Target struct {
 var (
 	_ pusher.Target = (*Target)(nil)
 	_ pusher.Prober = (*Target)(nil)
+	_ pusher.Warmer = (*Target)(nil)
 )
 
 // Options describe a target: where it is, how to reach it, and what it
