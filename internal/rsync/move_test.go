@@ -167,6 +167,13 @@ type moveTarget struct {
 	make func(t *testing.T, src string, opt Options) (*Target, string)
 }
 
+// movingAll makes tgt move every rename, however small, so that the move
+// itself is what the cases test.
+func movingAll(tgt *Target) *Target {
+	tgt.moveMin = 0
+	return tgt
+}
+
 func moveTargets(t *testing.T) []moveTarget {
 	sshd := testutil.StartSSHD(t)
 	var n atomic.Int32
@@ -174,7 +181,7 @@ func moveTargets(t *testing.T) []moveTarget {
 		return func(t *testing.T, src string, opt Options) (*Target, string) {
 			sub := fmt.Sprintf("case%d", n.Add(1))
 			opt.Source, opt.Dest, opt.Port = src, "127.0.0.1::"+d.Module+"/"+sub, d.Port
-			return New(opt), filepath.Join(d.Dir, sub)
+			return movingAll(New(opt)), filepath.Join(d.Dir, sub)
 		}
 	}
 	kinds := []moveTarget{
@@ -182,7 +189,7 @@ func moveTargets(t *testing.T) []moveTarget {
 		{"ssh", func(t *testing.T, src string, opt Options) (*Target, string) {
 			dst := t.TempDir()
 			opt.Source, opt.Dest, opt.SSHCommand = src, "127.0.0.1:"+dst, sshd.Command
-			return New(opt), dst
+			return movingAll(New(opt)), dst
 		}},
 	}
 	if os.Geteuid() == 0 {
@@ -473,15 +480,24 @@ func TestPushedWhole(t *testing.T) {
 	}
 }
 
-// TestWorthMoving: a directory and a file of moveMinSize or more are moved
-// on the target; a smaller file (a save written aside and renamed over the
-// old name) or a symlink is sent again, which costs less than a call of its
-// own; a path gone again stays for resolveMoves' chains.
+// TestWorthMoving: a file of moveMinSize or more, a directory whose files
+// hold that much or that has moveMinEntries entries, is moved on the
+// target; a smaller file (a save written aside and renamed over the old
+// name), a smaller directory or a symlink is sent again, which costs less
+// than a call of its own; a path gone again stays for resolveMoves'
+// chains.
 func TestWorthMoving(t *testing.T) {
 	src := t.TempDir()
 	mkfile(t, src, "d/x", "x")
+	mkfile(t, src, "d/sub/y", "y")
 	mkfile(t, src, "small", "s")
 	mkfile(t, src, "big", strings.Repeat("b", moveMinSize))
+	half := strings.Repeat("h", moveMinSize/2)
+	mkfile(t, src, "bigdir/a", half)
+	mkfile(t, src, "bigdir/sub/b", half)
+	for i := range moveMinEntries {
+		mkfile(t, src, fmt.Sprintf("many/%04d", i), "")
+	}
 	if err := os.Symlink("big", filepath.Join(src, "link")); err != nil {
 		t.Fatal(err)
 	}
@@ -489,13 +505,16 @@ func TestWorthMoving(t *testing.T) {
 	for _, tc := range []struct {
 		rel  string
 		want bool
-	}{{"d", true}, {"big", true}, {"small", false}, {"link", false}, {"gone", true}} {
+	}{
+		{"d", false}, {"bigdir", true}, {"many", true}, {"big", true},
+		{"small", false}, {"link", false}, {"gone", true},
+	} {
 		if got := tgt.worthMoving(tc.rel); got != tc.want {
 			t.Errorf("worthMoving(%q) = %v, want %v", tc.rel, got, tc.want)
 		}
 	}
-	// A small renamed file is no move: nothing runs before the push.
-	if ms := tgt.moves([]change.Change{{Path: "small", From: "old"}, {Path: "d", From: "e"}}); len(ms) != 1 || ms[0].to != "d" {
-		t.Fatalf("moves = %+v, want the directory's alone", ms)
+	// Small renames are no moves: nothing runs before the push.
+	if ms := tgt.moves([]change.Change{{Path: "small", From: "old"}, {Path: "d", From: "e"}, {Path: "bigdir", From: "f", Tree: true}}); len(ms) != 1 || ms[0].to != "bigdir" {
+		t.Fatalf("moves = %+v, want the big directory's alone", ms)
 	}
 }

@@ -23,6 +23,9 @@ import (
 // Target pushes with the rsync binary, to a daemon module or over ssh.
 type Target struct {
 	opt Options // set once, by New
+	// moveMin is the least a renamed path holds to be moved on the target
+	// (moveMinSize; tests set 0 to move every rename).
+	moveMin int64
 
 	mu      sync.Mutex
 	standby *rsyncProc // started ahead, waiting for its list
@@ -70,7 +73,7 @@ type Options struct {
 }
 
 // New makes the target opt describes.
-func New(opt Options) *Target { return &Target{opt: opt} }
+func New(opt Options) *Target { return &Target{opt: opt, moveMin: moveMinSize} }
 
 // Options returns what New was given.
 func (t *Target) Options() Options { return t.opt }
