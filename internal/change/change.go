@@ -11,6 +11,12 @@ type Change struct {
 	// in, during the watch), so that its files are not listed one by one:
 	// a list costs rsync about four times a recursive walk (issue 11).
 	Tree bool
+	// Fresh: with Tree, no target has anything below Path yet as far as
+	// the watcher knows (no directory of that name was removed or renamed
+	// away while it waited), so a push may list a small tree's paths
+	// instead of pushing it recursively with --delete (rsync/tree.go).
+	// Never set when in doubt: a tree not fresh is always pushed whole.
+	Fresh bool
 	// From: Path was renamed from From within the same tree. It is a hint:
 	// a push may first move From to Path on the target, and must leave the
 	// target equal to the source all the same when the hint is stale.
@@ -38,6 +44,8 @@ func Paths(cs []Change) []string {
 
 // Merge is what a path owes when it changed as a, then as b before a was
 // pushed: a tree push covers a plain one, and the latest rename hint wins.
+// A merged change is never Fresh: what the first one left on a target,
+// if its push ran, is not known.
 func Merge(a, b Change) Change {
 	m := Change{Path: b.Path, Tree: a.Tree || b.Tree, From: a.From}
 	if b.From != "" {

@@ -114,8 +114,8 @@ func putPaths(tx *bolt.Tx, targets []string, paths []change.Change, now time.Tim
 				if err := rec.decode(v); err != nil {
 					return fmt.Errorf("decode record %q: %w", p, err)
 				}
-				m := change.Merge(change.Change{Path: p, Tree: rec.Tree, From: rec.From}, ch)
-				rec.Tree, rec.From = m.Tree, m.From
+				m := change.Merge(change.Change{Path: p, Tree: rec.Tree, Fresh: rec.Fresh, From: rec.From}, ch)
+				rec.Tree, rec.Fresh, rec.From = m.Tree, m.Fresh, m.From
 				rec.Gen++
 				// A new change is pushed as such, not after the old
 				// failure's park.
@@ -125,7 +125,7 @@ func putPaths(tx *bolt.Tx, targets []string, paths []change.Change, now time.Tim
 				if err != nil {
 					return err
 				}
-				rec = Record{Seq: seq, Gen: 1, Queued: now, Tree: ch.Tree, From: ch.From}
+				rec = Record{Seq: seq, Gen: 1, Queued: now, Tree: ch.Tree, Fresh: ch.Fresh, From: ch.From}
 				if err := ob.Put(seqKey(seq), key); err != nil {
 					return err
 				}

@@ -70,7 +70,7 @@ func (q *Queue) claim(target string, max int, ready func(*targetState, *Record) 
 				continue
 			}
 			batch[p] = true
-			items = append(items, Item{Change: change.Change{Path: p, Tree: rec.Tree, From: rec.From},
+			items = append(items, Item{Change: change.Change{Path: p, Tree: rec.Tree, Fresh: rec.Fresh, From: rec.From},
 				Seq: rec.Seq, Gen: rec.Gen, Attempts: rec.Attempts})
 			if full {
 				break

@@ -67,9 +67,10 @@ type Record struct {
 	// RetryAt parks a record that failed on its own (the target took the
 	// rest of its batch): Claim skips it until then.
 	RetryAt time.Time
-	// Tree and From say how the path is pushed (change.Change).
-	Tree bool
-	From string
+	// Tree, Fresh and From say how the path is pushed (change.Change).
+	Tree  bool
+	Fresh bool
+	From  string
 }
 
 // Failed reports whether the record's last push attempt failed.

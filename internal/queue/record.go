@@ -9,8 +9,8 @@ import (
 // A record is stored as varints rather than JSON: with 100,000 pending
 // paths per target the encoding is most of the queue file, of the memory
 // its mmap occupies, and of the CPU a commit costs. Version 2 adds how the
-// path is pushed (change.Change's Tree and From); version 1 records, written
-// before, still decode, as plain changes.
+// path is pushed (change.Change's Tree, Fresh and From); version 1
+// records, written before, still decode, as plain changes.
 const (
 	recordVersion1 = 1
 	recordVersion  = 2
@@ -35,13 +35,19 @@ func (r *Record) encode() []byte {
 	if r.Tree {
 		flags |= flagTree
 	}
+	if r.Fresh {
+		flags |= flagFresh
+	}
 	b = binary.AppendUvarint(b, flags)
 	b = binary.AppendUvarint(b, uint64(len(r.From)))
 	return append(b, r.From...)
 }
 
-// flagTree is Record.Tree in the flags of a version 2 record.
-const flagTree = 1
+// The flags of a version 2 record: Record.Tree and Record.Fresh.
+const (
+	flagTree  = 1
+	flagFresh = 2
+)
 
 func appendTime(b []byte, t time.Time) []byte {
 	if t.IsZero() {
@@ -68,13 +74,13 @@ func (r *Record) decode(b []byte) error {
 	r.ExitCode = int(d.varint())
 	r.RetryAt = d.time()
 	r.Error = d.bytes()
-	r.Tree, r.From = false, ""
+	r.Tree, r.Fresh, r.From = false, false, ""
 	if version >= recordVersion {
 		flags := d.uvarint()
-		if flags&^flagTree != 0 {
+		if flags&^(flagTree|flagFresh) != 0 {
 			d.err = errBadRecord
 		}
-		r.Tree = flags&flagTree != 0
+		r.Tree, r.Fresh = flags&flagTree != 0, flags&flagFresh != 0
 		r.From = d.bytes()
 	}
 	if d.err != nil || len(d.b) != 0 {

@@ -16,6 +16,7 @@ func TestRecordRoundTrip(t *testing.T) {
 			LastFail: now.Add(time.Minute), ExitCode: 10, Error: "rsync exit 10 (error in socket I/O): \xff\n", RetryAt: now.Add(time.Hour)}},
 		{"negative exit", Record{Seq: 2, Gen: 2, ExitCode: -1, Error: "run rsync: context canceled"}},
 		{"tree", Record{Seq: 3, Gen: 1, Queued: now, Tree: true}},
+		{"fresh tree", Record{Seq: 5, Gen: 1, Queued: now, Tree: true, Fresh: true}},
 		{"renamed", Record{Seq: 4, Gen: 1, Queued: now, From: "old/na\nme", Tree: true, Error: "e"}},
 	}
 	for _, tc := range cases {
@@ -50,7 +51,7 @@ func TestRecordVersion1Decodes(t *testing.T) {
 		t.Fatalf("got %+v, want %+v", got, rec)
 	}
 	bad := append([]byte{}, v2...)
-	bad[len(bad)-2] = 2 // an unknown flag
+	bad[len(bad)-2] = 4 // an unknown flag
 	if err := got.decode(bad); err == nil {
 		t.Fatal("a record with an unknown flag decoded")
 	}
@@ -67,7 +68,7 @@ func FuzzRecordDecode(f *testing.F) {
 		}
 		var again Record
 		if err := again.decode(r.encode()); err != nil || again.Seq != r.Seq || again.Error != r.Error ||
-			again.Tree != r.Tree || again.From != r.From {
+			again.Tree != r.Tree || again.Fresh != r.Fresh || again.From != r.From {
 			t.Fatalf("re-encoding %+v: %v", r, err)
 		}
 	})

@@ -238,12 +238,13 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 		ready = w.holdForMovesLocked(ready)
 	}
 	trees := map[string]bool{}
+	fresh := map[string]bool{}
 	for _, p := range ready {
 		// A complete file handed on is done with: a later save of it
 		// starts afresh (settle.go); so is a tree (trees.go).
 		switch c := w.pending[p]; {
 		case c.tree != nil:
-			trees[p] = true
+			trees[p], fresh[p] = true, c.tree.fresh
 			w.forgetTreeLocked(p, c)
 			delete(w.recent, p)
 		case c.complete:
@@ -282,7 +283,7 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 	// A tree change is a directory of new content: a batch of its own.
 	w.commits.Note(now, len(ready)+len(trees)*(busyPaths-1))
 	for i := range changes {
-		changes[i].Tree = trees[changes[i].Path]
+		changes[i].Tree, changes[i].Fresh = trees[changes[i].Path], fresh[changes[i].Path]
 	}
 	if err := w.opt.Sink.Add(changes); err != nil {
 		// Put them back: a change is only forgotten once it is durable.

@@ -208,11 +208,13 @@ func (w *Watcher) handle(ev event) error {
 			}
 		}
 	case ev.has(unix.IN_DELETE | unix.IN_MOVED_FROM):
+		kind := evKept
 		if ev.has(unix.IN_ISDIR) || w.isDir(rel) {
 			w.queueDirOp(dirOp{kind: opUnwatch, rel: rel})
+			kind = evDirGone
 		}
 		if (ev.has(unix.IN_DELETE) && e.Delete) || (ev.has(unix.IN_MOVED_FROM) && e.MoveFrom) {
-			w.record(rel, now, evKept, true)
+			w.record(rel, now, kind, true)
 		}
 	case ev.has(unix.IN_CLOSE_WRITE):
 		// sersync's closeWrite is IN_CLOSE_WRITE. Whatever the switches, a

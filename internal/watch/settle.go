@@ -46,6 +46,10 @@ type held struct {
 	// made: its hold began with its creation, so no push has carried it
 	// yet and no target has it: renamed, it is no move's old name (moves.go).
 	made bool
+	// dirGone: a directory of this name was removed or renamed away while
+	// it was held, so a target may still have content below the name: a
+	// directory made again under it is no fresh tree (trees.go).
+	dirGone bool
 }
 
 // due is when a change is handed on.
@@ -67,6 +71,7 @@ type recordKind int
 
 const (
 	evKept            recordKind = iota // removed, renamed away, chmod, found by a scan
+	evDirGone                           // a directory removed or renamed away
 	evCreated                           // created or moved in: size it
 	evMade                              // created (IN_CREATE): as evCreated, and never on a target yet
 	evCreatedComplete                   // renamed into place from a name not being written
@@ -105,6 +110,8 @@ func (c *held) note(at time.Duration, ev recordKind) {
 		c.sizeDue, c.written, c.complete = true, true, false
 	case evClosed:
 		c.written, c.complete = true, true
+	case evDirGone:
+		c.dirGone = true
 	}
 }
 

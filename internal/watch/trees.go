@@ -35,6 +35,9 @@ type treeState struct {
 	// renamed: renamed within the tree, with nothing below its old name
 	// being written: what its scan finds is complete (moves.go).
 	renamed bool
+	// fresh: no directory of its name was removed or renamed away while
+	// it was held (change.Change's Fresh).
+	fresh bool
 }
 
 // maxTreeOpen bounds the entries of one pending tree whose writer is
@@ -72,13 +75,16 @@ func (w *Watcher) newDir(rel string, now time.Time) {
 	_, t := w.treeAboveLocked(rel)
 	if t == nil {
 		t = w.pending[rel]
+		// Fresh unless a directory of the name went while it was held
+		// (a tree made, removed and made again is as fresh as it was).
+		fresh := t == nil || (t.tree == nil && !t.dirGone) || (t.tree != nil && t.tree.fresh)
 		if t == nil {
 			t = &held{first: at}
 			w.pending[rel] = t
 		}
 		// A path recorded before (a file removed, a directory made again
 		// under the same name) becomes a tree: its push covers both.
-		t.tree = &treeState{}
+		t.tree = &treeState{fresh: fresh}
 		w.trees[rel] = t
 	}
 	t.events++
