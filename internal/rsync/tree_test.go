@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -132,6 +133,57 @@ func TestSplitChanges(t *testing.T) {
 	}
 }
 
+// TestListTrees: the trees of a batch are listed path by path only when
+// every one is fresh and they hold treeListMax entries or fewer in all;
+// what the filter excludes is not listed, and a tree gone is listed
+// itself, so that the push deletes what a failed one left.
+func TestListTrees(t *testing.T) {
+	src := t.TempDir()
+	mkfile(t, src, "a/f", "f")
+	mkfile(t, src, "a/sub/g", "g")
+	mkfile(t, src, "a/skip.tmp", "excluded")
+	for i := range treeListMax {
+		mkfile(t, src, fmt.Sprintf("big/%03d", i), "")
+	}
+	mkfile(t, src, "b/h", "h")
+	flt, err := filter.New([]string{`(.*)\.tmp`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tgt := New(Options{Source: src, Filter: flt})
+	fresh := func(p string) change.Change { return change.Change{Path: p, Tree: true, Fresh: true} }
+	cases := []struct {
+		name    string
+		changes []change.Change
+		want    []string // nil: not listed
+	}{
+		{"fresh and small", []change.Change{fresh("a"), {Path: "x"}}, []string{"a", "a/f", "a/sub", "a/sub/g"}},
+		{"two fresh trees", []change.Change{fresh("a"), fresh("b")}, []string{"a", "a/f", "a/sub", "a/sub/g", "b", "b/h"}},
+		{"gone", []change.Change{fresh("gone")}, []string{"gone"}},
+		{"not fresh", []change.Change{{Path: "a", Tree: true}}, nil},
+		{"one not fresh beside a fresh one", []change.Change{fresh("a"), {Path: "b", Tree: true}}, nil},
+		{"exactly the most", []change.Change{fresh("big")}, append([]string{"big"}, numberedPaths("big/%03d", treeListMax)...)},
+		{"more than the most in all", []change.Change{fresh("big"), fresh("b")}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			trees, _ := tgt.split(tc.changes)
+			got, ok := tgt.listTrees(context.Background(), trees, tc.changes)
+			if ok != (tc.want != nil) || !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("listTrees = %q, %v; want %q", got, ok, tc.want)
+			}
+		})
+	}
+}
+
+func numberedPaths(format string, n int) []string {
+	ps := make([]string, n)
+	for i := range ps {
+		ps[i] = fmt.Sprintf(format, i)
+	}
+	return ps
+}
+
 // treeCase is a source pushed whole first, a change to it, and the
 // changes queued for it.
 type treeCase struct {
@@ -144,6 +196,10 @@ type treeCase struct {
 	// excluded: paths the target must not have (filtered out); kept:
 	// paths the target must still have although the source has not.
 	excluded, kept []string
+	// listable: the target has nothing below the trees that the source
+	// has not, as the watcher knows a fresh tree: the case runs a second
+	// time with every tree Fresh, listed in the list push.
+	listable bool
 }
 
 func treeCases() []treeCase {
@@ -198,11 +254,11 @@ func treeCases() []treeCase {
 	}
 	return []treeCase{
 		{
-			name: "a new tree with nested directories, odd names and a symlink", before: old, change: newTree,
+			listable: true, name: "a new tree with nested directories, odd names and a symlink", before: old, change: newTree,
 			changes: []change.Change{{Path: "new", Tree: true}},
 		},
 		{
-			name: "plain paths at and below the tree in the same batch", before: old,
+			listable: true, name: "plain paths at and below the tree in the same batch", before: old,
 			change: func(t *testing.T, src string) {
 				newTree(t, src)
 				mkfile(t, src, "old/g", "beside")
@@ -210,17 +266,17 @@ func treeCases() []treeCase {
 			changes: []change.Change{{Path: "new/a"}, {Path: "new", Tree: true}, {Path: "new/sub", Tree: true}, {Path: "new/gone"}, {Path: "new"}, {Path: "old/g"}},
 		},
 		{
-			name: "sersync expressions: what they exclude stays out", filter: exprs, before: old, change: withExcluded,
+			listable: true, name: "sersync expressions: what they exclude stays out", filter: exprs, before: old, change: withExcluded,
 			changes:  []change.Change{{Path: "new", Tree: true}},
 			excluded: []string{"new/x.tmp", "new/sub/y.tmp", "new/cache"},
 		},
 		{
-			name: "rsync rules: what they exclude stays out", filter: rules, before: old, change: withExcluded,
+			listable: true, name: "rsync rules: what they exclude stays out", filter: rules, before: old, change: withExcluded,
 			changes:  []change.Change{{Path: "new", Tree: true}},
 			excluded: []string{"new/x.tmp", "new/sub/y.tmp", "new/cache"},
 		},
 		{
-			name: "a tree gone from the source is deleted", before: func(t *testing.T, src string) { old(t, src); newTree(t, src) },
+			listable: true, name: "a tree gone from the source is deleted", before: func(t *testing.T, src string) { old(t, src); newTree(t, src) },
 			change:  func(t *testing.T, src string) { rmAll(t, src, "new") },
 			changes: []change.Change{{Path: "new", Tree: true}},
 		},
@@ -237,7 +293,7 @@ func treeCases() []treeCase {
 			changes: []change.Change{{Path: "p/q", Tree: true}},
 		},
 		{
-			name: "a tree now a file", before: func(t *testing.T, src string) { mkfile(t, src, "p/q", "q") },
+			listable: true, name: "a tree now a file", before: func(t *testing.T, src string) { mkfile(t, src, "p/q", "q") },
 			change: func(t *testing.T, src string) {
 				rmAll(t, src, "p")
 				mkfile(t, src, "p", "a file now")
@@ -279,8 +335,20 @@ func TestTreePushConverges(t *testing.T) {
 			return New(opt), dst
 		}},
 	}
+	var cases []treeCase
+	for _, tc := range treeCases() {
+		cases = append(cases, tc)
+		if tc.listable {
+			tc.name += " (fresh, listed)"
+			tc.changes = slices.Clone(tc.changes)
+			for i := range tc.changes {
+				tc.changes[i].Fresh = tc.changes[i].Tree
+			}
+			cases = append(cases, tc)
+		}
+	}
 	for _, kind := range kinds {
-		for i, tc := range treeCases() {
+		for i, tc := range cases {
 			t.Run(kind.name+"/"+tc.name, func(t *testing.T) {
 				src := t.TempDir()
 				opt := Options{Source: src, Params: []string{"-artuz"}, KeepDeleted: tc.keepDeleted}
@@ -295,6 +363,12 @@ func TestTreePushConverges(t *testing.T) {
 					t.Fatalf("full push before: %v", err)
 				}
 				tc.change(t, src)
+				if trees, _ := tgt.split(tc.changes); len(trees) > 0 {
+					_, listed := tgt.listTrees(ctx, trees, tc.changes)
+					if want := strings.HasSuffix(tc.name, "(fresh, listed)"); listed != want {
+						t.Fatalf("trees listed: %v, want %v", listed, want)
+					}
+				}
 				if err := tgt.Push(ctx, tc.changes); err != nil {
 					t.Fatalf("push %+v: %v", tc.changes, err)
 				}
