@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -45,6 +46,15 @@ func startRsyncd(base, ip, module string, port int) (*rsyncd, error) {
 		return nil, err
 	}
 	d.p = p
+	// For analysis only, e.g. BENCH_DAEMON_NICE=19: the receiving daemons
+	// (and the sessions they fork) yield the CPU to everything else, as if
+	// they ran on the backup servers; what the writer still loses is the
+	// contender's own doing. Not used by make bench.
+	if n, err := strconv.Atoi(os.Getenv("BENCH_DAEMON_NICE")); err == nil {
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, p.pid(), n); err != nil {
+			return nil, fmt.Errorf("renice rsync daemon: %w", err)
+		}
+	}
 	addr := net.JoinHostPort(ip, strconv.Itoa(port))
 	for i := 0; i < 500; i++ {
 		if p.exited() {
