@@ -167,7 +167,8 @@ const method = `## Method
   ` + "`uid = root`, `gid = root`, `munge symlinks = no`, `read only = false`, `socket options = TCP_NODELAY`" + `), a source
   tree prepared and copied to every target (` + "`cp -a`" + `; for the tree workloads ` + "`cp -al`" + `, hard links, and
   the 10 changes are written aside and renamed over the old files), then the contender is started and waited for (sersyncd: "sersyncd
-  started"; lsyncd: its start-up rsyncs "finished"; script: "Watches established" per target).
+  started"; lsyncd: its start-up rsyncs "finished"; script: "Watches established" per target) and left alone 0.5 s more,
+  so that its start-up work (sersyncd's standby rsyncs connecting) does not overlap the workload.
 - Contenders, all with rsync ` + "`-a`" + ` (no ` + "`-z`" + ` on localhost) and ` + "`--sockopts=TCP_NODELAY`" + `:
   **sersyncd** (` + "`bin/sersyncd -o confxml.xml --db FILE`" + `, commonParams ` + "`-a`" + `, default settle/maxHold, the stock
   ` + "`<inotify>`" + ` switches with ` + "`attrib`" + ` on so that a chmod arrives);
