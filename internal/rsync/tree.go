@@ -218,8 +218,16 @@ func (t *Target) listTrees(ctx context.Context, trees []string, changes []change
 		paths = append(paths, d)
 		err := filepath.WalkDir(filepath.Join(t.opt.Source, d), func(p string, e fs.DirEntry, err error) error {
 			rel := p[len(filepath.Clean(t.opt.Source))+1:]
-			if err != nil || rel == d {
-				return nil // vanished or unreadable: rsync reports it itself
+			switch {
+			case err != nil && rel == d && errors.Is(err, fs.ErrNotExist):
+				return nil // gone: listed above, so deleted
+			case err != nil:
+				// Unreadable: listed, it would be pushed without what it
+				// holds and the push would succeed; the recursive push
+				// fails on it, and the pool keeps it and says so.
+				return err
+			case rel == d:
+				return nil
 			}
 			if t.opt.Filter.ExcludedAs(rel, e.IsDir()) {
 				if e.IsDir() {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sersyncd/sersyncd/internal/change"
 	"github.com/sersyncd/sersyncd/internal/filter"
 	"github.com/sersyncd/sersyncd/internal/pusher"
@@ -146,6 +148,7 @@ func TestListTrees(t *testing.T) {
 		mkfile(t, src, fmt.Sprintf("big/%03d", i), "")
 	}
 	mkfile(t, src, "b/h", "h")
+	deepDir(t, filepath.Join(src, "deep"))
 	flt, err := filter.New([]string{`(.*)\.tmp`})
 	if err != nil {
 		t.Fatal(err)
@@ -164,6 +167,8 @@ func TestListTrees(t *testing.T) {
 		{"one not fresh beside a fresh one", []change.Change{fresh("a"), {Path: "b", Tree: true}}, nil},
 		{"exactly the most", []change.Change{fresh("big")}, append([]string{"big"}, numberedPaths("big/%03d", treeListMax)...)},
 		{"more than the most in all", []change.Change{fresh("big"), fresh("b")}, nil},
+		// Listed, it would go without what it holds, and succeed.
+		{"something below it cannot be read", []change.Change{fresh("deep")}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -174,6 +179,32 @@ func TestListTrees(t *testing.T) {
 			}
 		})
 	}
+}
+
+// deepDir makes dir and directories below it deeper than PATH_MAX (4096
+// bytes), which no call given a path can read, as root or not.
+func deepDir(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.Repeat("n", 250)
+	for range 20 { // 20 × 251 bytes
+		if err := unix.Mkdirat(fd, name, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		next, err := unix.Openat(fd, name, unix.O_DIRECTORY|unix.O_RDONLY, 0)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd = next
+	}
+	unix.Close(fd)
 }
 
 func numberedPaths(format string, n int) []string {
