@@ -528,9 +528,11 @@ func (t *Target) basisPush(ctx context.Context, m move) error {
 	}
 	if !t.opt.Filter.Empty() {
 		// The push is of to/ onto its own directory: rules anchored there.
-		if stdin, _, err = t.walk(ctx, m.to, true, false); err != nil {
+		w, err := t.walk(ctx, m.to, true, false, 0)
+		if err != nil {
 			return err
 		}
+		stdin = w.excluded
 	}
 	return t.run(ctx, t.BasisPushArgs(m.from, m.to, true, m.keep), stdin)
 }

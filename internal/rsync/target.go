@@ -3,6 +3,7 @@ package rsync
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path/filepath"
@@ -176,14 +177,7 @@ func (t *Target) Push(ctx context.Context, changes []change.Change) error {
 // push runs one rsync for the listed paths, which underTypeChanges has
 // mapped already.
 func (t *Target) push(ctx context.Context, paths []string) error {
-	var list bytes.Buffer
-	for _, p := range paths {
-		// rsync skips --files-from entries that start with ';' or '#' as
-		// comments, even with --from0; "./" keeps every name a name.
-		list.WriteString("./")
-		list.WriteString(p)
-		list.WriteByte(0)
-	}
+	list := fileList(paths)
 	var standbyErr error
 	if p := t.takeStandby(); p != nil {
 		err := p.finish(ctx, list.Bytes())
@@ -196,7 +190,7 @@ func (t *Target) push(ctx context.Context, paths []string) error {
 		// as the push would have been without a standby.
 		standbyErr = err
 	}
-	err := t.run(ctx, t.PushArgs(), &list)
+	err := t.run(ctx, t.PushArgs(), list)
 	if standbyErr != nil && err != nil {
 		// The standby's connection may have died in the middle of a file,
 		// leaving its temp file on the target: the pool must hear of that,
@@ -226,12 +220,12 @@ func (t *Target) fullPush(ctx context.Context, extraExcludes []string) error {
 	if !t.opt.Filter.HasExpressions() {
 		return t.run(ctx, t.withProgress(t.FullPushArgs(extraExcludes)), bytes.NewBuffer(t.opt.Filter.Rules().NULList()))
 	}
-	excluded, wanted, err := t.walk(ctx, "", false, true)
+	w, err := t.walk(ctx, "", false, true, 0)
 	if err != nil {
 		return err
 	}
 	if !t.opt.KeepDeleted {
-		gone, err := t.deletions(ctx, extraExcludes, excluded)
+		gone, err := t.deletions(ctx, extraExcludes, w.excluded)
 		if err != nil {
 			return err
 		}
@@ -241,7 +235,7 @@ func (t *Target) fullPush(ctx context.Context, extraExcludes []string) error {
 			}
 		}
 	}
-	return t.run(ctx, t.withProgress(t.CopyListedArgs(extraExcludes)), wanted)
+	return t.run(ctx, t.withProgress(t.CopyListedArgs(extraExcludes)), fileList(w.wanted))
 }
 
 // DeletionsArgs is the argv of the dry run that lists what a filtered full
@@ -299,13 +293,30 @@ func parentDir(p string) string {
 	return ""
 }
 
+// walked is what walk found below a directory of the source.
+type walked struct {
+	excluded *bytes.Buffer // every excluded path as an anchored exclude rule, NUL-terminated
+	wanted   []string      // with withWanted: every other path, relative to the source
+	// unreadable: directories (or under itself) whose content could not
+	// be read, passed over. rsync reports them when it walks the tree
+	// itself; a list of wanted paths leaves out what they hold, and rsync,
+	// given the list, does not notice.
+	unreadable []string
+}
+
+// errTooMany is walk's error when it finds more wanted paths than asked.
+var errTooMany = errors.New("too many paths")
+
 // walk lists the source below under (relative; "" for all of it) under the
 // filter: every excluded path as an exclude rule anchored at the transfer's
 // root (the source's, or with rootUnder under's, for a push of under/ onto
-// its own directory), and (withWanted) every other path as "./rel", both
-// NUL-terminated. A directory excluded is one rule; nothing below it is read.
-func (t *Target) walk(ctx context.Context, under string, rootUnder, withWanted bool) (excluded, wanted *bytes.Buffer, err error) {
-	excluded, wanted = &bytes.Buffer{}, &bytes.Buffer{}
+// its own directory), and (withWanted) every other path, up to max of them
+// (0: no bound; errTooMany past it). A directory excluded is one rule;
+// nothing below it is read. A path that vanished is passed over (its
+// removal is a change of its own), and so is one that cannot be read,
+// which is noted (walked.unreadable).
+func (t *Target) walk(ctx context.Context, under string, rootUnder, withWanted bool, max int) (walked, error) {
+	w := walked{excluded: &bytes.Buffer{}}
 	start := t.opt.Source
 	if under != "" {
 		start = t.opt.Source + "/" + under
@@ -314,29 +325,51 @@ func (t *Target) walk(ctx context.Context, under string, rootUnder, withWanted b
 	if rootUnder {
 		root = start
 	}
-	err = filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == root {
-			return nil // vanished or unreadable: rsync reports it itself
+	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+		rel := strings.TrimPrefix(strings.TrimPrefix(p, t.opt.Source), "/")
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				w.unreadable = append(w.unreadable, rel)
+			}
+			return nil
 		}
-		rel := p[len(t.opt.Source)+1:]
+		if p == root {
+			return nil
+		}
 		if t.opt.Filter.ExcludedAs(rel, d.IsDir()) {
-			excluded.WriteString("/" + escapePattern(p[len(root)+1:]))
-			excluded.WriteByte(0)
+			w.excluded.WriteString("/" + escapePattern(p[len(root)+1:]))
+			w.excluded.WriteByte(0)
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
 			return nil
 		}
 		if withWanted {
-			wanted.WriteString("./" + rel)
-			wanted.WriteByte(0)
+			if max > 0 && len(w.wanted) == max {
+				return errTooMany
+			}
+			w.wanted = append(w.wanted, rel)
 		}
 		return ctx.Err()
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("walk %s: %w", start, err)
+		return walked{}, fmt.Errorf("walk %s: %w", start, err)
 	}
-	return excluded, wanted, nil
+	return w, nil
+}
+
+// fileList is paths as a push of listed paths reads them on stdin: each
+// as "./path", NUL-terminated. rsync skips --files-from entries that start
+// with ';' or '#' as comments, even with --from0; "./" keeps every name a
+// name.
+func fileList(paths []string) *bytes.Buffer {
+	var list bytes.Buffer
+	for _, p := range paths {
+		list.WriteString("./")
+		list.WriteString(p)
+		list.WriteByte(0)
+	}
+	return &list
 }
 
 // ExcludeRules is what FullPush's deletion pass reads on stdin: every path
@@ -346,11 +379,11 @@ func (t *Target) ExcludeRules(ctx context.Context) ([]byte, error) {
 	if t.opt.Filter.Empty() {
 		return nil, nil
 	}
-	excluded, _, err := t.walk(ctx, "", false, false)
+	w, err := t.walk(ctx, "", false, false, 0)
 	if err != nil {
 		return nil, err
 	}
-	return excluded.Bytes(), nil
+	return w.excluded.Bytes(), nil
 }
 
 // VerifyArgs is the argv of a dry run that lists, one itemized line per

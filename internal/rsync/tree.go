@@ -17,7 +17,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"path/filepath"
 	"sort"
 
@@ -88,11 +87,11 @@ func (t *Target) treeExcludes(ctx context.Context, dirs []string) (*bytes.Buffer
 	}
 	all := &bytes.Buffer{}
 	for _, d := range dirs {
-		excluded, _, err := t.walk(ctx, d, false, false)
+		w, err := t.walk(ctx, d, false, false, 0)
 		if err != nil {
 			return nil, err
 		}
-		all.Write(excluded.Bytes())
+		all.Write(w.excluded.Bytes())
 	}
 	return all, nil
 }
@@ -206,42 +205,30 @@ func (t *Target) listTrees(ctx context.Context, trees []string, changes []change
 			fresh[c.Path] = true
 		}
 	}
-	tooMany := errors.New("too many")
 	entries := 0 // below the trees
 	for _, d := range trees {
 		if !fresh[d] {
+			return nil, false
+		}
+		// d itself is in what the walk wants, and may be one more.
+		w, err := t.walk(ctx, d, false, true, treeListMax-entries+1)
+		if err != nil || len(w.unreadable) > 0 {
+			// Unreadable: listed, it would be pushed without what it
+			// holds and the push would succeed; the recursive push fails
+			// on it, and the pool keeps it and says so.
 			return nil, false
 		}
 		// The tree itself is listed even when gone: a push of it that
 		// failed part way may have left some of it on the target, which
 		// the list push then deletes (--delete-missing-args).
 		paths = append(paths, d)
-		err := filepath.WalkDir(filepath.Join(t.opt.Source, d), func(p string, e fs.DirEntry, err error) error {
-			rel := p[len(filepath.Clean(t.opt.Source))+1:]
-			switch {
-			case err != nil && rel == d && errors.Is(err, fs.ErrNotExist):
-				return nil // gone: listed above, so deleted
-			case err != nil:
-				// Unreadable: listed, it would be pushed without what it
-				// holds and the push would succeed; the recursive push
-				// fails on it, and the pool keeps it and says so.
-				return err
-			case rel == d:
-				return nil
+		for _, p := range w.wanted {
+			if p != d {
+				paths = append(paths, p)
+				entries++
 			}
-			if t.opt.Filter.ExcludedAs(rel, e.IsDir()) {
-				if e.IsDir() {
-					return filepath.SkipDir
-				}
-				return nil
-			}
-			if entries++; entries > treeListMax {
-				return tooMany
-			}
-			paths = append(paths, rel)
-			return ctx.Err()
-		})
-		if err != nil {
+		}
+		if entries > treeListMax {
 			return nil, false
 		}
 	}
