@@ -211,7 +211,8 @@ func (t *Target) push(ctx context.Context, paths []string) error {
 // walked, wanted paths. An excluded
 // file made after the walk is in neither list, so it never reaches the
 // target, as a single recursive call would have let it. A target that keeps
-// deleted files gets the copy alone.
+// deleted files gets the copy alone. A directory the walk could not read
+// fails the push after the copy, as rsync's own recursive walk would.
 func (t *Target) FullPush(ctx context.Context, extraExcludes []string) error {
 	return pushError(t.fullPush(ctx, extraExcludes))
 }
@@ -235,7 +236,15 @@ func (t *Target) fullPush(ctx context.Context, extraExcludes []string) error {
 			}
 		}
 	}
-	return t.run(ctx, t.withProgress(t.CopyListedArgs(extraExcludes)), fileList(w.wanted))
+	if err := t.run(ctx, t.withProgress(t.CopyListedArgs(extraExcludes)), fileList(w.wanted)); err != nil {
+		return err
+	}
+	if len(w.unreadable) > 0 {
+		// The list left out what they hold, and rsync, given the list, did
+		// not notice: the full push failed, and stays owed, the rest pushed.
+		return fmt.Errorf("full push: could not read %q (and %d more below the source); the rest was pushed", w.unreadable[0], len(w.unreadable)-1)
+	}
+	return nil
 }
 
 // DeletionsArgs is the argv of the dry run that lists what a filtered full

@@ -487,3 +487,38 @@ func TestTreePushPartialFailure(t *testing.T) {
 		t.Errorf("the readable file of the tree: %q, %v (push: %v)", b, rerr, err)
 	}
 }
+
+// TestFilteredFullPushSaysWhatItCouldNotRead: a full push with sersync's
+// expressions copies the list of the paths it walked; a directory it could
+// not read is not in it, and rsync, given the list, does not notice. The
+// push must fail (the pool keeps the full push and says so) after copying
+// the rest.
+func TestFilteredFullPushSaysWhatItCouldNotRead(t *testing.T) {
+	testutil.Integration(t)
+	d := testutil.StartDaemon(t, testutil.DaemonOptions{})
+	flt, err := filter.New([]string{`(.*)\.tmp`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, keep := range []bool{true, false} {
+		t.Run(fmt.Sprintf("keepDeleted=%v", keep), func(t *testing.T) {
+			src := t.TempDir()
+			mkfile(t, src, "a/f", "f")
+			mkfile(t, src, "skip.tmp", "excluded")
+			deepDir(t, filepath.Join(src, "deep"))
+			sub := fmt.Sprintf("case%d", i)
+			tgt := New(Options{Source: src, Dest: "127.0.0.1::" + d.Module + "/" + sub, Port: d.Port,
+				Params: []string{"-a"}, Filter: flt, KeepDeleted: keep})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			err := tgt.FullPush(ctx, nil)
+			if err == nil {
+				t.Fatal("a full push that could not read a directory succeeded")
+			}
+			t.Logf("full push: %v", err)
+			if keep {
+				wantFile(t, filepath.Join(d.Dir, sub), "a/f", "f")
+			}
+		})
+	}
+}
