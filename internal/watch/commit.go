@@ -237,14 +237,13 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 	if !all {
 		ready = w.holdForMovesLocked(ready)
 	}
-	trees := map[string]bool{}
-	fresh := map[string]bool{}
+	trees := map[string]bool{} // the tree changes among ready, each with whether it is fresh
 	for _, p := range ready {
 		// A complete file handed on is done with: a later save of it
 		// starts afresh (settle.go); so is a tree (trees.go).
 		switch c := w.pending[p]; {
 		case c.tree != nil:
-			trees[p], fresh[p] = true, c.tree.fresh
+			trees[p] = c.tree.fresh
 			w.forgetTreeLocked(p, c)
 			delete(w.recent, p)
 		case c.complete:
@@ -283,7 +282,7 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 	// A tree change is a directory of new content: a batch of its own.
 	w.commits.Note(now, len(ready)+len(trees)*(busyPaths-1))
 	for i := range changes {
-		changes[i].Tree, changes[i].Fresh = trees[changes[i].Path], fresh[changes[i].Path]
+		changes[i].Fresh, changes[i].Tree = trees[changes[i].Path]
 	}
 	if err := w.opt.Sink.Add(changes); err != nil {
 		// Put them back: a change is only forgotten once it is durable.
@@ -295,7 +294,7 @@ func (w *Watcher) flush(now time.Time, all bool) error {
 				c = &held{first: w.since(now), last: w.since(now)}
 				w.pending[p] = c
 			}
-			if trees[p] && c.tree == nil {
+			if _, tree := trees[p]; tree && c.tree == nil {
 				// Its scan is done: it only waits for the sink again.
 				c.tree = &treeState{}
 				if _, t := w.treeAboveLocked(p); t == nil {
