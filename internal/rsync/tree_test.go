@@ -24,18 +24,7 @@ import (
 // "--", recursive and relative, deletions as the target allows, the filter
 // on stdin the way a full push reads it.
 func TestTreePushArgs(t *testing.T) {
-	rules, err := filter.ParseRules("rules", []byte("- *.tmp\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	withRules, err := filter.NewWithRules(nil, rules)
-	if err != nil {
-		t.Fatal(err)
-	}
-	withExprs, err := filter.New([]string{`(.*)\.tmp`})
-	if err != nil {
-		t.Fatal(err)
-	}
+	withRules, withExprs := rulesFilter(t, "- *.tmp\n"), exprFilter(t, `(.*)\.tmp`)
 	dirs := []string{"new", "-rf", "a\nb", ";c", "d/e"}
 	cases := []struct {
 		name   string
@@ -149,11 +138,7 @@ func TestListTrees(t *testing.T) {
 	}
 	mkfile(t, src, "b/h", "h")
 	deepDir(t, filepath.Join(src, "deep"))
-	flt, err := filter.New([]string{`(.*)\.tmp`})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tgt := New(Options{Source: src, Filter: flt})
+	tgt := New(Options{Source: src, Filter: exprFilter(t, `(.*)\.tmp`)})
 	fresh := func(p string) change.Change { return change.Change{Path: p, Tree: true, Fresh: true} }
 	cases := []struct {
 		name    string
@@ -179,6 +164,30 @@ func TestListTrees(t *testing.T) {
 			}
 		})
 	}
+}
+
+// exprFilter is a filter of sersync's expressions.
+func exprFilter(t *testing.T, exprs ...string) *filter.Filter {
+	t.Helper()
+	f, err := filter.New(exprs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// rulesFilter is a filter of rsync-style rules, as <rsyncFilter> gives.
+func rulesFilter(t *testing.T, rules string) *filter.Filter {
+	t.Helper()
+	rs, err := filter.ParseRules("rules", []byte(rules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := filter.NewWithRules(nil, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // deepDir makes dir and directories below it deeper than PATH_MAX (4096
@@ -234,24 +243,8 @@ type treeCase struct {
 }
 
 func treeCases() []treeCase {
-	exprs := func(t *testing.T) *filter.Filter {
-		f, err := filter.New([]string{`(.*)\.tmp`, `^new/cache`})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
-	rules := func(t *testing.T) *filter.Filter {
-		rs, err := filter.ParseRules("rules", []byte("- *.tmp\n- /new/cache/\n"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := filter.NewWithRules(nil, rs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
+	exprs := func(t *testing.T) *filter.Filter { return exprFilter(t, `(.*)\.tmp`, `^new/cache`) }
+	rules := func(t *testing.T) *filter.Filter { return rulesFilter(t, "- *.tmp\n- /new/cache/\n") }
 	old := func(t *testing.T, src string) { mkfile(t, src, "old/f", "old") }
 	newTree := func(t *testing.T, src string) {
 		for _, f := range []string{"new/a", "new/sub/b", "new/sub/deeper/c", "new/-rf", "new/x\ny", "new/;semi", "new/#hash", "new/sp ace"} {
@@ -496,10 +489,7 @@ func TestTreePushPartialFailure(t *testing.T) {
 func TestFilteredFullPushSaysWhatItCouldNotRead(t *testing.T) {
 	testutil.Integration(t)
 	d := testutil.StartDaemon(t, testutil.DaemonOptions{})
-	flt, err := filter.New([]string{`(.*)\.tmp`})
-	if err != nil {
-		t.Fatal(err)
-	}
+	flt := exprFilter(t, `(.*)\.tmp`)
 	for i, keep := range []bool{true, false} {
 		t.Run(fmt.Sprintf("keepDeleted=%v", keep), func(t *testing.T) {
 			src := t.TempDir()
