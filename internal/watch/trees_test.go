@@ -357,16 +357,7 @@ func TestTreeRefusedIsKeptATree(t *testing.T) {
 func TestNewDirectoriesAreTrees(t *testing.T) {
 	root, stage := t.TempDir(), t.TempDir()
 	s := newSink()
-	write := func(rel string) {
-		t.Helper()
-		p := filepath.Join(root, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(rel), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(rel string) { t.Helper(); writeAt(t, root, rel, rel) }
 	// A tree is due Settle/4 after its last event: with 20 ms a 5 ms stall
 	// of the writer (seen once in 12 runs here) handed on part of a burst.
 	runWatcher(t, root, s, 100*time.Millisecond)
